@@ -1,0 +1,157 @@
+"""Typed configuration of an experiment, saved as ``experiment.json`` in the population.
+
+One pydantic model per concern (STYLE.md 6):
+
+* :class:`ExperimentConfig` -- what defines the experiment (data, training, selection,
+  mutation probabilities) and when every worker stops.  Written once into the population and
+  read by every worker, so an experiment is reproducible from its own files.
+* :class:`WorkerOptions` -- how one worker process runs (device, threads): machine-specific,
+  never part of the experiment's identity.
+
+Every field says its meaning and unit.  Invalid values raise :class:`lse.errors.ConfigError`
+with a message naming the field and the valid choices.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lse.errors import ConfigError
+
+#: Version of the experiment.json schema this code writes.  A file with a higher version was
+#: written by a newer lse and is refused rather than misread.
+CONFIG_SCHEMA_VERSION = 1
+
+DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100")
+
+#: Fields that may differ when an experiment is resumed: they bound the run, they do not
+#: change what is being searched.
+STOP_FIELDS = frozenset({"max_individuals", "max_hours", "max_flops"})
+
+
+class ExperimentConfig(BaseModel):
+    """Everything that defines one evolution experiment (paper section 3)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = Field(CONFIG_SCHEMA_VERSION, description="experiment.json schema version")
+
+    # --- data (section 3.4) ---
+    dataset: Literal["fashion-mnist", "mnist", "cifar10", "cifar100"] = Field(
+        "fashion-mnist", description="data set name"
+    )
+    data_dir: str | None = Field(
+        None, description="folder holding the data set's standard files; None: $LSE_DATA, then system folders"
+    )
+    validation_size: int = Field(5000, ge=10, description="examples held out of the training set for fitness")
+    augment: bool = Field(True, description="He et al. 2016 augmentation (pad+crop, flip where the data set allows)")
+
+    # --- population (section 3.1) ---
+    population_size: int = Field(40, ge=2, description="alive individuals the workers maintain (paper: 1000)")
+    selection: Literal["tournament", "random"] = Field(
+        "tournament", description="tournament: kill the worse of two; random: the paper's random-search control"
+    )
+    inheritance: bool = Field(True, description="children inherit the parent's weights (section 3.6)")
+    mutation_probabilities: dict[str, float] | None = Field(
+        None, description="relative weight per mutation name; None: uniform over the 11 of section 3.2"
+    )
+    seed: int = Field(0, description="experiment seed: fixes the validation split; workers derive their own")
+
+    # --- training (section 3.4) ---
+    steps: int = Field(25_600, ge=1, description="SGD steps per individual")
+    batch_size: int = Field(50, ge=1, description="training examples per step")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
+    weight_decay: float = Field(1e-4, ge=0.0, description="L2 weight decay")
+    initial_learning_rate: float = Field(0.1, gt=0.0, description="learning rate of initial individuals (section 3.3)")
+    eval_batch_size: int = Field(1000, ge=1, description="examples per validation batch (no grad)")
+
+    # --- stop conditions (every worker obeys; may change on resume) ---
+    max_individuals: int | None = Field(None, ge=1, description="stop after this many births (trained individuals)")
+    max_hours: float | None = Field(None, gt=0, description="stop this many hours after the experiment was created")
+    max_flops: float | None = Field(None, gt=0, description="stop when the experiment's FLOPs (section 3.5) exceed this")
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v > CONFIG_SCHEMA_VERSION:
+            raise ValueError(
+                f"written by a newer lse (schema {v}, this lse reads up to {CONFIG_SCHEMA_VERSION}); upgrade lse"
+            )
+        return v
+
+    @field_validator("mutation_probabilities")
+    @classmethod
+    def _known_mutations(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is None:
+            return v
+        from lse.mutations import MUTATION_NAMES  # pure module; lazy to keep import order simple
+
+        unknown = sorted(set(v) - set(MUTATION_NAMES))
+        if unknown:
+            raise ValueError(f"unknown mutation(s) {unknown}; valid: {', '.join(MUTATION_NAMES)}")
+        if any(p < 0 for p in v.values()) or sum(v.values()) <= 0:
+            raise ValueError("probabilities must be >= 0 with a positive sum")
+        return v
+
+    # --- identity and persistence ---
+    def identity(self) -> dict:
+        """The fields that must match for a launch to resume this experiment."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in STOP_FIELDS}
+
+    def differences(self, other: "ExperimentConfig") -> list[str]:
+        """Human-readable list of identity fields where ``other`` differs from ``self``."""
+        a, b = self.identity(), other.identity()
+        return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in sorted(a) if a[k] != b.get(k)]
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "experiment.json") -> "ExperimentConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(
+                f"{source} is not valid JSON ({e.msg} at line {e.lineno})",
+                "restore it from a backup or re-create the experiment with `lse launch --force`",
+            ) from None
+        return cls.parse(data, source)
+
+    @classmethod
+    def parse(cls, data: object, source: str = "options") -> "ExperimentConfig":
+        """Validate ``data``; raise ConfigError naming the first bad field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise ConfigError(f"{source}: {_first_error(e)}", "fix the value and try again") from None
+
+
+class WorkerOptions(BaseModel):
+    """How one worker process runs; not part of the experiment's identity."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu")
+    gpu_index: int | None = Field(None, ge=0, description="CUDA device index (the launcher assigns round robin)")
+    threads: int = Field(1, ge=1, description="torch intra-op threads; size to this worker's share of cores")
+    heartbeat_seconds: float = Field(5.0, gt=0, description="how often the worker refreshes its heartbeat")
+    stale_after_seconds: float = Field(
+        120.0, gt=0, description="a heartbeat unchanged this long (on the reader's clock) marks a worker dead"
+    )
+
+    @classmethod
+    def parse(cls, data: object, source: str = "options") -> "WorkerOptions":
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise ConfigError(f"{source}: {_first_error(e)}", "fix the value and try again") from None
+
+
+def _first_error(e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "value"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{loc}: {msg} (got {err.get('input')!r})"
