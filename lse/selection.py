@@ -1,0 +1,76 @@
+"""Selection decisions of the evolutionary loop (paper section 3.1), as pure functions.
+
+A worker lists the alive individuals as ``(id, fitness)`` pairs and asks this module which
+one to kill and which one to copy; the store then carries the decision out with atomic
+renames.  Nothing here touches torch or the filesystem, so the tests read like the paper.
+
+Two schemes:
+
+* ``tournament`` (section 3.1): draw two distinct individuals uniformly at random, compare
+  their validation accuracies; the worse is killed, the better becomes the parent.  A tie is
+  broken by the random draw order (the first drawn is the parent), so no id is favoured.
+* ``random`` -- the paper's random-search control (section 4: "we disabled the selection
+  mechanism, thereby reproducing and killing random individuals").  We draw the same pair of
+  distinct individuals and then ignore fitness: the first drawn is killed, the second is the
+  parent.  Keeping the pair (instead of two independent draws) keeps the population dynamics
+  of the control identical to the tournament's -- one death and one birth per step, the
+  parent never being the one just killed -- so the only thing that differs is selection.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+SELECTIONS = ("tournament", "random")
+
+Candidate = tuple[str, "float | None"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One evolutionary step's choice: kill ``kill``, copy and mutate ``parent``."""
+
+    kill: str
+    parent: str
+
+
+def _fitness(value: float | None) -> float:
+    # An alive individual always has a fitness; a missing or NaN one (a hand-edited or
+    # half-recovered entry) must lose every comparison rather than crash the worker.
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return -math.inf
+    return float(value)
+
+
+def pick_two(candidates: Sequence[Candidate], rng: random.Random) -> tuple[Candidate, Candidate]:
+    """Two distinct candidates drawn uniformly at random, in draw order."""
+    if len(candidates) < 2:
+        raise ValueError(f"selection needs at least 2 alive individuals, got {len(candidates)}")
+    i, j = rng.sample(range(len(candidates)), 2)
+    return candidates[i], candidates[j]
+
+
+def tournament(candidates: Sequence[Candidate], rng: random.Random) -> Decision:
+    """Section 3.1: of two random individuals, kill the worse and parent the better."""
+    a, b = pick_two(candidates, rng)
+    if _fitness(b[1]) > _fitness(a[1]):
+        a, b = b, a
+    return Decision(kill=b[0], parent=a[0])
+
+
+def random_search(candidates: Sequence[Candidate], rng: random.Random) -> Decision:
+    """The random-search control: kill one random individual, parent another, no comparison."""
+    a, b = pick_two(candidates, rng)
+    return Decision(kill=a[0], parent=b[0])
+
+
+def decide(selection: str, candidates: Sequence[Candidate], rng: random.Random) -> Decision:
+    """Dispatch on the experiment's ``selection`` field (``tournament`` or ``random``)."""
+    if selection == "tournament":
+        return tournament(candidates, rng)
+    if selection == "random":
+        return random_search(candidates, rng)
+    raise ValueError(f"unknown selection {selection!r}; valid: {', '.join(SELECTIONS)}")
