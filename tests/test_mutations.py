@@ -1,0 +1,242 @@
+"""The 11 mutations of section 3.2: a table of what each changes and what it never changes,
+plus mutate(): determinism, fallback, configurable probabilities, parent untouched."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from lse.dna import DNA, initial_dna
+from lse.errors import ConfigError, MutationError
+from lse.mutations import MUTATION_NAMES, MUTATIONS, MutationRecord, mutate
+
+
+def rich() -> DNA:
+    """v0 -C3x3/1x16-> v3(bn_relu) -C3x3/2x32-> v5 -I-> v1, skip v3 -> v1."""
+    return DNA.model_validate({
+        "vertices": [{"id": "v0"}, {"id": "v3", "activation": "bn_relu"}, {"id": "v5"}, {"id": "v1"}],
+        "edges": [
+            {"id": "e2", "src": "v0", "dst": "v3", "kind": "conv", "filter_h": 3.0, "filter_w": 3.0, "stride_log2": 0.0, "out_channels": 16.0},
+            {"id": "e4", "src": "v3", "dst": "v5", "kind": "conv", "filter_h": 3.0, "filter_w": 3.0, "stride_log2": 1.0, "out_channels": 32.0},
+            {"id": "e6", "src": "v5", "dst": "v1", "kind": "identity"},
+            {"id": "e7", "src": "v3", "dst": "v1", "kind": "identity", "skip": True},
+        ],
+        "learning_rate": 0.1, "input_id": "v0", "output_id": "v1", "next_id": 8,
+    })
+
+
+def arch(d: DNA) -> dict:
+    """Everything but the learning rate."""
+    x = d.model_dump(mode="json")
+    x.pop("learning_rate")
+    return x
+
+
+def changed_conv_fields(p: DNA, c: DNA) -> set[tuple[str, str]]:
+    out = set()
+    for e in c.edges:
+        try:
+            old = p.edge(e.id)
+        except KeyError:
+            continue
+        for f in ("filter_h", "filter_w", "stride_log2", "out_channels", "src", "dst", "kind", "skip"):
+            if getattr(old, f) != getattr(e, f):
+                out.add((e.id, f))
+    return out
+
+
+def check_alter_learning_rate(p, c, r):
+    assert arch(c) == arch(p)
+    assert 0.05 <= c.learning_rate <= 0.2 and c.learning_rate != p.learning_rate
+    assert r.changed_edges == [] and not r.reset_all
+
+
+def check_identity(p, c, r):
+    assert c == p and r.changed_edges == [] and not r.reset_all
+
+
+def check_reset_weights(p, c, r):
+    assert c == p and r.reset_all
+
+
+def check_insert_convolution(p, c, r):
+    assert c.learning_rate == p.learning_rate
+    assert len(c.conv_edges()) == len(p.conv_edges()) + 1 and len(c.vertices) == len(p.vertices) + 1
+    new = c.edge(r.details["edge"])
+    assert new.kind == "conv" and new.kernel() == (3, 3) and new.stride() in (1, 2)
+    assert new.channels() == c.vertex_channels()[new.src]  # as many channels as its input
+    assert c.vertex(new.dst).activation in ("bn_relu", "linear")
+    assert r.changed_edges == [new.id]
+    # old edges keep ids and parameters; only one of them is re-pointed to read the new vertex
+    assert {f for _, f in changed_conv_fields(p, c)} <= {"src"} and len(changed_conv_fields(p, c)) == 1
+    assert c.next_id == p.next_id + 2
+
+
+def check_remove_convolution(p, c, r):
+    assert len(c.conv_edges()) == len(p.conv_edges()) - 1
+    assert r.details["edge"] not in {e.id for e in c.edges}
+    assert c.learning_rate == p.learning_rate
+    assert all(f in ("src", "dst") for _, f in changed_conv_fields(p, c))
+
+
+def check_alter_stride(p, c, r):
+    e = r.details["edge"]
+    assert changed_conv_fields(p, c) == {(e, "stride_log2")}
+    assert abs(c.edge(e).stride_log2 - p.edge(e).stride_log2) <= 1.0 and c.edge(e).stride_log2 >= 0
+    s = c.edge(e).stride()
+    assert s & (s - 1) == 0  # a power of two
+    assert r.changed_edges == []
+
+
+def check_alter_channels(p, c, r):
+    e = r.details["edge"]
+    assert changed_conv_fields(p, c) == {(e, "out_channels")}
+    old, new = p.edge(e).out_channels, c.edge(e).out_channels
+    assert old / 2 <= new <= old * 2
+
+
+def check_filter_size(p, c, r):
+    e, axis = r.details["edge"], r.details["axis"]
+    assert changed_conv_fields(p, c) == {(e, axis)}
+    kh, kw = c.edge(e).kernel()
+    assert kh % 2 == 1 and kw % 2 == 1 and c.edge(e).kernel() != p.edge(e).kernel()
+    assert r.changed_edges == [e]
+
+
+def check_insert_one_to_one(p, c, r):
+    assert len(c.conv_edges()) == len(p.conv_edges()) and len(c.vertices) == len(p.vertices) + 1
+    new = c.edge(r.details["edge"])
+    assert new.kind == "identity" and not new.skip
+    assert r.changed_edges == []
+
+
+def check_add_skip(p, c, r):
+    new = c.edge(r.details["edge"])
+    assert new.skip and new.kind == "identity"
+    path = c.backbone()
+    assert path.index(new.src) < path.index(new.dst)
+    assert len(c.skips()) == len(p.skips()) + 1 and changed_conv_fields(p, c) == set()
+    assert r.changed_edges == []
+
+
+def check_remove_skip(p, c, r):
+    assert len(c.skips()) == len(p.skips()) - 1 and changed_conv_fields(p, c) == set()
+    assert c.learning_rate == p.learning_rate and r.changed_edges == []
+
+
+CHECKS = {n: globals()[f"check_{n}"] for n in MUTATION_NAMES}
+
+
+@pytest.mark.parametrize("name", MUTATION_NAMES)
+@pytest.mark.parametrize("seed", range(8))
+def test_each_mutation_changes_what_it_should_and_nothing_else(name, seed):
+    parent = rich()
+    before = parent.model_dump(mode="json")
+    child, record = MUTATIONS[name](parent, random.Random(seed))
+    assert isinstance(record, MutationRecord) and record.name == name
+    assert parent.model_dump(mode="json") == before  # parent never modified
+    DNA.model_validate(child.model_dump(mode="json"))  # child valid
+    assert child.next_id >= parent.next_id
+    # ids that survive keep their meaning: a surviving vertex keeps its activation
+    for v in child.vertices:
+        if v.id in {u.id for u in parent.vertices}:
+            assert v.activation == parent.vertex(v.id).activation
+    CHECKS[name](parent, child, record)
+
+
+@pytest.mark.parametrize("name", ["remove_convolution", "alter_stride", "alter_channels", "filter_size", "add_skip", "remove_skip"])
+def test_inapplicable_mutations_raise_on_the_initial_dna(name):
+    with pytest.raises(MutationError):
+        MUTATIONS[name](initial_dna(), random.Random(0))
+
+
+@pytest.mark.parametrize("name", ["alter_learning_rate", "identity", "reset_weights", "insert_convolution", "insert_one_to_one"])
+def test_always_applicable_mutations_apply_to_the_initial_dna(name):
+    child, record = MUTATIONS[name](initial_dna(), random.Random(0))
+    assert record.name == name
+
+
+def test_remove_only_convolution_leaves_an_identity():
+    d, _ = MUTATIONS["insert_convolution"](initial_dna(), random.Random(1))
+    # the conv reads the input; contracting it merges its vertex into the input
+    c, r = MUTATIONS["remove_convolution"](d, random.Random(0))
+    assert c.conv_edges() == [] and len(c.vertices) == 2
+
+
+def test_remove_convolution_into_output_folds_it():
+    p = DNA.model_validate({
+        "vertices": [{"id": "v0"}, {"id": "v1"}], "edges": [
+            {"id": "e2", "src": "v0", "dst": "v1", "kind": "conv", "filter_h": 3.0, "filter_w": 3.0, "stride_log2": 0.0, "out_channels": 4.0}],
+        "learning_rate": 0.1, "input_id": "v0", "output_id": "v1", "next_id": 3})
+    c, r = MUTATIONS["remove_convolution"](p, random.Random(0))
+    assert [e.kind for e in c.edges] == ["identity"] and c.edges[0].id != "e2"
+
+
+def test_add_skip_never_duplicates_and_eventually_exhausts():
+    d = rich()
+    rng = random.Random(0)
+    for _ in range(100):
+        try:
+            d, _ = MUTATIONS["add_skip"](d, rng)
+        except MutationError:
+            break
+    else:
+        pytest.fail("add_skip never ran out of pairs")
+    pairs = [(e.src, e.dst) for e in d.skips()]
+    assert len(pairs) == len(set(pairs))
+
+
+def test_mutate_is_deterministic_per_seed():
+    def chain(seed):
+        rng, d, names = random.Random(seed), initial_dna(), []
+        for _ in range(40):
+            d, r = mutate(d, rng)
+            names.append(r.name)
+        return d.to_json(), names
+
+    assert chain(3) == chain(3)
+    assert chain(3) != chain(4)
+
+
+def test_mutate_replaces_inapplicable_draws_and_falls_back_to_identity():
+    # only inapplicable mutations allowed: bounded, ends in identity
+    only_bad = {"remove_skip": 1.0, "add_skip": 1.0, "alter_stride": 1.0}
+    child, r = mutate(initial_dna(), random.Random(0), only_bad)
+    assert r.name == "identity" and sorted(r.skipped) == sorted(only_bad)
+    assert child == initial_dna()
+    # identity always applies, even with weight 0 elsewhere
+    child, r = mutate(initial_dna(), random.Random(0), {"identity": 1.0})
+    assert r.name == "identity" and r.skipped == []
+
+
+def test_probabilities_are_respected():
+    rng = random.Random(0)
+    counts = Counter(mutate(rich(), rng, {"alter_learning_rate": 3.0, "add_skip": 1.0})[1].name for _ in range(400))
+    assert set(counts) <= {"alter_learning_rate", "add_skip"}
+    assert counts["alter_learning_rate"] > 2 * counts["add_skip"]
+    uniform = Counter(mutate(rich(), rng)[1].name for _ in range(1100))
+    assert set(uniform) == set(MUTATION_NAMES)
+
+
+@pytest.mark.parametrize("bad", [{"grow": 1.0}, {"identity": -1.0}, {"identity": 0.0}])
+def test_bad_probabilities_raise_config_error_listing_valid_names(bad):
+    with pytest.raises(ConfigError) as info:
+        mutate(initial_dna(), random.Random(0), bad)
+    if "grow" in bad:
+        assert "insert_convolution" in str(info.value)
+
+
+def test_long_chains_stay_valid_and_connected():
+    for seed in range(30):
+        rng, d = random.Random(seed), initial_dna()
+        for _ in range(50):
+            d, _ = mutate(d, rng)
+            assert set(d.backbone()) == {v.id for v in d.vertices}
+        DNA.model_validate(d.model_dump(mode="json"))
+
+
+def test_record_round_trips():
+    _, r = mutate(rich(), random.Random(1))
+    assert MutationRecord.model_validate(r.model_dump(mode="json")) == r
