@@ -1,0 +1,192 @@
+"""What the population store says about one individual: ids, directory names and the record.
+
+* :func:`new_id` -- ids unique without coordination across hosts and ordered by birth time, so
+  that ``ls individuals/`` and ``sorted(ids)`` list the population in birth order.
+* :class:`IndividualName` -- the strict grammar of an individual's directory name
+  ``<id>.<state>.<acc>[.<by>]`` (paper footnote 2: the file name carries the state, and here
+  also the fitness, so that a tournament needs a directory listing and no file reads).
+* :class:`IndividualRecord` -- the small JSON record kept for every individual forever.
+
+Pure: no filesystem access here (the store does that).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Version of record.json / history/<id>.json this code writes.  Newer files are refused
+#: (quarantined would destroy data written by a newer lse, so they are skipped with a warning).
+RECORD_SCHEMA_VERSION = 1
+
+# 20240131T235959123456Z-9f2c04ab: UTC time to the microsecond (sorts by birth) and 32 random
+# bits (two hosts in the same microsecond still differ; no coordination, no shared counter).
+ID_RE = r"[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}"
+_ID_FULL = re.compile(rf"^{ID_RE}$")
+
+# Worker ids appear in directory names after a dot, so they may not contain one.
+WORKER_ID_RE = r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}"
+_WORKER_ID_FULL = re.compile(rf"^{WORKER_ID_RE}$")
+
+_ACC_RE = r"[01]\.[0-9]{6}|none"
+_NAME_RE = re.compile(
+    rf"^(?P<id>{ID_RE})\.(?:(?P<alive>alive)\.(?P<acc_a>{_ACC_RE})"
+    rf"|(?P<dead>dead)\.(?P<acc_d>{_ACC_RE})\.(?P<by>{WORKER_ID_RE}))$"
+)
+
+State = Literal["alive", "dead"]
+
+_id_lock = threading.Lock()
+_last_stamp = ""
+
+
+def new_id(now: float | None = None) -> str:
+    """A fresh individual id: ``YYYYMMDDTHHMMSSffffffZ-<8 hex>``.
+
+    Within one process ids are strictly increasing even when the clock stands still or steps
+    back (NTP), so a worker's own children sort in the order it made them.
+    """
+    global _last_stamp
+    t = time.time() if now is None else now
+    stamp = datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    with _id_lock:
+        if now is None and stamp <= _last_stamp:
+            stamp = _bump(_last_stamp)
+        if now is None:
+            _last_stamp = stamp
+    return f"{stamp}-{secrets.token_hex(4)}"
+
+
+def _bump(stamp: str) -> str:
+    """The stamp one microsecond after ``stamp``."""
+    dt = datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ")
+    return (dt + timedelta(microseconds=1)).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def is_id(text: str) -> bool:
+    return bool(_ID_FULL.fullmatch(text))
+
+
+def is_worker_id(text: str) -> bool:
+    return bool(_WORKER_ID_FULL.fullmatch(text))
+
+
+def id_time(individual_id: str) -> float:
+    """Unix time encoded in an id (its birth stamp)."""
+    dt = datetime.strptime(individual_id[:22], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def format_acc(acc: float | None) -> str:
+    if acc is None:
+        return "none"
+    if not 0.0 <= acc <= 1.0:
+        raise ValueError(f"accuracy must be in [0, 1], got {acc!r}")
+    return f"{acc:.6f}"
+
+
+@dataclass(frozen=True)
+class IndividualName:
+    """The parsed directory name of an individual."""
+
+    id: str
+    state: State
+    fitness: float | None  # validation accuracy rounded to 6 decimals; None for a failed child
+    by: str | None = None  # dead: the worker that killed it (or that published it dead)
+
+    @classmethod
+    def parse(cls, name: str) -> "IndividualName | None":
+        """Strict parse; None for anything that is not exactly an individual's name
+        (separators, newlines, '..', extra dots: all refused by the regex)."""
+        m = _NAME_RE.fullmatch(name)  # fullmatch: "$" would accept a trailing newline
+        if m is None:
+            return None
+        acc = m["acc_a"] or m["acc_d"]
+        fitness = None if acc == "none" else float(acc)
+        if fitness is not None and fitness > 1.0:
+            return None
+        if m["alive"]:
+            return cls(m["id"], "alive", fitness)
+        return cls(m["id"], "dead", fitness, m["by"])
+
+    def render(self) -> str:
+        acc = "none" if self.fitness is None else f"{self.fitness:.6f}"
+        if self.state == "alive":
+            return f"{self.id}.alive.{acc}"
+        assert self.by is not None, "a dead name carries the worker that killed it"
+        return f"{self.id}.dead.{acc}.{self.by}"
+
+
+class Inheritance(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    kept: int = Field(0, ge=0, description="parent tensors copied by name and exact shape")
+    reinitialised: int = Field(0, ge=0, description="child tensors freshly initialised")
+
+
+class Flops(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    train_per_batch: float = Field(0.0, ge=0, description="FLOPs of one training step (forward+backward)")
+    eval_per_batch: float = Field(0.0, ge=0, description="FLOPs of one validation batch (forward)")
+    total: float = Field(0.0, ge=0, description="this individual's cost F_t*N_t + F_v*N_v (section 3.5)")
+
+
+class IndividualRecord(BaseModel):
+    """The small record of one individual; kept in history/ after its weights are collected."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    schema_version: int = Field(RECORD_SCHEMA_VERSION, description="record schema version")
+    id: str = Field(description="individual id (see new_id)")
+    parent_id: str | None = Field(None, description="None for an initial individual")
+    generation: int = Field(0, ge=0, description="number of ancestors")
+    dna: dict = Field(description="lse.dna.DNA as JSON (model_dump(mode='json'))")
+    mutation: dict | None = Field(None, description="MutationRecord as JSON; None for initial individuals")
+    inheritance: Inheritance | None = Field(None, description="weights kept/reinitialised from the parent")
+    val_accuracy: float | None = Field(None, ge=0.0, le=1.0, description="fitness; None when training failed")
+    failed_reason: str | None = Field(None, description="why the child was born dead (NaN loss, OOM, ...)")
+    steps: int = Field(0, ge=0, description="SGD steps trained")
+    examples: int = Field(0, ge=0, description="training examples seen")
+    flops: Flops | None = Field(None, description="FLOPs (section 3.5)")
+    params: int | None = Field(None, ge=0, description="trainable parameters")
+    worker: str = Field("", description="worker id that trained and published it")
+    host: str = Field("", description="host name of that worker")
+    born_at: float | None = Field(None, description="unix seconds at publication (publisher's clock)")
+    train_seconds: float | None = Field(None, ge=0, description="wall seconds of training")
+    eval_seconds: float | None = Field(None, ge=0, description="wall seconds of validation")
+    state: State = Field("alive", description="alive or dead (from the directory name when read)")
+    killed_at: float | None = Field(None, description="unix seconds of the kill (killer's clock); None if alive")
+    killed_by: str | None = Field(None, description="worker id that killed it")
+    collected: bool = Field(False, description="weights garbage-collected; only the record remains")
+    extra: dict = Field(default_factory=dict, description="free-form details (e.g. trainer info)")
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v > RECORD_SCHEMA_VERSION:
+            raise ValueError(f"written by a newer lse (schema {v}); upgrade lse")
+        return v
+
+    @field_validator("id")
+    @classmethod
+    def _strict_id(cls, v: str) -> str:
+        if not is_id(v):
+            raise ValueError(f"not an individual id: {v!r}")
+        return v
+
+    @field_validator("parent_id")
+    @classmethod
+    def _strict_parent(cls, v: str | None) -> str | None:
+        if v is not None and not is_id(v):
+            raise ValueError(f"not an individual id: {v!r}")
+        return v
+
+    @property
+    def mutation_name(self) -> str | None:
+        return None if self.mutation is None else self.mutation.get("name")

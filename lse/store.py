@@ -1,0 +1,984 @@
+"""The population directory: paths, atomic transitions, records, garbage collection, recovery.
+
+The paper's workers never talk to each other (section 3.1): the population is a directory on a
+shared filesystem, each individual a directory whose *name* carries its id, state and fitness
+(footnote 2), and every transition is ONE atomic ``rename``:
+
+    birth  workers/<wid>/child-<id>/       -> individuals/<id>.alive.<acc>/
+           (a failed child is born dead:   -> individuals/<id>.dead.none.<wid>/)
+    kill   individuals/<id>.alive.<acc>/   -> individuals/<id>.dead.<acc>.<killer-wid>/
+    GC     individuals/<id>.dead.<acc>.*/  -> gc/<id>.<collector-wid>/   then history/<id>.json,
+                                                                          then rmtree
+
+A rename whose source is gone (``ENOENT``/``ESTALE``) lost a race to another worker: an ordinary
+outcome (``False`` / :class:`LostRace`), never an error.  Every destination name is unique to
+the worker doing the rename (the killer's id is in a dead name, the collector's in a GC name),
+so when NFS loses a rename's reply and the retransmission fails, "destination exists and source
+is gone" proves that *this* worker won.
+
+Files are written privately (inside ``workers/<wid>/``), fsynced with their directory, then
+published by rename: a reader never sees a partial individual, and a crash at any point leaves
+either the old or the new state plus private leftovers that :meth:`Store.recover` reclaims.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+from pydantic import ValidationError
+
+from lse.config import ExperimentConfig
+from lse.errors import ConfigError, CorruptIndividual, DiskFull, DNAError, LostRace, StoreError
+from lse.records import (
+    IndividualName,
+    IndividualRecord,
+    State,
+    format_acc,
+    is_id,
+    is_worker_id,
+    new_id,
+)
+
+__all__ = [
+    "Entry",
+    "GCReport",
+    "IndividualRecord",
+    "PopulationPaths",
+    "RecoverReport",
+    "Store",
+    "WorkerHandle",
+    "new_id",
+]
+
+log = logging.getLogger("lse.store")
+
+# ESTALE: NFS file handle of a directory that another client renamed or removed.
+_GONE = frozenset({errno.ENOENT, errno.ESTALE})
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_DENIED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+RECORD_FILE = "record.json"
+WEIGHTS_FILE = "weights.safetensors"
+HEARTBEAT_FILE = "heartbeat.json"
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(key: str, message: str) -> None:
+    """One warning per key per process: 250 workers listing the same foreign file every few
+    seconds must not flood the logs."""
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    log.warning(message)
+
+
+# --------------------------------------------------------------------------------------------
+# paths
+
+
+class PopulationPaths:
+    """Every path of a population directory; nobody else concatenates paths (STYLE 4)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.experiment = self.root / "experiment.json"
+        self.individuals = self.root / "individuals"
+        self.history = self.root / "history"
+        self.workers = self.root / "workers"
+        self.gc = self.root / "gc"
+        self.quarantine = self.root / "quarantine"
+        self.logs = self.root / "logs"
+        self.eval = self.root / "eval"
+        self.stop = self.root / "STOP"
+
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        return (self.individuals, self.history, self.workers, self.gc, self.quarantine, self.logs, self.eval)
+
+    def individual(self, name: IndividualName) -> Path:
+        return self.individuals / name.render()
+
+    @staticmethod
+    def record_file(individual_dir: Path) -> Path:
+        return individual_dir / RECORD_FILE
+
+    @staticmethod
+    def weights_file(individual_dir: Path) -> Path:
+        return individual_dir / WEIGHTS_FILE
+
+    def history_record(self, individual_id: str) -> Path:
+        return self.history / f"{_checked_id(individual_id)}.json"
+
+    def history_death(self, individual_id: str) -> Path:
+        return self.history / f"{_checked_id(individual_id)}.death.json"
+
+    def worker(self, worker_id: str) -> Path:
+        return self.workers / _checked_wid(worker_id)
+
+    def heartbeat(self, worker_id: str) -> Path:
+        return self.worker(worker_id) / HEARTBEAT_FILE
+
+    def child(self, worker_id: str, individual_id: str) -> Path:
+        """Private scratch where a worker assembles a child before its birth rename."""
+        return self.worker(worker_id) / f"child-{_checked_id(individual_id)}"
+
+    def private_file(self, worker_id: str, label: str) -> Path:
+        """A fresh private temporary file name inside the worker's folder."""
+        return self.worker(worker_id) / f"tmp-{label}-{secrets.token_hex(6)}"
+
+    def gc_individual(self, individual_id: str, collector: str) -> Path:
+        return self.gc / f"{_checked_id(individual_id)}.{_checked_wid(collector)}"
+
+    def gc_worker(self, worker_id: str, collector: str) -> Path:
+        return self.gc / f"worker.{_checked_wid(worker_id)}.{_checked_wid(collector)}"
+
+    def quarantined(self, label: str) -> Path:
+        return self.quarantine / f"{label}.{secrets.token_hex(4)}"
+
+    def log(self, worker_id: str) -> Path:
+        return self.logs / f"{_checked_wid(worker_id)}.log"
+
+    def eval_record(self, individual_id: str) -> Path:
+        return self.eval / f"{_checked_id(individual_id)}.json"
+
+
+def _checked_id(individual_id: str) -> str:
+    if not is_id(individual_id):
+        raise ValueError(f"not an individual id: {individual_id!r}")
+    return individual_id
+
+
+def _checked_wid(worker_id: str) -> str:
+    if not is_worker_id(worker_id):
+        raise ValueError(f"not a worker id: {worker_id!r} (letters, digits, '-', '_'; at most 80)")
+    return worker_id
+
+
+def _parse_gc_name(name: str) -> tuple[str, str, str] | None:
+    """gc/<id>.<collector> -> ("individual", id, collector);
+    gc/worker.<wid>.<collector> -> ("worker", wid, collector); anything else None."""
+    parts = name.split(".")
+    if len(parts) == 2 and is_id(parts[0]) and is_worker_id(parts[1]):
+        return "individual", parts[0], parts[1]
+    if len(parts) == 3 and parts[0] == "worker" and is_worker_id(parts[1]) and is_worker_id(parts[2]):
+        return "worker", parts[1], parts[2]
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# low-level durable writes
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as e:  # some filesystems refuse fsync on directories; nothing more to do
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Create ``path`` (private, must not exist), write all of ``data``, fsync.
+
+    A short write continues where it stopped; a write that makes no progress is a full disk
+    (some filesystems report ENOSPC that way).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            if n <= 0:
+                raise OSError(errno.ENOSPC, "write made no progress (disk full?)", str(path))
+            view = view[n:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _dumps(obj: object) -> bytes:
+    return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
+
+
+def _save_weights(state_dict: dict) -> bytes:
+    """safetensors bytes: a format that cannot run code when read (never pickle)."""
+    from safetensors.torch import save
+
+    # Contiguous private copies: safetensors refuses shared or strided storage.
+    tensors = {str(k): v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
+    return save(tensors, metadata={"format": "pt"})
+
+
+def _load_weights(data: bytes) -> dict:
+    from safetensors.torch import load
+
+    return load(data)
+
+
+def _validate_dna(dna: dict) -> None:
+    """Validate a record's DNA with lse.dna.DNA (raises DNAError/ValidationError/ValueError)."""
+    try:
+        from lse.dna import DNA
+    except ImportError:  # the DNA module is not there yet: accept any mapping
+        if not isinstance(dna, dict):
+            raise ValueError("dna is not a mapping")
+        return
+    DNA.model_validate(dna)
+
+
+def _safetensors_error() -> type[Exception]:
+    from safetensors import SafetensorError
+
+    return SafetensorError
+
+
+# --------------------------------------------------------------------------------------------
+# public value types
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One individual as seen in a directory listing (no file was read)."""
+
+    id: str
+    fitness: float | None
+    state: State
+    path: Path
+    by: str | None = None
+
+    @property
+    def name(self) -> IndividualName:
+        return IndividualName(self.id, self.state, self.fitness, self.by)
+
+
+@dataclass
+class GCReport:
+    collected: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)
+    lost: int = 0  # entries another collector took first
+
+
+@dataclass
+class RecoverReport:
+    workers_reclaimed: list[str] = field(default_factory=list)
+    gc_finished: list[str] = field(default_factory=list)
+
+
+class WorkerHandle:
+    """A registered worker: its private folder ``workers/<wid>/`` and heartbeat.
+
+    The heartbeat lets workers on *other* hosts tell that this one is alive: a counter it bumps
+    every ``heartbeat_seconds`` (a daemon thread does it unless ``auto_heartbeat=False``).
+    Readers judge staleness on their own monotonic clock, never by comparing clocks.
+    """
+
+    def __init__(self, store: "Store", worker_id: str, host: str, pid: int, create_time: float) -> None:
+        self.store = store
+        self.id = worker_id
+        self.host = host
+        self.pid = pid
+        self.create_time = create_time
+        self.counter = 0
+        self.dir = store.paths.worker(worker_id)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def heartbeat(self) -> None:
+        """Bump the counter and publish heartbeat.json (private-then-rename)."""
+        with self._lock:
+            self.counter += 1
+            body = {
+                "host": self.host,
+                "pid": self.pid,
+                "create_time": self.create_time,
+                "counter": self.counter,
+                "wall_time": time.time(),  # informational only: never compared across hosts
+            }
+            tmp = self.store.paths.private_file(self.id, "heartbeat")
+            try:
+                _write_file(tmp, _dumps(body))
+                os.rename(tmp, self.dir / HEARTBEAT_FILE)
+            except OSError as e:
+                _unlink_quiet(tmp)
+                raise self.store._os_error(e, "write the heartbeat") from None
+
+    def start_heartbeat(self, every_seconds: float) -> None:
+        def beat() -> None:
+            while not self._stop.wait(every_seconds):
+                try:
+                    self.heartbeat()
+                except (OSError, StoreError) as e:  # keep beating; the main loop reports errors
+                    _warn_once(f"heartbeat:{self.id}", f"worker {self.id}: heartbeat failed: {e}")
+
+        self._thread = threading.Thread(target=beat, name=f"heartbeat-{self.id}", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the heartbeat and remove the private folder (rename into gc/, then delete)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.store._reclaim_worker(self.id, collector=self.id)
+        if self.store._worker is self:
+            self.store._worker = None
+
+
+# --------------------------------------------------------------------------------------------
+# the store
+
+
+class Store:
+    """A population directory shared by many workers on many hosts, without locks.
+
+    ``rename`` is injectable so tests can simulate an NFS rename that succeeded but reported
+    failure.  ``stale_after`` is how long (reader's monotonic seconds) a heartbeat of a worker on
+    another host may stay unchanged before its leftovers are reclaimed.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        stale_after: float = 120.0,
+        rename: Callable[[os.PathLike, os.PathLike], None] = os.rename,
+        host: str | None = None,
+    ) -> None:
+        self.paths = PopulationPaths(root)
+        self.root = self.paths.root
+        self.stale_after = stale_after
+        self._rename_fn = rename
+        self.host = host or socket.gethostname()
+        self._worker: WorkerHandle | None = None
+        self._config: ExperimentConfig | None = None
+        # worker id -> (heartbeat token, monotonic time this reader first saw that token)
+        self._observations: dict[str, tuple[object, float]] = {}
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+
+    # ---- errors -------------------------------------------------------------------------
+
+    def _os_error(self, e: OSError, what: str) -> Exception:
+        """Map an OSError met while writing to the typed error a user can act on."""
+        if e.errno in _FULL:
+            return DiskFull(
+                f"no space left in {self.root} while trying to {what}; nothing was published",
+                "free space (or raise the quota) and the workers resume",
+            )
+        if e.errno in _DENIED:
+            return StoreError(
+                f"cannot write to the population {self.root} ({os.strerror(e.errno)}) while trying to {what}",
+                "check the folder's permissions and that its filesystem is mounted read-write",
+            )
+        return e
+
+    # ---- experiment ---------------------------------------------------------------------
+
+    def create(self, config: ExperimentConfig) -> ExperimentConfig:
+        """Create the layout and write experiment.json once.
+
+        Two launchers racing both call this; exactly one ``link`` succeeds (link never replaces
+        an existing name, unlike rename) and the loser returns the winner's configuration.
+        The caller compares it with its own (ExperimentConfig.differences).
+        """
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            for d in self.paths.folders:
+                d.mkdir(exist_ok=True)
+            if not self.paths.experiment.exists():
+                tmp = self.root / f".experiment.json.{secrets.token_hex(6)}.tmp"
+                try:
+                    _write_file(tmp, config.to_json().encode())
+                    try:
+                        os.link(tmp, self.paths.experiment)
+                    except FileExistsError:
+                        pass  # another launcher won: read its configuration below
+                finally:
+                    _unlink_quiet(tmp)
+                _fsync_dir(self.root)
+        except OSError as e:
+            raise self._os_error(e, "create the population") from None
+        self._config = None
+        return self.config
+
+    def open(self) -> "Store":
+        """Check that ``root`` is a population (raises StoreError saying what to do)."""
+        if not self.root.is_dir():
+            raise StoreError(f"no population at {self.root}", "create one with `python -m lse.launch --pop DIR`")
+        missing = [p.name for p in (self.paths.experiment, self.paths.individuals) if not p.exists()]
+        if missing:
+            raise StoreError(
+                f"{self.root} is not a population (missing {', '.join(missing)})",
+                "pass the folder that holds experiment.json and individuals/",
+            )
+        for d in self.paths.folders:  # folders added by newer layouts; harmless when read-only
+            if not d.exists():
+                try:
+                    d.mkdir(exist_ok=True)
+                except OSError:
+                    pass
+        _ = self.config
+        return self
+
+    @property
+    def config(self) -> ExperimentConfig:
+        if self._config is None:
+            try:
+                text = self.paths.experiment.read_text()
+            except FileNotFoundError:
+                raise StoreError(
+                    f"{self.paths.experiment} does not exist", "create the experiment with `python -m lse.launch`"
+                ) from None
+            except OSError as e:
+                raise StoreError(f"cannot read {self.paths.experiment}: {os.strerror(e.errno or 0)}") from None
+            self._config = ExperimentConfig.from_json(text, str(self.paths.experiment))
+        return self._config
+
+    # ---- workers ------------------------------------------------------------------------
+
+    @property
+    def worker(self) -> WorkerHandle:
+        """This process's registered worker (registered on first use)."""
+        if self._worker is None:
+            self.register_worker(auto_heartbeat=True)
+        assert self._worker is not None
+        return self._worker
+
+    def register_worker(
+        self, worker_id: str | None = None, *, auto_heartbeat: bool = True, heartbeat_seconds: float = 5.0
+    ) -> WorkerHandle:
+        """Create ``workers/<wid>/`` with a first heartbeat; ``wid`` defaults to host-pid-random.
+
+        A given ``worker_id`` whose folder exists is taken over only if its owner is provably
+        dead (same host, process gone); otherwise StoreError.
+        """
+        proc = psutil.Process()
+        if worker_id is None:
+            host = "".join(c if c.isalnum() or c == "-" else "-" for c in self.host)[:40].strip("-") or "host"
+            worker_id = f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+        _checked_wid(worker_id)
+        wdir = self.paths.worker(worker_id)
+        try:
+            try:
+                wdir.mkdir()
+            except FileExistsError:
+                if self._is_dead_worker(worker_id) is not True:
+                    raise StoreError(
+                        f"worker id {worker_id!r} is in use by a live worker ({wdir})",
+                        "choose another worker id, or stop the other worker",
+                    ) from None
+                self._reclaim_worker(worker_id, collector=worker_id)
+                wdir.mkdir()
+        except FileNotFoundError:
+            raise StoreError(
+                f"{self.paths.workers} does not exist", "is this a population? create it first (Store.create)"
+            ) from None
+        except OSError as e:
+            raise self._os_error(e, "register a worker") from None
+        handle = WorkerHandle(self, worker_id, self.host, proc.pid, proc.create_time())
+        handle.heartbeat()
+        if auto_heartbeat:
+            handle.start_heartbeat(heartbeat_seconds)
+        self._worker = handle
+        return handle
+
+    # ---- listing ------------------------------------------------------------------------
+
+    def entries(self, state: State | None = None) -> list[Entry]:
+        """Individuals in ``individuals/`` from ONE directory listing, no file reads, sorted by id.
+
+        Foreign names are ignored with one warning each (gc() quarantines them); symlinks are
+        never individuals (a link could point out of the population).
+        """
+        out: list[Entry] = []
+        try:
+            it = os.scandir(self.paths.individuals)
+        except FileNotFoundError:
+            raise StoreError(f"{self.paths.individuals} does not exist", "is --pop a population folder?") from None
+        except OSError as e:
+            raise StoreError(f"cannot list {self.paths.individuals}: {os.strerror(e.errno or 0)}") from None
+        with it:
+            for de in it:
+                parsed = IndividualName.parse(de.name)
+                if parsed is None:
+                    _warn_once(
+                        f"foreign:{de.path}",
+                        f"ignoring foreign entry {de.name!r} in {self.paths.individuals} (`lse gc` quarantines it)",
+                    )
+                    continue
+                if de.is_symlink():  # d_type from the listing: no extra syscall on local disks
+                    _warn_once(f"symlink:{de.path}", f"ignoring symlink {de.name!r} (`lse gc` quarantines it)")
+                    continue
+                if state is not None and parsed.state != state:
+                    continue
+                out.append(Entry(parsed.id, parsed.fitness, parsed.state, Path(de.path), parsed.by))
+        out.sort(key=lambda e: e.id)
+        return out
+
+    def list_alive(self) -> list[Entry]:
+        """Alive individuals: one ``scandir`` of individuals/, no per-entry reads (250 workers
+        list this every step)."""
+        return self.entries("alive")
+
+    def find(self, individual_id: str) -> Entry | None:
+        for e in self.entries():
+            if e.id == individual_id:
+                return e
+        return None
+
+    # ---- transitions --------------------------------------------------------------------
+
+    def _rename(self, src: Path, dst: Path) -> bool:
+        """One atomic rename.  True: we did it.  False: the source was gone (lost race).
+
+        NFS: if the reply to a successful rename is lost, the client retransmits and the
+        retransmission fails (ENOENT).  Destinations are unique to this worker, so "destination
+        exists and source gone" after an error means the first transmission won.
+        """
+        try:
+            self._rename_fn(src, dst)
+            return True
+        except OSError as e:
+            if _exists(dst) and not _exists(src):
+                return True
+            if e.errno in _GONE:
+                return False
+            raise
+
+    def kill(self, entry: Entry) -> bool:
+        """alive -> dead by one rename.  False when another worker killed (or collected) it first.
+
+        The winner then records when and by whom in history/<id>.death.json so that the
+        death time survives garbage collection.
+        """
+        if entry.state != "alive":
+            return False
+        me = self.worker.id
+        dst = self.paths.individual(IndividualName(entry.id, "dead", entry.fitness, me))
+        if _exists(dst):
+            # We killed it before (from a stale listing).  Checked first, or the lost-reply rule
+            # in _rename would count this second attempt as a second win.
+            return False
+        try:
+            if not self._rename(entry.path, dst):
+                return False
+        except OSError as e:
+            raise self._os_error(e, f"kill {entry.id}") from None
+        try:
+            self._publish_file(
+                self.paths.history_death(entry.id),
+                {"id": entry.id, "killed_at": time.time(), "killed_by": me},
+                "death",
+            )
+        except (OSError, StoreError, LostRace) as e:  # the kill itself stands; only its time is lost
+            _warn_once(f"death:{entry.id}", f"killed {entry.id} but could not record its death time: {e}")
+        return True
+
+    def publish(self, record: IndividualRecord, state_dict: dict | None, alive: bool = True) -> Entry:
+        """Birth by one rename from this worker's scratch into individuals/.
+
+        ``alive=False`` publishes a failed child dead (record.failed_reason says why).  Files are
+        written and fsynced privately first; on ENOSPC/EDQUOT nothing is published, the scratch
+        is removed and DiskFull is raised.
+        """
+        w = self.worker
+        if alive and record.val_accuracy is None:
+            raise ValueError("an alive individual needs val_accuracy (publish a failed child with alive=False)")
+        rec = record.model_copy(
+            update={
+                "state": "alive" if alive else "dead",
+                "worker": record.worker or w.id,
+                "host": record.host or self.host,
+                "born_at": record.born_at if record.born_at is not None else time.time(),
+            }
+        )
+        IndividualRecord.model_validate(rec.model_dump(mode="json"))  # validators on updated fields
+        _validate_dna(rec.dna)  # never publish what every reader would quarantine
+        if alive:
+            name = IndividualName(rec.id, "alive", float(format_acc(rec.val_accuracy)))
+        else:
+            acc = None if rec.val_accuracy is None else float(format_acc(rec.val_accuracy))
+            name = IndividualName(rec.id, "dead", acc, w.id)
+        child = self.paths.child(w.id, rec.id)
+        dst = self.paths.individual(name)
+        try:
+            if child.exists():
+                shutil.rmtree(child)
+            w.dir.mkdir(exist_ok=True)  # recreated if a recoverer wrongly took our folder
+            child.mkdir()
+            if state_dict is not None:
+                _write_file(self.paths.weights_file(child), _save_weights(state_dict))
+            _write_file(self.paths.record_file(child), _dumps(rec.model_dump(mode="json")))
+            _fsync_dir(child)
+            if not self._rename(child, dst):
+                raise LostRace(f"scratch of {rec.id} vanished before its birth (this worker was reclaimed?)")
+            _fsync_dir(self.paths.individuals)
+        except OSError as e:
+            shutil.rmtree(child, ignore_errors=True)
+            raise self._os_error(e, f"publish {rec.id}") from None
+        except BaseException:
+            shutil.rmtree(child, ignore_errors=True)
+            raise
+        return Entry(name.id, name.fitness, name.state, dst, name.by)
+
+    def _publish_file(self, dst: Path, obj: object, label: str) -> None:
+        """Write a small JSON file privately, fsync, rename into place (overwrites)."""
+        tmp = self.paths.private_file(self.worker.id, label)
+        try:
+            _write_file(tmp, _dumps(obj))
+            if not self._rename(tmp, dst):  # our private file vanished: folder reclaimed
+                raise LostRace(f"private copy of {dst.name} vanished (was this worker reclaimed as dead?)")
+            _fsync_dir(dst.parent)
+        except OSError as e:
+            _unlink_quiet(tmp)
+            raise self._os_error(e, f"write {dst.name}") from None
+
+    # ---- reading ------------------------------------------------------------------------
+
+    def read_parent(self, entry: Entry) -> tuple[IndividualRecord, dict]:
+        """Record and weights of ``entry``.  LostRace if it was killed or collected meanwhile,
+        or if it was malformed (then it is quarantined with a warning and the caller retries)."""
+        try:
+            record = self._read_record(entry.path)
+            weights = _load_weights(self.paths.weights_file(entry.path).read_bytes())
+            os.lstat(entry.path)  # still alive and in place?  Else the parent changed under us.
+        except OSError as e:
+            if e.errno in _GONE:
+                if _exists(entry.path):  # folder still there but a file is missing: malformed
+                    self._quarantine(entry.path, f"incomplete individual: {e.filename} is missing")
+                    raise LostRace(f"{entry.id} was malformed and has been quarantined") from None
+                raise LostRace(f"{entry.id} was killed or collected while being read") from None
+            if e.errno in (errno.ENOTDIR, errno.ELOOP, errno.EISDIR):
+                self._quarantine(entry.path, f"not a regular individual folder: {e}")
+                raise LostRace(f"{entry.id} was malformed and has been quarantined") from None
+            raise StoreError(f"cannot read {entry.path}: {os.strerror(e.errno or 0)}") from None
+        except CorruptIndividual as e:
+            self._quarantine(entry.path, e.message)
+            raise LostRace(f"{entry.id} was malformed and has been quarantined") from None
+        except _safetensors_error() as e:
+            self._quarantine(entry.path, f"weights are not valid safetensors ({e})")
+            raise LostRace(f"{entry.id} was malformed and has been quarantined") from None
+        return record, weights
+
+    def _read_record(self, individual_dir: Path) -> IndividualRecord:
+        """Parse and validate record.json (raises CorruptIndividual, OSError)."""
+        st = os.lstat(individual_dir)
+        if not stat.S_ISDIR(st.st_mode):
+            raise CorruptIndividual(f"{individual_dir.name!r} is not a folder")
+        rf = self.paths.record_file(individual_dir)
+        if stat.S_ISLNK(os.lstat(rf).st_mode):
+            raise CorruptIndividual(f"{rf} is a symlink")
+        return _parse_record(rf.read_bytes(), str(rf), IndividualName.parse(individual_dir.name))
+
+    def records(self) -> list[IndividualRecord]:
+        """Every individual that ever lived (alive, dead, collected), one per id, sorted by id.
+
+        Unreadable individuals are quarantined with a warning and left out.
+        """
+        by_id: dict[str, IndividualRecord] = {}
+        deaths: dict[str, dict] = {}
+        for name, path in _listdir(self.paths.history):
+            if name.endswith(".death.json") and is_id(name[: -len(".death.json")]):
+                try:
+                    d = json.loads(path.read_bytes())
+                    deaths[name[: -len(".death.json")]] = {
+                        "killed_at": float(d["killed_at"]),
+                        "killed_by": str(d["killed_by"]),
+                    }
+                except FileNotFoundError:
+                    continue
+                except (ValueError, KeyError, TypeError) as e:
+                    _warn_once(f"bad:{path}", f"ignoring malformed {path}: {e}")
+            elif name.endswith(".json") and is_id(name[:-5]):
+                try:
+                    by_id[name[:-5]] = _parse_record(path.read_bytes(), str(path), None).model_copy(
+                        update={"collected": True, "state": "dead"}
+                    )
+                except FileNotFoundError:
+                    continue
+                except CorruptIndividual as e:
+                    self._quarantine(path, e.message)
+            elif not name.startswith("."):
+                _warn_once(f"foreign:{path}", f"ignoring foreign entry {name!r} in {self.paths.history}")
+        # A folder mid-collection (gc/<id>.<wid>) still holds the record if history lacks it.
+        for name, path in _listdir(self.paths.gc):
+            parsed = _parse_gc_name(name)
+            if parsed and parsed[0] == "individual" and parsed[1] not in by_id:
+                try:
+                    rec = self._read_record(path)
+                    by_id[rec.id] = rec.model_copy(update={"state": "dead", "collected": True})
+                except (OSError, CorruptIndividual):
+                    continue  # being collected right now; history will have it
+        for e in self.entries():
+            try:
+                rec = self._read_record(e.path)
+            except FileNotFoundError:
+                continue  # killed/collected during the listing; seen in history next time
+            except (CorruptIndividual, OSError) as err:
+                self._quarantine(e.path, str(err))
+                continue
+            if rec.id != e.id:
+                self._quarantine(e.path, f"record id {rec.id} does not match the folder name")
+                continue
+            by_id[e.id] = rec.model_copy(update={"state": e.state, "killed_by": rec.killed_by or e.by})
+        out = []
+        for i in sorted(by_id):
+            rec = by_id[i]
+            if i in deaths and rec.state == "dead":
+                rec = rec.model_copy(update=deaths[i])
+            out.append(rec)
+        return out
+
+    def record(self, individual_id: str) -> IndividualRecord | None:
+        """One individual's record by id (alive, dead or from history)."""
+        for rec in self.records():
+            if rec.id == individual_id:
+                return rec
+        return None
+
+    # ---- garbage collection ------------------------------------------------------------
+
+    def gc(self) -> GCReport:
+        """Collect dead individuals: rename into gc/ (two collectors never both get one), keep
+        the record in history/<id>.json, delete the weights.  Quarantines foreign entries."""
+        report = GCReport()
+        me = self.worker.id
+        for de in _scandir_entries(self.paths.individuals):
+            parsed = IndividualName.parse(de.name)
+            if parsed is None or de.is_symlink():
+                if self._quarantine(Path(de.path), _foreign_reason(de)):
+                    report.quarantined.append(de.name)
+                continue
+            if parsed.state != "dead":
+                continue
+            dst = self.paths.gc_individual(parsed.id, me)
+            try:
+                won = self._rename(Path(de.path), dst)
+            except OSError as e:
+                raise self._os_error(e, f"collect {parsed.id}") from None
+            if not won:
+                report.lost += 1
+                continue
+            if self._finish_gc_individual(dst, parsed.id, parsed.by):
+                report.collected.append(parsed.id)
+            else:
+                report.quarantined.append(parsed.id)
+        return report
+
+    def _finish_gc_individual(self, gc_dir: Path, individual_id: str, killed_by: str | None) -> bool:
+        """history/<id>.json from gc/<…>/record.json, then delete.  False: it was quarantined."""
+        try:
+            rec = self._read_record(gc_dir)
+        except FileNotFoundError:
+            rec = None
+        except (CorruptIndividual, OSError) as e:
+            self._quarantine(gc_dir, str(e))
+            return False
+        if rec is None:
+            # No record: either a crash left it, or a recoverer finished it already.
+            if not self.paths.history_record(individual_id).exists():
+                self._quarantine(gc_dir, "collected folder without record.json")
+                return False
+        else:
+            rec = rec.model_copy(
+                update={"state": "dead", "collected": True, "killed_by": rec.killed_by or killed_by}
+            )
+            self._publish_file(self.paths.history_record(individual_id), rec.model_dump(mode="json"), "history")
+        shutil.rmtree(gc_dir, ignore_errors=True)
+        return True
+
+    # ---- recovery ----------------------------------------------------------------------
+
+    def _heartbeat_of(self, worker_id: str) -> dict | None:
+        try:
+            data = json.loads(self.paths.heartbeat(worker_id).read_bytes())
+            return data if isinstance(data, dict) else None
+        except (OSError, ValueError):
+            return None
+
+    def _is_dead_worker(self, worker_id: str) -> bool | None:
+        """True: provably dead.  False: alive.  None: not known yet (keep observing)."""
+        hb = self._heartbeat_of(worker_id)
+        if hb is not None and hb.get("host") == self.host and isinstance(hb.get("pid"), int):
+            # Same host: the process table is the truth.  create_time guards against pid reuse.
+            try:
+                ct = psutil.Process(hb["pid"]).create_time()
+            except psutil.NoSuchProcess:
+                return True
+            except psutil.AccessDenied:
+                return False
+            return abs(ct - float(hb.get("create_time") or 0.0)) > 0.01
+        # Other host (or no readable heartbeat yet): the counter must move within stale_after
+        # seconds of *our* monotonic clock.
+        token = None if hb is None else (hb.get("host"), hb.get("pid"), hb.get("counter"))
+        now = time.monotonic()
+        seen = self._observations.get(worker_id)
+        if seen is None or seen[0] != token:
+            self._observations[worker_id] = (token, now)
+            return None if seen is None else False
+        return True if now - seen[1] >= self.stale_after else None
+
+    def recover(self) -> RecoverReport:
+        """Reclaim leftovers of crashed workers (scratch, half-collected folders)."""
+        report = RecoverReport()
+        mine = self._worker.id if self._worker is not None else None
+        for name, _path in _listdir(self.paths.workers):
+            if name == mine or not is_worker_id(name):
+                continue
+            if self._is_dead_worker(name) is True:
+                if self._reclaim_worker(name, collector=self.worker.id):
+                    report.workers_reclaimed.append(name)
+                self._observations.pop(name, None)
+        live_workers = {n for n, _ in _listdir(self.paths.workers)}
+        for name, path in _listdir(self.paths.gc):
+            parsed = _parse_gc_name(name)
+            if parsed is None:
+                continue
+            kind, what, collector = parsed
+            if collector in live_workers:
+                continue  # its collector is still at work
+            # Claim the leftover by one rename so that two recoverers never finish it twice.
+            me = self.worker.id
+            claim = self.paths.gc_individual(what, me) if kind == "individual" else self.paths.gc_worker(what, me)
+            if claim == path or not self._rename(path, claim):
+                continue
+            if kind == "individual":
+                self._finish_gc_individual(claim, what, None)
+            else:
+                shutil.rmtree(claim, ignore_errors=True)
+            report.gc_finished.append(name)
+        return report
+
+    def _reclaim_worker(self, worker_id: str, collector: str) -> bool:
+        src = self.paths.worker(worker_id)
+        dst = self.paths.gc_worker(worker_id, collector)
+        try:
+            if not self._rename(src, dst):
+                return False
+        except OSError as e:
+            raise self._os_error(e, f"reclaim worker {worker_id}") from None
+        shutil.rmtree(dst, ignore_errors=True)
+        return True
+
+    # ---- quarantine --------------------------------------------------------------------
+
+    def _quarantine(self, path: Path, reason: str) -> bool:
+        """Move a malformed entry aside (one rename; the rename never follows a symlink) and
+        write a reason file.  False when someone else moved it first."""
+        label = path.name if (is_id(path.name.split(".")[0]) and "\n" not in path.name) else "foreign"
+        label = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[:120]
+        dst = self.paths.quarantined(label)
+        try:
+            if not self._rename(path, dst):
+                return False
+        except OSError as e:
+            _warn_once(f"quarantine:{path}", f"could not quarantine {path.name!r} ({reason}): {e}")
+            return False
+        log.warning("quarantined %r: %s (moved to %s)", path.name, reason.replace("\n", " "), dst)
+        try:
+            _write_file(Path(f"{dst}.reason.txt"), f"original name: {path.name!r}\nreason: {reason}\n".encode())
+        except OSError:
+            pass  # the move is what matters; the reason is also in the log
+        return True
+
+    # ---- stop file ---------------------------------------------------------------------
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        tmp = self.root / f".STOP.{secrets.token_hex(6)}.tmp"
+        try:
+            _write_file(tmp, (reason + "\n").encode())
+            os.rename(tmp, self.paths.stop)
+        except OSError as e:
+            _unlink_quiet(tmp)
+            raise self._os_error(e, "write the STOP file") from None
+
+    def stop_requested(self) -> bool:
+        """One stat: cheap enough to poll between training steps."""
+        return os.path.lexists(self.paths.stop)
+
+    def clear_stop(self) -> None:
+        _unlink_quiet(self.paths.stop)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _parse_record(data: bytes, source: str, name: IndividualName | None) -> IndividualRecord:
+    try:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CorruptIndividual(f"{source}: not valid JSON ({e})") from None
+    try:
+        rec = IndividualRecord.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "record"
+        raise CorruptIndividual(f"{source}: {loc}: {err['msg']}") from None
+    try:
+        _validate_dna(rec.dna)
+    except (DNAError, ConfigError, ValidationError, ValueError, TypeError, KeyError) as e:
+        raise CorruptIndividual(f"{source}: invalid DNA ({str(e).splitlines()[0]})") from None
+    if name is not None and name.id != rec.id:
+        raise CorruptIndividual(f"{source}: record id {rec.id} does not match its folder name")
+    return rec
+
+
+def _foreign_reason(de: os.DirEntry) -> str:
+    if de.is_symlink():
+        return "a symlink is never an individual (it could point out of the population)"
+    return f"name {de.name!r} is not <id>.<state>.<accuracy>"
+
+
+def _exists(p: Path) -> bool:
+    try:
+        os.lstat(p)
+        return True
+    except OSError:
+        return False
+
+
+def _unlink_quiet(p: Path) -> None:
+    try:
+        os.unlink(p)
+    except FileNotFoundError:
+        pass
+
+
+def _scandir_entries(d: Path) -> Iterator[os.DirEntry]:
+    try:
+        with os.scandir(d) as it:
+            yield from list(it)
+    except FileNotFoundError:
+        return
+
+
+def _listdir(d: Path) -> list[tuple[str, Path]]:
+    return sorted((de.name, Path(de.path)) for de in _scandir_entries(d))

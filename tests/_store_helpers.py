@@ -1,0 +1,42 @@
+"""Helpers shared by the store tests (importable from subprocesses started by the tests)."""
+
+from __future__ import annotations
+
+import torch
+
+from lse.config import ExperimentConfig
+from lse.records import IndividualRecord, new_id
+from lse.store import Store
+
+
+def make_dna() -> dict:
+    from lse.dna import initial_dna
+
+    return initial_dna().model_dump(mode="json")
+
+
+def make_record(acc: float | None = 0.5, parent: IndividualRecord | None = None, **kw) -> IndividualRecord:
+    return IndividualRecord(
+        id=kw.pop("id", None) or new_id(),
+        parent_id=None if parent is None else parent.id,
+        generation=0 if parent is None else parent.generation + 1,
+        dna=make_dna(),
+        mutation=None if parent is None else {"name": "identity", "details": {}},
+        val_accuracy=acc,
+        steps=10,
+        examples=500,
+        flops={"train_per_batch": 1e6, "eval_per_batch": 3e5, "total": 1.3e7},
+        params=1234,
+        **kw,
+    )
+
+
+def make_weights(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"fc.weight": torch.randn(4, 3, generator=g), "fc.bias": torch.zeros(4)}
+
+
+def new_store(root, **kw) -> Store:
+    s = Store(root, **kw)
+    s.create(ExperimentConfig(population_size=4, steps=10))
+    return s

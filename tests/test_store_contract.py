@@ -1,0 +1,389 @@
+"""Contract of the population store against a real directory (with a nasty path): layout,
+every transition, listing, records, GC keeping history, recovery of crashed workers."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+import torch
+
+from lse.config import ExperimentConfig
+from lse.errors import DNAError, LostRace, StoreError
+from lse.records import IndividualName, IndividualRecord, id_time, new_id
+from lse.store import PopulationPaths, Store
+
+from _store_helpers import make_record, make_weights, new_store
+
+
+@pytest.fixture
+def store(weird_tmp_path):
+    s = new_store(weird_tmp_path / "pop", stale_after=0.2)
+    s.register_worker("w0", auto_heartbeat=False)
+    yield s
+    s.close()
+
+
+# ---- ids and names ---------------------------------------------------------------------------
+
+
+def test_ids_are_unique_and_sort_by_birth():
+    ids = [new_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    assert abs(id_time(ids[0]) - id_time(ids[-1])) < 60
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "x",
+        "../20240101T000000000000Z-0123abcd.alive.0.500000",
+        "20240101T000000000000Z-0123abcd.alive.0.5",
+        "20240101T000000000000Z-0123abcd.alive.2.000000",
+        "20240101T000000000000Z-0123abcd.alive.0.500000\n",
+        "20240101T000000000000Z-0123abcd.dead.0.500000",  # dead needs the killer
+        "20240101T000000000000Z-0123abcd.dead.0.500000.w/1",
+        "20240101T000000000000Z-0123abcd.dead.0.500000.w.1",
+        "20240101T000000000000Z-0123ABCD.alive.0.500000",
+        "20240101T000000000000Z-0123abcd.zombie.0.500000",
+    ],
+)
+def test_strict_names_refuse(name):
+    assert IndividualName.parse(name) is None
+
+
+def test_names_round_trip():
+    i = new_id()
+    for n in (IndividualName(i, "alive", 0.25), IndividualName(i, "dead", None, "host-1_a"), IndividualName(i, "dead", 1.0, "w")):
+        assert IndividualName.parse(n.render()) == n
+
+
+# ---- layout and experiment.json --------------------------------------------------------------
+
+
+def test_layout(store):
+    p = PopulationPaths(store.root)
+    for d in p.folders:
+        assert d.is_dir(), d
+    assert p.experiment.is_file()
+    assert store.config.population_size == 4
+    assert p.heartbeat("w0").is_file()
+    assert Store(store.root).open().config == store.config
+
+
+def test_create_twice_keeps_the_first(weird_tmp_path):
+    a = Store(weird_tmp_path / "p").create(ExperimentConfig(population_size=3))
+    b = Store(weird_tmp_path / "p").create(ExperimentConfig(population_size=9))
+    assert a.population_size == b.population_size == 3
+    assert [n for n in os.listdir(weird_tmp_path / "p") if n.startswith(".")] == []
+
+
+def test_concurrent_create_has_one_winner(tmp_path):
+    root = tmp_path / "p"
+    code = (
+        "import sys; from lse.store import Store; from lse.config import ExperimentConfig;"
+        "c = Store(sys.argv[1]).create(ExperimentConfig(population_size=int(sys.argv[2])));"
+        "print(c.population_size)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(root), str(n)], stdout=subprocess.PIPE, text=True)
+        for n in range(2, 8)
+    ]
+    outs = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert len(outs) == 1
+    assert json.loads((root / "experiment.json").read_text())["population_size"] == int(outs.pop())
+
+
+def test_open_refuses_non_population(weird_tmp_path):
+    with pytest.raises(StoreError, match="no population"):
+        Store(weird_tmp_path / "missing").open()
+    (weird_tmp_path / "empty").mkdir()
+    with pytest.raises(StoreError, match="not a population"):
+        Store(weird_tmp_path / "empty").open()
+
+
+# ---- transitions -----------------------------------------------------------------------------
+
+
+def test_birth_is_visible_complete_and_alive(store):
+    rec = make_record(0.75)
+    e = store.publish(rec, make_weights())
+    assert e.state == "alive" and e.fitness == 0.75 and e.id == rec.id
+    assert e.path.name == f"{rec.id}.alive.0.750000"
+    assert store.list_alive() == [e]
+    got, weights = store.read_parent(e)
+    assert got.id == rec.id and got.worker == "w0" and got.host == store.host and got.born_at is not None
+    assert got.dna == rec.dna
+    assert torch.equal(weights["fc.weight"], make_weights()["fc.weight"])
+    # the scratch is gone: the birth was a rename, not a copy
+    assert [n for n in os.listdir(store.paths.worker("w0")) if n.startswith("child-")] == []
+
+
+def test_failed_child_is_born_dead_with_reason(store):
+    rec = make_record(None, failed_reason="loss became NaN at step 3")
+    e = store.publish(rec, None, alive=False)
+    assert e.state == "dead" and e.fitness is None and e.by == "w0"
+    assert store.list_alive() == []
+    [r] = store.records()
+    assert r.state == "dead" and r.failed_reason.startswith("loss became NaN")
+
+
+def test_alive_needs_accuracy(store):
+    with pytest.raises(ValueError):
+        store.publish(make_record(None), make_weights())
+
+
+def test_publish_refuses_invalid_dna(store):
+    rec = make_record(0.5).model_copy(update={"dna": {"vertices": "nope"}})
+    with pytest.raises(DNAError):
+        store.publish(rec, make_weights())
+    assert store.entries() == []
+
+
+def test_kill_once(store):
+    e = store.publish(make_record(0.4), make_weights())
+    assert store.kill(e) is True
+    assert store.kill(e) is False  # lost race: already dead
+    assert store.list_alive() == []
+    [d] = store.entries()
+    assert d.state == "dead" and d.by == "w0" and d.id == e.id
+    [r] = store.records()
+    assert r.state == "dead" and r.killed_by == "w0" and r.killed_at is not None
+
+
+def test_read_parent_of_killed_or_collected_is_lost_race(store):
+    e = store.publish(make_record(0.4), make_weights())
+    store.kill(e)
+    with pytest.raises(LostRace):
+        store.read_parent(e)
+    store.gc()
+    with pytest.raises(LostRace):
+        store.read_parent(e)
+
+
+def test_parent_killed_while_being_read_is_lost_race(store, monkeypatch):
+    e = store.publish(make_record(0.4), make_weights())
+    import lse.store as st
+
+    real = st._load_weights
+
+    def load_then_killed(data):
+        Store(store.root).kill(e)  # another worker wins while we copy
+        return real(data)
+
+    monkeypatch.setattr(st, "_load_weights", load_then_killed)
+    with pytest.raises(LostRace):
+        store.read_parent(e)
+
+
+def test_kill_race_between_two_stores_has_one_winner(store):
+    e = store.publish(make_record(0.4), make_weights())
+    other = Store(store.root)
+    other.register_worker("w1", auto_heartbeat=False)
+    assert sorted([store.kill(e), other.kill(e)]) == [False, True]
+    other.close()
+
+
+# ---- listing and records ---------------------------------------------------------------------
+
+
+def test_listing_sorted_by_birth_and_filtered(store):
+    es = [store.publish(make_record(a / 10), make_weights()) for a in (3, 1, 2)]
+    store.kill(es[1])
+    alive = store.list_alive()
+    assert [x.id for x in alive] == [es[0].id, es[2].id]
+    assert [x.id for x in store.entries()] == [x.id for x in es]
+    assert [x.id for x in store.entries("dead")] == [es[1].id]
+
+
+def test_list_alive_reads_no_files(store, monkeypatch):
+    for a in range(5):
+        store.publish(make_record(a / 10), make_weights())
+    import builtins
+
+    def no_open(*a, **k):
+        raise AssertionError("list_alive opened a file")
+
+    monkeypatch.setattr(builtins, "open", no_open)
+    monkeypatch.setattr(os, "open", no_open)
+    assert len(store.list_alive()) == 5
+
+
+def test_records_every_individual_ever(store):
+    a = store.publish(make_record(0.3), make_weights())
+    ra, _ = store.read_parent(a)
+    b = store.publish(make_record(0.6, parent=ra), make_weights())
+    c = store.publish(make_record(None, failed_reason="OOM"), None, alive=False)
+    store.kill(a)
+    store.gc()  # a and c collected: only their records remain
+    recs = store.records()
+    assert [r.id for r in recs] == sorted([a.id, b.id, c.id])
+    by = {r.id: r for r in recs}
+    assert by[a.id].state == "dead" and by[a.id].collected and by[a.id].killed_by == "w0"
+    assert by[a.id].killed_at is not None and by[a.id].dna == ra.dna
+    assert by[b.id].state == "alive" and by[b.id].parent_id == a.id and by[b.id].generation == 1
+    assert by[c.id].failed_reason == "OOM" and by[c.id].killed_at is None
+    assert store.record(b.id).val_accuracy == 0.6
+
+
+# ---- garbage collection ----------------------------------------------------------------------
+
+
+def test_gc_frees_weights_keeps_history(store):
+    e = store.publish(make_record(0.3), make_weights())
+    store.kill(e)
+    rep = store.gc()
+    assert rep.collected == [e.id]
+    assert os.listdir(store.paths.individuals) == []
+    assert os.listdir(store.paths.gc) == []
+    h = json.loads(store.paths.history_record(e.id).read_text())
+    assert h["id"] == e.id and h["collected"] is True and h["val_accuracy"] == 0.3
+    assert store.paths.history_death(e.id).exists()
+    assert store.gc().collected == []  # idempotent
+
+
+def test_gc_leaves_alive_alone(store):
+    e = store.publish(make_record(0.3), make_weights())
+    store.gc()
+    assert store.list_alive() == [e]
+
+
+def test_two_collectors_never_collect_the_same(store):
+    es = [store.publish(make_record(0.1), make_weights()) for _ in range(20)]
+    for e in es:
+        store.kill(e)
+    other = Store(store.root)
+    other.register_worker("w1", auto_heartbeat=False)
+    reports = []
+    ts = [threading.Thread(target=lambda s=s: reports.append(s.gc())) for s in (store, other)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    collected = reports[0].collected + reports[1].collected
+    assert sorted(collected) == sorted(e.id for e in es)
+    assert len(store.records()) == 20
+    other.close()
+
+
+# ---- workers and recovery --------------------------------------------------------------------
+
+
+def _dead_same_host_worker(root, wid: str) -> None:
+    """A worker process that registers, leaves a scratch child and dies without cleaning up."""
+    code = (
+        "import os, sys; from lse.store import Store;"
+        "s = Store(sys.argv[1]); w = s.register_worker(sys.argv[2], auto_heartbeat=False);"
+        "os.makedirs(os.path.join(w.dir, 'child-x')); open(os.path.join(w.dir, 'child-x', 'f'), 'w').close();"
+        "os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(root), wid], check=True, timeout=60)
+
+
+def test_recover_same_host_dead_pid(store):
+    _dead_same_host_worker(store.root, "crashed")
+    assert store.paths.worker("crashed").exists()
+    rep = store.recover()
+    assert rep.workers_reclaimed == ["crashed"]
+    assert sorted(os.listdir(store.paths.workers)) == ["w0"]
+    assert os.listdir(store.paths.gc) == []
+
+
+def test_recover_same_host_pid_reused(store):
+    # Our own pid, but another process start time: the worker that wrote it is gone.
+    wdir = store.paths.worker("reused")
+    wdir.mkdir()
+    hb = {"host": store.host, "pid": os.getpid(), "create_time": 12345.0, "counter": 1}
+    store.paths.heartbeat("reused").write_text(json.dumps(hb))
+    assert store.recover().workers_reclaimed == ["reused"]
+
+
+def test_recover_keeps_live_same_host_worker(store):
+    other = Store(store.root)
+    other.register_worker("alive-one", auto_heartbeat=False)
+    assert store.recover().workers_reclaimed == []
+    assert store.paths.worker("alive-one").exists()
+    other.close()
+    assert not store.paths.worker("alive-one").exists()
+
+
+def test_recover_other_host_by_stale_heartbeat_on_reader_clock(store, monkeypatch):
+    import lse.store as st
+
+    clock = [1000.0]
+    monkeypatch.setattr(st.time, "monotonic", lambda: clock[0])
+    remote = Store(store.root, host="far-away-host")
+    h = remote.register_worker("remote", auto_heartbeat=False)
+    assert store.recover().workers_reclaimed == []  # first observation
+    clock[0] += 100
+    h.heartbeat()  # it beats: a fresh observation
+    assert store.recover().workers_reclaimed == []
+    clock[0] += 0.1  # < stale_after (0.2)
+    assert store.recover().workers_reclaimed == []
+    clock[0] += 0.2  # unchanged for >= stale_after on our clock
+    assert store.recover().workers_reclaimed == ["remote"]
+
+
+def test_register_takes_over_dead_worker_id(store):
+    _dead_same_host_worker(store.root, "w7")
+    s = Store(store.root)
+    h = s.register_worker("w7", auto_heartbeat=False)
+    assert not (h.dir / "child-x").exists()
+    with pytest.raises(StoreError, match="in use"):
+        Store(store.root).register_worker("w7", auto_heartbeat=False)
+    s.close()
+
+
+def test_auto_heartbeat_moves(store):
+    s = Store(store.root)
+    h = s.register_worker("beater", heartbeat_seconds=0.01)
+    import time
+
+    deadline = time.monotonic() + 30
+    while h.counter < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert h.counter >= 3
+    s.close()
+    assert not store.paths.worker("beater").exists()
+
+
+# ---- stop file and errors --------------------------------------------------------------------
+
+
+def test_stop_file(store):
+    assert not store.stop_requested()
+    store.request_stop("max_individuals reached")
+    assert Store(store.root).stop_requested()
+    assert "max_individuals" in store.paths.stop.read_text()
+    store.clear_stop()
+    assert not store.stop_requested()
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores permissions")
+def test_read_only_population_is_a_clear_store_error(store):
+    e = store.publish(make_record(0.3), make_weights())
+    os.chmod(store.paths.individuals, 0o555)
+    try:
+        with pytest.raises(StoreError, match="cannot write"):
+            store.kill(e)
+        assert [x.id for x in store.list_alive()] == [e.id]  # still readable
+    finally:
+        os.chmod(store.paths.individuals, 0o755)
+
+
+def test_permission_denied_maps_to_store_error(store, monkeypatch):
+    e = store.publish(make_record(0.3), make_weights())
+
+    def denied(src, dst):
+        raise OSError(errno.EROFS, "Read-only file system", str(src))
+
+    s = Store(store.root, rename=denied)
+    s.register_worker("w9", auto_heartbeat=False)
+    with pytest.raises(StoreError, match="read-write"):
+        s.kill(e)
