@@ -747,7 +747,7 @@ class Store:
             if rec.id != e.id:
                 self._quarantine(e.path, f"record id {rec.id} does not match the folder name")
                 continue
-            by_id[e.id] = rec.model_copy(update={"state": e.state, "killed_by": rec.killed_by or e.by})
+            by_id[e.id] = rec.model_copy(update={"state": e.state, "killed_by": _killer(rec, e.by)})
         out = []
         for i in sorted(by_id):
             rec = by_id[i]
@@ -808,7 +808,7 @@ class Store:
                 return False
         else:
             rec = rec.model_copy(
-                update={"state": "dead", "collected": True, "killed_by": rec.killed_by or killed_by}
+                update={"state": "dead", "collected": True, "killed_by": _killer(rec, killed_by)}
             )
             self._publish_file(self.paths.history_record(individual_id), rec.model_dump(mode="json"), "history")
         shutil.rmtree(gc_dir, ignore_errors=True)
@@ -949,6 +949,14 @@ def _parse_record(data: bytes, source: str, name: IndividualName | None) -> Indi
     if name is not None and name.id != rec.id:
         raise CorruptIndividual(f"{source}: record id {rec.id} does not match its folder name")
     return rec
+
+
+def _killer(rec: IndividualRecord, by_in_name: str | None) -> str | None:
+    """Who killed it: the worker in the dead name, unless it was born dead (its record.json,
+    written at birth, then already says "dead" and the name holds the publisher)."""
+    if rec.killed_by is not None or rec.state == "dead":
+        return rec.killed_by
+    return by_in_name
 
 
 def _foreign_reason(de: os.DirEntry) -> str:
