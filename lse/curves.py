@@ -71,12 +71,18 @@ def from_record(record: object, alive: bool | None = None) -> Individual:
     failed = _get(record, "failed_reason")
     killed_at = _get(record, "killed_at")
     if alive is None:
-        alive = killed_at is None and failed is None
+        state = _get(record, "state")
+        alive = state == "alive" if state is not None else (killed_at is None and failed is None)
     val = _get(record, "val_accuracy")
+    born_at = _get(record, "born_at")
+    if born_at is None:  # an old or hand-written record: the id carries the birth stamp
+        from lse.records import id_time  # pure module
+
+        born_at = id_time(str(_get(record, "id")))
     return Individual(
         id=str(_get(record, "id")),
         parent_id=_get(record, "parent_id"),
-        born_at=float(_get(record, "born_at")),
+        born_at=float(born_at),
         val_accuracy=None if val is None else float(val),
         flops=float(total or 0.0),
         alive=bool(alive),
