@@ -22,8 +22,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-#: Version of record.json / history/<id>.json this code writes.  Newer files are refused
-#: (quarantined would destroy data written by a newer lse, so they are skipped with a warning).
+#: Version of record.json / history/<id>.json this code writes.  A newer file is refused with
+#: a message saying to upgrade (the store quarantines it: moved aside, never deleted).
 RECORD_SCHEMA_VERSION = 1
 
 # 20240131T235959123456Z-9f2c04ab: UTC time to the microsecond (sorts by birth) and 32 random
