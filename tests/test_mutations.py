@@ -240,3 +240,19 @@ def test_long_chains_stay_valid_and_connected():
 def test_record_round_trips():
     _, r = mutate(rich(), random.Random(1))
     assert MutationRecord.model_validate(r.model_dump(mode="json")) == r
+
+
+def test_alter_channels_accumulates_below_rounding_and_then_blocks_nothing():
+    # footnote 3: floats let small changes accumulate; if the rounded width is unchanged the
+    # conv's tensors are still valid, so nothing is marked changed
+    unchanged = changed = 0
+    for seed in range(40):
+        c, r = MUTATIONS["alter_channels"](rich(), random.Random(seed))
+        e = c.edge(r.details["edge"])
+        if e.channels() == rich().edge(e.id).channels():
+            unchanged += 1
+            assert r.changed_edges == [] and e.out_channels != rich().edge(e.id).out_channels
+        else:
+            changed += 1
+            assert r.changed_edges == [e.id]
+    assert unchanged and changed
