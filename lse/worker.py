@@ -1,0 +1,558 @@
+"""One evolution worker: the loop of section 3.1 against the shared population store.
+
+Every worker runs the same loop, alone, talking to the others only through the store:
+
+1. **Stop?**  Signal (SIGTERM/SIGINT), the STOP file, ``max_hours`` since the experiment was
+   created, ``max_individuals`` births, ``max_flops`` spent (re-read from experiment.json
+   every iteration, so a resume that raises a bound reaches running workers).
+2. **Claim a birth slot** (below): keeps the number of births exactly ``max_individuals`` and
+   the initial population exactly ``population_size`` even with many workers.
+3. **Initial or evolved.**  While fewer than ``population_size`` births exist (section 3.3),
+   or fewer than two individuals are alive (nothing to compare), the child is an initial
+   individual: no convolution, learning rate ``initial_learning_rate``.  Otherwise a tournament
+   (:mod:`lse.selection`): two random alive individuals, kill the worse (lost race: retry),
+   read the better (lost race: retry), mutate a copy (:func:`lse.mutations.mutate`, with a
+   per-worker seeded rng).
+4. **Train** through the injectable :class:`Trainer` (build, inherit weights unless the
+   experiment disabled inheritance, train, evaluate on the validation split, count FLOPs as
+   ``F_t*N_t + F_v*N_v``, section 3.5).  Training polls :meth:`_Stopper.should_stop`.
+5. **Publish** (one rename).  A failed training (divergence, out of memory) is published
+   *dead* with its reason, so it is counted and visible, never selected.
+
+Birth slots.  Before training, a worker writes a claim ``workers/<wid>/claim-<child id>``,
+then lists births (``individuals/``, ``gc/``, ``history/``: listings, no reads) and every
+worker's claims.  Claims are ranked by child id (ids sort by time; every worker sees the same
+order), and a claim whose rank does not fit under the limit is withdrawn and retried a second
+later: two workers racing for the last slot never both train it.  A claim disappears with its
+worker's private folder when the worker stops or is reclaimed as dead (``Store.recover``), so a
+crash frees its slot.  The claim is removed only *after* the birth rename: for an instant the
+child counts twice, which only makes others wait, never overshoot.
+
+Signals and stops never half-publish: the handler only sets a flag; training notices it at the
+next poll and raises :class:`~lse.errors.StopRequested`, the child being assembled is dropped,
+and the worker's private folder (scratch, claim) is removed as it unregisters.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from lse.config import ExperimentConfig, WorkerOptions
+from lse.dna import DNA, initial_dna
+from lse.errors import DiskFull, LostRace, StopRequested
+from lse.mutations import MutationRecord, mutate
+from lse.records import IndividualRecord, is_id, new_id
+from lse.selection import decide
+from lse.store import Store
+
+log = logging.getLogger("lse.worker")
+
+#: seconds between two garbage collections / recoveries of a worker
+MAINTENANCE_SECONDS = 30.0
+#: a worker whose claim does not fit under a limit waits this long before looking again
+SLOT_WAIT_SECONDS = 1.0
+
+ShouldStop = Callable[[], bool]
+
+
+# --------------------------------------------------------------------------------------------
+# the trainer interface (real: TorchTrainer; `lse simulate` passes a stand-in)
+
+
+@dataclass
+class ChildResult:
+    """What training one child produced; everything the record needs."""
+
+    val_accuracy: float | None  # None (or ignored) when failed_reason is set
+    failed_reason: str | None = None
+    state_dict: dict | None = None  # weights to publish (None for a failed child)
+    inheritance: dict | None = None  # {"kept": int, "reinitialised": int}; None: initial child
+    flops: dict | None = None  # {"train_per_batch", "eval_per_batch", "total"} (section 3.5)
+    params: int | None = None
+    steps: int = 0
+    examples: int = 0
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+class Trainer(Protocol):
+    """Turns a DNA (and its parent's weights) into a trained, evaluated child.
+
+    ``prepare`` is called once per worker process (load the data set there); ``input_channels``
+    is valid after it.  ``train_child`` must poll ``should_stop`` and let
+    :class:`~lse.errors.StopRequested` propagate; any other failure of the child is reported in
+    ``ChildResult.failed_reason`` rather than raised.
+    """
+
+    input_channels: int
+
+    def prepare(self, config: ExperimentConfig) -> None: ...
+
+    def train_child(
+        self,
+        dna: DNA,
+        parent_state: dict | None,
+        mutation: MutationRecord | None,
+        *,
+        seed: int,
+        should_stop: ShouldStop,
+    ) -> ChildResult: ...
+
+
+class TorchTrainer:
+    """The real trainer: lse.build, lse.inherit, lse.flops and lse.train on one device."""
+
+    def __init__(self, options: WorkerOptions) -> None:
+        self.options = options
+        self.config: ExperimentConfig | None = None
+        self.dataset: Any = None
+        self.device: Any = None
+        self.input_channels = 1
+
+    def prepare(self, config: ExperimentConfig) -> None:
+        import torch
+
+        from lse.data import load_dataset
+        from lse.train import resolve_device, set_threads
+
+        set_threads(self.options.threads)
+        dev = resolve_device(self.options.device)
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                from lse.errors import ConfigError
+
+                raise ConfigError("--device cuda but no CUDA device is visible", "use --device cpu or auto")
+            dev = torch.device("cuda", self.options.gpu_index or 0)
+            torch.cuda.set_device(dev)
+        self.device = dev
+        self.config = config
+        # Loaded once per process; every child trains on the same tensors (section 3.4).
+        self.dataset = load_dataset(
+            config.dataset, config.data_dir, validation_size=config.validation_size, seed=config.seed, device=dev
+        )
+        self.input_channels = self.dataset.input_shape[0]
+
+    def train_child(self, dna, parent_state, mutation, *, seed, should_stop) -> ChildResult:
+        import torch
+
+        from lse.build import build_model
+        from lse.flops import count_flops
+        from lse.inherit import inherit_weights
+        from lse.train import train
+
+        cfg, ds = self.config, self.dataset
+        assert cfg is not None and ds is not None, "prepare() first"
+        try:
+            fc = count_flops(dna, ds.input_shape, ds.num_classes, cfg.batch_size, cfg.eval_batch_size)
+            torch.manual_seed(seed)  # model initialisation; train() seeds batches and augmentation
+            model = build_model(dna, ds.input_shape, ds.num_classes)
+            if parent_state is not None:
+                rep = inherit_weights(model, parent_state, mutation)
+                inheritance = {"kept": rep.kept, "reinitialised": rep.reinitialised}
+            else:
+                inheritance = {"kept": 0, "reinitialised": len(model.state_dict())}
+            params = sum(p.numel() for p in model.parameters())
+            res = train(
+                model, ds, learning_rate=dna.learning_rate, steps=cfg.steps, batch_size=cfg.batch_size,
+                momentum=cfg.momentum, weight_decay=cfg.weight_decay, seed=seed, augment=cfg.augment,
+                should_stop=should_stop, device=self.device, eval_batch_size=cfg.eval_batch_size,
+            )
+        except StopRequested:
+            raise
+        except torch.OutOfMemoryError as e:
+            return ChildResult(None, f"out of memory: {str(e).splitlines()[0]}")
+        n_eval = math.ceil(ds.val_x.shape[0] / cfg.eval_batch_size) if res.failed_reason is None else 0
+        flops = {
+            "train_per_batch": fc.train_per_batch,
+            "eval_per_batch": fc.eval_per_batch,
+            "total": fc.cost(res.steps, n_eval),
+        }
+        state = None
+        if res.failed_reason is None:
+            state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
+        return ChildResult(
+            val_accuracy=None if res.failed_reason else res.val_accuracy,
+            failed_reason=res.failed_reason,
+            state_dict=state,
+            inheritance=inheritance,
+            flops=flops,
+            params=params,
+            steps=res.steps,
+            examples=res.examples,
+            train_seconds=res.train_seconds,
+            eval_seconds=res.eval_seconds,
+            extra={"device": str(self.device)},
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# stop conditions
+
+
+class _Stopper:
+    """Every stop condition of a worker.  ``should_stop`` is cheap (a flag, one stat, a clock)
+    and is polled during training; ``between_individuals`` also counts births and FLOPs."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.signalled = threading.Event()
+        self.signal_name: str | None = None
+        # The experiment's creation time is experiment.json's mtime: the launcher keeps it when
+        # it updates the stop fields on a resume.
+        self.created_at = os.stat(store.paths.experiment).st_mtime
+        self.max_hours: float | None = None
+
+    def handle_signal(self, signum: int, _frame: object) -> None:
+        # Only a flag: never raise from a handler (it could interrupt a rename half-way
+        # through the Python code around it).
+        self.signal_name = signal.Signals(signum).name
+        self.signalled.set()
+
+    def reason(self) -> str | None:
+        if self.signalled.is_set():
+            return f"signal {self.signal_name}"
+        if self.store.stop_requested():
+            return "STOP file"
+        if self.max_hours is not None and time.time() - self.created_at >= self.max_hours * 3600:
+            return f"max_hours={self.max_hours} reached"
+        return None
+
+    def should_stop(self) -> bool:
+        return self.reason() is not None
+
+
+def read_stop_fields(store: Store) -> ExperimentConfig:
+    """experiment.json as it is now (a resume may have changed its stop fields)."""
+    try:
+        return ExperimentConfig.from_json(store.paths.experiment.read_text(), str(store.paths.experiment))
+    except OSError:
+        return store.config
+
+
+# --------------------------------------------------------------------------------------------
+# births and claims (listings only)
+
+
+def _claim_path(store: Store, worker_id: str, child_id: str) -> Path:
+    # A file in the worker's own private folder: removed with it when the worker stops or is
+    # reclaimed as dead.  (PopulationPaths has no name for it; the prefix is ours.)
+    return store.paths.worker(worker_id) / f"claim-{child_id}"
+
+
+def count_births(store: Store) -> set[str]:
+    """Ids of every individual ever published (alive, dead, being collected, collected).
+
+    Listed in the order an individual moves (individuals/ -> gc/ -> history/, the history record
+    written before the gc folder is removed), so one that moves during the listing is still seen.
+    """
+    ids: set[str] = {e.id for e in store.entries()}
+    for name in _names(store.paths.gc):
+        head = name.split(".")[0]
+        if is_id(head) and name.count(".") == 1:
+            ids.add(head)
+    for name in _names(store.paths.history):
+        if name.endswith(".json") and not name.endswith(".death.json") and is_id(name[:-5]):
+            ids.add(name[:-5])
+    return ids
+
+
+def list_claims(store: Store) -> list[str]:
+    """Child ids claimed by every worker, sorted (the order every worker agrees on)."""
+    out = []
+    for wname in _names(store.paths.workers):
+        for name in _names(store.paths.workers / wname):
+            if name.startswith("claim-") and is_id(name[6:]):
+                out.append(name[6:])
+    return sorted(out)
+
+
+def _names(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+# --------------------------------------------------------------------------------------------
+# the loop
+
+
+@dataclass
+class WorkerSummary:
+    worker_id: str
+    births: int = 0  # children this worker published (alive or dead)
+    initial: int = 0
+    failures: int = 0  # published dead with failed_reason
+    kills: int = 0
+    lost_races: int = 0
+    stop_reason: str = ""
+
+
+class _Stop(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def run_worker(
+    pop_dir: str | os.PathLike,
+    options: WorkerOptions | None = None,
+    trainer: Trainer | None = None,
+    *,
+    worker_id: str | None = None,
+    handle_signals: bool = True,
+    log_to_file: bool = True,
+) -> WorkerSummary:
+    """Run one worker on the population ``pop_dir`` until a stop condition; return its summary.
+
+    ``trainer`` defaults to :class:`TorchTrainer`.  ``handle_signals`` installs SIGTERM/SIGINT
+    handlers (main thread only) that stop the worker gracefully.
+    """
+    options = options or WorkerOptions()
+    store = Store(pop_dir, stale_after=options.stale_after_seconds).open()
+    config = store.config
+    stopper = _Stopper(store)
+    previous: dict[int, Any] = {}
+    if handle_signals and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, stopper.handle_signal)
+    handle = store.register_worker(worker_id, auto_heartbeat=True, heartbeat_seconds=options.heartbeat_seconds)
+    summary = WorkerSummary(handle.id)
+    file_handler = None
+    if log_to_file:
+        file_handler = logging.FileHandler(store.paths.log(handle.id))
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger("lse").addHandler(file_handler)
+        logging.getLogger("lse").setLevel(logging.INFO)
+    try:
+        log.info("worker %s on %s started (pid %d, %s)", handle.id, store.host, os.getpid(), options.model_dump())
+        trainer = trainer or TorchTrainer(options)
+        trainer.prepare(config)
+        _Loop(store, config, options, trainer, stopper, summary).run()
+    finally:
+        log.info(
+            "worker %s stops: %s (births %d, initial %d, failures %d, kills %d, lost races %d)",
+            handle.id, summary.stop_reason or "error", summary.births, summary.initial, summary.failures,
+            summary.kills, summary.lost_races,
+        )
+        store.close()  # heartbeat off, private folder (scratch, claims) removed
+        if file_handler is not None:
+            logging.getLogger("lse").removeHandler(file_handler)
+            file_handler.close()
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+    return summary
+
+
+class _Loop:
+    def __init__(self, store, config, options, trainer, stopper, summary) -> None:
+        self.store: Store = store
+        self.config: ExperimentConfig = config
+        self.options = options
+        self.trainer: Trainer = trainer
+        self.stopper: _Stopper = stopper
+        self.summary: WorkerSummary = summary
+        self.wid = summary.worker_id
+        # Per-worker rng, reproducible from the experiment seed and the worker id.
+        self.rng = random.Random(f"{config.seed}:{self.wid}")
+        self.last_maintenance = -math.inf
+        self.flops_seen: dict[str, float] = {}
+
+    # -- stop checks --
+    def _check_stop(self, limits: ExperimentConfig, births: set[str]) -> None:
+        self.stopper.max_hours = limits.max_hours
+        r = self.stopper.reason()
+        if r:
+            raise _Stop(r)
+        if limits.max_individuals is not None and len(births) >= limits.max_individuals:
+            raise _Stop(f"max_individuals={limits.max_individuals} reached")
+        if limits.max_flops is not None:
+            spent = self._flops_spent()
+            if spent >= limits.max_flops:
+                raise _Stop(f"max_flops={limits.max_flops:.3g} reached ({spent:.3g} spent)")
+
+    def _flops_spent(self) -> float:
+        for rec in self.store.records():
+            if rec.id not in self.flops_seen:
+                self.flops_seen[rec.id] = rec.flops.total if rec.flops else 0.0
+        return sum(self.flops_seen.values())
+
+    def _maintenance(self) -> None:
+        now = time.monotonic()
+        if now - self.last_maintenance < MAINTENANCE_SECONDS:
+            return
+        self.last_maintenance = now
+        try:
+            self.store.recover()
+            self.store.gc()
+        except (OSError, DiskFull) as e:  # maintenance is best effort; the next worker retries
+            log.warning("maintenance failed: %s", e)
+
+    # -- the loop --
+    def run(self) -> None:
+        try:
+            while True:
+                self._step()
+        except _Stop as s:
+            self.summary.stop_reason = s.reason
+        except StopRequested:
+            self.summary.stop_reason = self.stopper.reason() or "stop requested"
+
+    def _step(self) -> None:
+        limits = read_stop_fields(self.store)
+        self._check_stop(limits, count_births(self.store))
+        self._maintenance()
+        child_id = new_id()
+        claim = _claim_path(self.store, self.wid, child_id)
+        claim.parent.mkdir(exist_ok=True)
+        claim.touch(exist_ok=False)
+        try:
+            births = count_births(self.store)
+            claims = list_claims(self.store)
+            rank = claims.index(child_id) if child_id in claims else len(claims)
+            self._check_stop(limits, births)
+            if limits.max_individuals is not None and len(births) + rank >= limits.max_individuals:
+                # Slots are taken by earlier claims; wait for them to be born (or to vanish).
+                claim.unlink()
+                time.sleep(SLOT_WAIT_SECONDS)
+                return
+            initial = len(births) + rank < self.config.population_size
+            self._make_child(child_id, initial)
+        finally:
+            try:
+                claim.unlink()
+            except FileNotFoundError:
+                pass
+
+    def _select_parent(self) -> tuple[IndividualRecord, dict] | None:
+        """Tournament (or the random control) until a parent was read; None: too few alive."""
+        while True:
+            if self.stopper.should_stop():
+                raise StopRequested(self.stopper.reason() or "stop")
+            alive = self.store.list_alive()
+            if len(alive) < 2:
+                return None
+            by_id = {e.id: e for e in alive}
+            d = decide(self.config.selection, [(e.id, e.fitness) for e in alive], self.rng)
+            if not self.store.kill(by_id[d.kill]):
+                self.summary.lost_races += 1
+                log.info("lost the race to kill %s; retrying", d.kill)
+                continue
+            self.summary.kills += 1
+            log.info("killed %s (%s), parent %s (%s)", d.kill, by_id[d.kill].fitness, d.parent, by_id[d.parent].fitness)
+            try:
+                return self.store.read_parent(by_id[d.parent])
+            except LostRace as e:
+                self.summary.lost_races += 1
+                log.info("lost the race for parent %s (%s); retrying", d.parent, e)
+
+    def _make_child(self, child_id: str, initial: bool) -> None:
+        cfg = self.config
+        parent = None if initial else self._select_parent()
+        if parent is None:
+            dna = initial_dna(cfg.initial_learning_rate, input_channels=self.trainer.input_channels)
+            mrec, parent_rec, parent_state = None, None, None
+        else:
+            parent_rec, parent_state = parent
+            dna, mrec = mutate(DNA.model_validate(parent_rec.dna), self.rng, cfg.mutation_probabilities)
+            if not cfg.inheritance:
+                parent_state = None  # the no-inheritance control (section 4): train from scratch
+        seed = self.rng.randrange(2**31)
+        what = "initial" if parent_rec is None else f"child of {parent_rec.id} by {mrec.name}"
+        log.info("training %s (%s), lr %.4g, seed %d", child_id, what, dna.learning_rate, seed)
+        t0 = time.time()
+        try:
+            res = self.trainer.train_child(
+                dna, parent_state, mrec if parent_state is not None else None, seed=seed,
+                should_stop=self.stopper.should_stop,
+            )
+        except StopRequested:
+            log.info("stop during training of %s: discarded, nothing published", child_id)
+            raise
+        except Exception as e:  # a child the phenotype code cannot handle dies; the worker lives
+            log.exception("training %s failed", child_id)
+            res = ChildResult(None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        failed = res.failed_reason is not None or res.val_accuracy is None or not math.isfinite(res.val_accuracy)
+        record = IndividualRecord(
+            id=child_id,
+            parent_id=None if parent_rec is None else parent_rec.id,
+            generation=0 if parent_rec is None else parent_rec.generation + 1,
+            dna=dna.model_dump(mode="json"),
+            mutation=None if mrec is None else mrec.model_dump(mode="json"),
+            inheritance=res.inheritance if parent_rec is not None else None,
+            val_accuracy=None if failed else float(res.val_accuracy),
+            failed_reason=(res.failed_reason or "no validation accuracy") if failed else None,
+            steps=res.steps,
+            examples=res.examples,
+            flops=res.flops,
+            params=res.params,
+            worker=self.wid,
+            host=self.store.host,
+            train_seconds=res.train_seconds,
+            eval_seconds=res.eval_seconds,
+            extra={**res.extra, "seed": seed, "started_at": t0,
+                   "inherited": parent_rec is not None and parent_state is not None},
+        )
+        try:
+            self.store.publish(record, None if failed else res.state_dict, alive=not failed)
+        except DiskFull as e:
+            log.error("%s; %s lost, retrying in 30 s", e, child_id)
+            if self.stopper.signalled.wait(30):
+                raise StopRequested("signal") from None
+            return
+        self.summary.births += 1
+        self.summary.initial += parent_rec is None
+        self.summary.failures += failed
+        if failed:
+            log.warning("published %s dead: %s", child_id, record.failed_reason)
+        else:
+            log.info("born %s: val accuracy %.4f, %d steps in %.1f s", child_id, record.val_accuracy, res.steps,
+                     res.train_seconds)
+
+
+# --------------------------------------------------------------------------------------------
+# command line (worker.py at the repository root calls main)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python worker.py --pop DIR [--device auto|cpu|cuda] [--gpu N] [--threads N]``."""
+    import argparse
+    import sys
+
+    from lse.errors import LseError
+
+    p = argparse.ArgumentParser(
+        prog="worker.py",
+        description="One evolution worker (paper section 3.1) on an existing population; "
+        "create the population with `python -m lse.launch` first.  Exits 0 on any stop "
+        "condition (max-individuals/hours/FLOPs, STOP file, SIGTERM/SIGINT).",
+    )
+    p.add_argument("--pop", required=True, help="population folder (holds experiment.json)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
+    p.add_argument("--gpu", type=int, default=None, help="CUDA device index (default: 0)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    p.add_argument("--worker-id", default=None, help="worker id (default: host-pid-random)")
+    args = p.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    # The worker's own log file gets everything (run_worker); stderr only warnings and errors.
+    stderr = logging.StreamHandler()
+    stderr.setLevel(logging.WARNING)
+    stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(stderr)
+    try:
+        opts = WorkerOptions.parse({"device": args.device, "gpu_index": args.gpu, "threads": args.threads})
+        summary = run_worker(args.pop, opts, worker_id=args.worker_id)
+    except LseError as e:
+        print(f"worker: error: {e}", file=sys.stderr)
+        return 2
+    print(f"worker {summary.worker_id}: {summary.stop_reason}; published {summary.births}", file=sys.stderr)
+    return 0
