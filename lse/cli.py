@@ -12,3 +12,17 @@ app = typer.Typer(
 
 # Each module registers its own commands (one concept per module); see docs/ARCHITECTURE.md.
 # Modules add themselves below, e.g.:  from lse import store as _store; _store.register_cli(app)
+
+from lse import bench as _bench  # noqa: E402  (lse bench, lse data fetch)
+
+_bench.register_cli(app)
+
+from lse import report as _report  # noqa: E402  (lse report)
+from lse import status as _status  # noqa: E402  (lse status)
+
+_report.register_cli(app)
+_status.register_cli(app)
+
+from lse import pop as _pop  # noqa: E402  (lse pop ls/show, lse gc)
+
+_pop.register_cli(app)

@@ -128,6 +128,7 @@ class Dataset:
     source: str = ""  # folder the files were read from
     device: str = "cpu"
     _norm_cache: dict = field(default_factory=dict, repr=False)
+    _copies: dict = field(default_factory=dict, repr=False)  # device -> Dataset, so a move happens once
 
     def normalization(self, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(scale, shift), each (1, C, 1, 1) float32 on ``device``: x_float = x_uint8 * scale + shift."""
@@ -148,12 +149,17 @@ class Dataset:
 
     def to(self, device: torch.device | str) -> "Dataset":
         dev = torch.device(device)
+        if dev.type == "cuda" and dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
         if self.train_x.device == dev:
             return self
+        if str(dev) in self._copies:
+            return self._copies[str(dev)]
         move = {k: getattr(self, k).to(dev) for k in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")}
         ds = Dataset(self.name, **move, input_shape=self.input_shape, num_classes=self.num_classes, flip=self.flip,
                      split=self.split, mean=self.mean, std=self.std, source=self.source, device=str(dev))
         _register(ds)
+        self._copies[str(dev)] = ds
         return ds
 
 
@@ -199,6 +205,8 @@ def load_dataset(
     once and trains every individual on the same tensors.
     """
     spec = _spec(name)
+    if str(device) == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     folders = _search_folders(spec, data_dir)
     key = (spec.name, tuple(str(f) for f in folders), int(validation_size), int(seed), str(torch.device(device)))
     if cache and key in _CACHE:

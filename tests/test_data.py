@@ -216,3 +216,40 @@ def test_real_fashion_mnist_from_the_debian_package():
     assert ds.train_x.shape == (55000, 1, 28, 28) and ds.val_x.shape == (5000, 1, 28, 28)
     assert ds.test_x.shape == (10000, 1, 28, 28)
     assert sorted(ds.train_y.unique().tolist()) == list(range(10))
+
+
+# --- lse data fetch (no internet needed: file:// URLs and a refused download) ---------------
+
+
+def test_fetch_verifies_md5_and_unpacks_cifar(tmp_path, monkeypatch):
+    import hashlib
+    import tarfile
+
+    import lse.data as data
+
+    src = write_synthetic(tmp_path / "src", "cifar10", n_train=100, n_test=20)
+    tgz = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        tar.add(src / CIFAR10_DIR, arcname=CIFAR10_DIR)
+    md5 = hashlib.md5(tgz.read_bytes()).hexdigest()
+    spec = data.SPECS["cifar10"]
+    monkeypatch.setitem(data.SPECS, "cifar10", spec.__class__(**{**spec.__dict__, "urls": ((tgz.as_uri(), md5),)}))
+    dest = data.fetch_dataset("cifar10", tmp_path / "dest")
+    assert load_dataset("cifar10", dest, validation_size=10, cache=False).train_x.shape[0] == 90
+    monkeypatch.setitem(data.SPECS, "cifar10", spec.__class__(**{**spec.__dict__, "urls": ((tgz.as_uri(), "0" * 32),)}))
+    with pytest.raises(DataError, match="MD5"):
+        data.fetch_dataset("cifar10", tmp_path / "dest2")
+    assert not list((tmp_path / "dest2").glob("*.tar.gz*"))  # nothing half-written is left
+
+
+def test_fetch_without_internet_is_a_clear_error(tmp_path, monkeypatch):
+    import urllib.error
+
+    import lse.data as data
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    with pytest.raises(DataError, match="no internet"):
+        data.fetch_dataset("mnist", tmp_path)
