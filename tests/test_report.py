@@ -1,0 +1,219 @@
+"""`lse report` on small REAL experiments: the worker loop of lse.worker trains real models on a
+generated data set (CIFAR-10 format, so that even the initial GAP+FC individual sees colour and
+evolution visibly improves), then the report is checked against the records and against test
+accuracies and ensemble votes recomputed here from the stored weights."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lse import curves as cv
+from lse.build import build_model
+from lse.config import ExperimentConfig, WorkerOptions
+from lse.data import load_dataset
+from lse.dna import DNA
+from lse.report import make_report
+from lse.store import PopulationPaths, Store
+from lse.synthetic import write_synthetic
+from lse.train import evaluate, predict
+from lse.worker import run_worker
+
+BIRTHS = 12
+PROBS = {  # favour growth so that a dozen births already show progress
+    "insert_convolution": 3, "alter_channels": 2, "alter_learning_rate": 1, "identity": 1, "add_skip": 0.5,
+    "filter_size": 1, "reset_weights": 0.2, "remove_convolution": 0.5, "alter_stride": 0.5,
+    "insert_one_to_one": 0.5, "remove_skip": 0.5,
+}
+
+
+def _experiment(pop: Path, data: Path, seed: int) -> Path:
+    cfg = ExperimentConfig(dataset="cifar10", data_dir=str(data), validation_size=200, population_size=4, steps=40,
+                           eval_batch_size=500, seed=seed, max_individuals=BIRTHS, mutation_probabilities=PROBS)
+    Store(pop).create(cfg)
+    # a fixed worker id makes the worker's rng (seeded by experiment seed and worker id) and so
+    # the whole run reproducible
+    s = run_worker(pop, WorkerOptions(threads=1, device="cpu"), worker_id=f"w{seed}", handle_signals=False,
+                   log_to_file=False)
+    assert s.births == BIRTHS
+    return pop
+
+
+@pytest.fixture(scope="module")
+def experiments(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    data = write_synthetic(root / "data", "cifar10", n_train=700, n_test=300, seed=1)
+    pops = [_experiment(root / f"pop {k}", data, seed=k) for k in range(2)]
+    # Collect the dead (as workers do every 30 s): killed best-so-far individuals lose their
+    # weights, so the report must show their test accuracy as missing.
+    with Store(pops[0]) as st:
+        st.open().gc()
+    return root, data, pops
+
+
+@pytest.fixture(scope="module")
+def report(experiments):
+    from typer.testing import CliRunner
+
+    from lse.cli import app
+
+    root, _data, pops = experiments
+    out = root / "out"
+    args = ["report", "--out", str(out)]
+    for p in pops:
+        args += ["--pop", str(p), "--label", "evolution"]
+    res = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "test accuracy" in res.output and "report.html" in res.output  # progress bar + summary
+    return out, json.loads((out / "summary.json").read_text())
+
+
+def _dataset(data: Path, seed: int):
+    return load_dataset("cifar10", data, validation_size=200, seed=seed)
+
+
+def _model(pop: Path, rec, ds):
+    from safetensors.torch import load_file
+
+    entry = Store(pop).find(rec.id)
+    if entry is None:
+        return None
+    model = build_model(DNA.model_validate(rec.dna), ds.input_shape, ds.num_classes)
+    model.load_state_dict(load_file(str(PopulationPaths.weights_file(entry.path))))
+    return model.eval()
+
+
+def test_report_writes_every_file(report):
+    out, summary = report
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert "progress.png" in pngs
+    assert sum(n.startswith("individuals-") for n in pngs) == 2
+    for p in out.glob("*.png"):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    images = re.findall(r'<img [^>]*src="([^"]+)"', page)
+    assert len(images) == len(pngs)  # every figure embedded ...
+    assert all(s.startswith("data:image/png;base64,") for s in images)  # ... and self-contained
+    assert base64.b64decode(images[0].split(",", 1)[1])[:4] == b"\x89PNG"
+    assert "majority vote" in page and "<table>" in page
+    rows = list(csv.DictReader(open(out / "individuals.csv")))
+    assert len(rows) == 2 * BIRTHS
+    assert len(json.loads((out / "individuals.json").read_text())) == 2 * BIRTHS
+    assert len(summary["experiments"]) == 2
+
+
+def test_curve_matches_records_and_recomputed_test_accuracy(experiments, report):
+    _root, data, pops = experiments
+    out, summary = report
+    rows = json.loads((out / "individuals.json").read_text())
+    for k, pop in enumerate(pops):
+        recs = Store(pop).records()
+        inds = [cv.from_record(r) for r in recs]
+        exp = summary["experiments"][k]
+        curve = cv.progress_curve(inds, {}, label="x")
+        # validation accuracy of the best-so-far never decreases ...
+        assert np.all(np.diff(curve.val[~np.isnan(curve.val)]) >= 0)
+        # ... and is, at each birth, the best validation accuracy among those born so far
+        for j, ind in enumerate(cv.birth_order(inds)):
+            born = [i.val_accuracy for i in inds if i.born_at <= ind.born_at and i.has_fitness]
+            assert curve.val[j] == (max(born) if born else curve.val[j])
+        assert curve.flops[-1] == pytest.approx(sum(r.flops.total for r in recs))
+        assert exp["experiment_flops"] == pytest.approx(curve.flops[-1])
+        # the report's per-individual test accuracies: recomputed here from the stored weights
+        ds = _dataset(data, seed=k)
+        mine = {r["id"]: r for r in rows if r["pop"] == str(pop)}
+        chain = cv.best_chain_ids(inds)
+        assert {i for i, r in mine.items() if r["best_so_far"]} == set(chain)
+        missing = 0
+        for rec in recs:
+            if rec.id not in chain:
+                continue
+            model = _model(pop, rec, ds)
+            if model is None:
+                missing += 1
+                assert mine[rec.id]["test_accuracy"] is None
+                continue
+            assert mine[rec.id]["test_accuracy"] == pytest.approx(evaluate(model, ds.test_x, ds.test_y))
+            cached = json.loads(PopulationPaths(pop).eval_record(rec.id).read_text())
+            assert cached["test_accuracy"] == mine[rec.id]["test_accuracy"]
+        best = max((i for i in inds if i.has_fitness), key=lambda i: i.val_accuracy)
+        assert exp["best"]["id"] == best.id and exp["best"]["val_accuracy"] == best.val_accuracy
+        assert exp["test_missing"] == sorted(i for i in chain if mine[i]["test_accuracy"] is None)
+        if k == 0:
+            assert missing == len(exp["test_missing"])
+
+
+def test_missing_test_accuracy_is_carried_and_said(experiments, report):
+    """In the collected population the killed best-so-far individuals have no weights."""
+    out, summary = report
+    exp = summary["experiments"][0]
+    assert exp["test_missing"], "the fixed seeds should kill and collect an early record holder"
+    page = (out / "report.html").read_text()
+    assert "garbage-collected" in page and "missing" in page
+    rows = [r for r in json.loads((out / "individuals.json").read_text()) if r["id"] in exp["test_missing"]]
+    assert all(r["test_accuracy"] is None for r in rows)
+
+
+def test_ensemble_accuracy_is_the_vote_of_real_predictions(experiments, report):
+    _root, data, pops = experiments
+    _out, summary = report
+    for k, pop in enumerate(pops):
+        ens = summary["experiments"][k]["ensemble"]
+        recs = {r.id: r for r in Store(pop).records()}
+        ranked = sorted((r for r in recs.values() if r.val_accuracy is not None and r.failed_reason is None),
+                        key=lambda r: (-r.val_accuracy, r.born_at, r.id))
+        ds = _dataset(data, seed=k)
+        members, labels, probs = [], [], []
+        for r in ranked:
+            model = _model(pop, r, ds)
+            if model is None:
+                continue
+            members.append(r.id)
+            labels.append(predict(model, ds.test_x).numpy())
+            with torch.no_grad():
+                scale, shift = ds.normalization()
+                probs.append(torch.softmax(model(ds.test_x.float() * scale + shift), 1).numpy())
+            if len(members) == 2:
+                break
+        assert ens["members"] == members
+        a, b = labels
+        p = probs[0] + probs[1]
+        n = np.arange(len(a))
+        vote = np.where(a == b, a, np.where(p[n, a] >= p[n, b], a, b))  # tie: higher summed softmax
+        y = ds.test_y.numpy()
+        assert ens["test_accuracy"] == pytest.approx(float(np.mean(vote == y)))
+        assert ens["member_test_accuracy"][members[0]] == pytest.approx(float(np.mean(a == y)))
+        assert ens["disagreements"] == int(np.sum(a != b))
+
+
+def test_second_report_reads_the_cache_and_agrees(experiments, report, tmp_path, monkeypatch):
+    _root, _data, pops = experiments
+    _out, first = report
+    import lse.train
+
+    def boom(*a, **k):
+        raise AssertionError("test accuracy recomputed despite the cache")
+
+    monkeypatch.setattr(lse.train, "evaluate", boom)
+    second = make_report([pops[1]], tmp_path / "again")
+    b1 = first["experiments"][1]["best"]
+    b2 = second["experiments"][0]["best"]
+    assert b2["id"] == b1["id"] and b2["test_accuracy"] == b1["test_accuracy"]
+    assert (tmp_path / "again" / "progress.png").is_file()
+
+
+def test_bad_arguments_are_typed_errors(tmp_path):
+    from lse.errors import ConfigError, StoreError
+
+    with pytest.raises(ConfigError, match="one --label per --pop"):
+        make_report([tmp_path, tmp_path], tmp_path / "o", labels=["a"])
+    with pytest.raises(StoreError):
+        make_report([tmp_path / "nope"], tmp_path / "o")
