@@ -61,6 +61,9 @@ MAINTENANCE_SECONDS = 30.0
 #: a worker whose claim does not fit under a limit waits this long before looking again
 SLOT_WAIT_SECONDS = 1.0
 
+#: environment variable through which the local launcher tells a worker its pid
+LAUNCHER_PID_ENV = "LSE_LAUNCHER_PID"
+
 ShouldStop = Callable[[], bool]
 
 
@@ -211,6 +214,10 @@ class _Stopper:
         # it updates the stop fields on a resume.
         self.created_at = os.stat(store.paths.experiment).st_mtime
         self.max_hours: float | None = None
+        # Set by the local launcher: if it dies (SIGKILL, lost terminal) its workers stop too
+        # instead of running on unsupervised.
+        ppid = os.environ.get(LAUNCHER_PID_ENV, "")
+        self.launcher_pid = int(ppid) if ppid.isdigit() else None
 
     def handle_signal(self, signum: int, _frame: object) -> None:
         # Only a flag: never raise from a handler (it could interrupt a rename half-way
@@ -223,6 +230,8 @@ class _Stopper:
             return f"signal {self.signal_name}"
         if self.store.stop_requested():
             return "STOP file"
+        if self.launcher_pid is not None and os.getppid() != self.launcher_pid:
+            return "the launcher is gone"
         if self.max_hours is not None and time.time() - self.created_at >= self.max_hours * 3600:
             return f"max_hours={self.max_hours} reached"
         return None
