@@ -1,0 +1,172 @@
+"""The worker loop (section 3.1) against a real store, with a stand-in trainer (fast, no SGD).
+
+The stand-in scores a DNA by its convolutions, so selection has something to select; it can
+be told to fail, to be slow, or to block until a stop is requested.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lse.config import ExperimentConfig, WorkerOptions
+from lse.errors import StopRequested
+from lse.store import Store
+from lse.worker import ChildResult, count_births, list_claims, run_worker
+
+OPTS = WorkerOptions(threads=1, heartbeat_seconds=0.5)
+
+
+class StandIn:
+    """Fitness = 0.1 + 0.1 per convolution (capped), inherited weights counted."""
+
+    input_channels = 1
+
+    def __init__(self, fail_every: int = 0, delay: float = 0.0, block: threading.Event | None = None) -> None:
+        self.fail_every = fail_every
+        self.delay = delay
+        self.block = block
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def prepare(self, config: ExperimentConfig) -> None:
+        self.config = config
+
+    def train_child(self, dna, parent_state, mutation, *, seed, should_stop):
+        with self.lock:
+            self.calls += 1
+            n = self.calls
+        if self.block is not None:
+            self.block.set()
+            while not should_stop():
+                time.sleep(0.01)
+            raise StopRequested("stop")
+        time.sleep(self.delay)
+        if self.fail_every and n % self.fail_every == 0:
+            return ChildResult(None, "diverged: loss nan at step 3", steps=3, examples=150,
+                               flops={"train_per_batch": 10.0, "eval_per_batch": 1.0, "total": 30.0})
+        acc = min(0.95, 0.1 + 0.1 * len(dna.conv_edges()) + (seed % 100) / 10000)
+        return ChildResult(
+            acc, None, {"w": torch.full((2,), float(n))},
+            inheritance={"kept": 1 if parent_state is not None else 0, "reinitialised": 0 if parent_state is not None else 1},
+            flops={"train_per_batch": 10.0, "eval_per_batch": 1.0, "total": 100.0}, params=2, steps=10, examples=500,
+        )
+
+
+def _pop(tmp_path: Path, **kw) -> Path:
+    cfg = dict(population_size=4, steps=10, max_individuals=12)
+    cfg.update(kw)
+    pop = tmp_path / "pop"
+    Store(pop).create(ExperimentConfig(**cfg))
+    return pop
+
+
+def _consistent(pop: Path) -> list:
+    """No private leftovers; every alive individual complete; records readable."""
+    store = Store(pop).open()
+    assert os.listdir(store.paths.workers) == []
+    for e in store.list_alive():
+        assert sorted(os.listdir(e.path)) == ["record.json", "weights.safetensors"]
+    return store.records()
+
+
+def test_one_worker_runs_to_max_individuals(tmp_path):
+    pop = _pop(tmp_path)
+    s = run_worker(pop, OPTS, StandIn(), handle_signals=False)
+    recs = _consistent(pop)
+    assert len(recs) == 12 == s.births and "max_individuals=12" in s.stop_reason
+    initial = [r for r in recs if r.parent_id is None]
+    assert len(initial) == 4 and s.initial == 4  # exactly population_size initial individuals
+    for r in recs:
+        assert r.worker == s.worker_id and r.host and r.flops.total > 0 and r.dna
+        if r.parent_id is not None:
+            assert r.mutation["name"] and r.inheritance.kept == 1 and r.generation >= 1
+    assert len(Store(pop).list_alive()) == 4  # one death per birth after the initial population
+    assert max(r.val_accuracy for r in recs) > max(r.val_accuracy for r in initial)
+    assert (pop / "logs" / f"{s.worker_id}.log").read_text().count("born ") == 12
+
+
+def test_failures_are_published_dead_with_their_reason(tmp_path):
+    pop = _pop(tmp_path, max_individuals=9)
+    s = run_worker(pop, OPTS, StandIn(fail_every=3), handle_signals=False)
+    recs = _consistent(pop)
+    failed = [r for r in recs if r.failed_reason]
+    assert len(recs) == 9 and len(failed) == 3 == s.failures
+    assert all(r.state == "dead" and r.val_accuracy is None and "nan" in r.failed_reason for r in failed)
+
+
+def test_three_threaded_workers_publish_exactly_max_individuals(tmp_path):
+    pop = _pop(tmp_path, max_individuals=15, population_size=6)
+    trainer = StandIn(delay=0.05)
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(run_worker(pop, OPTS, trainer, handle_signals=False)))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    recs = _consistent(pop)
+    assert len(out) == 3
+    assert len(recs) == 15 == sum(s.births for s in out)  # birth slots: never overshoot
+    assert sum(r.parent_id is None for r in recs) == 6  # nor the initial population
+    assert list_claims(Store(pop)) == []
+
+
+def test_random_control_and_no_inheritance(tmp_path):
+    pop = _pop(tmp_path, selection="random", inheritance=False, max_individuals=10)
+    run_worker(pop, OPTS, StandIn(), handle_signals=False)
+    recs = _consistent(pop)
+    assert len(recs) == 10
+    children = [r for r in recs if r.parent_id]
+    assert children and all(r.inheritance.kept == 0 and r.extra["inherited"] is False for r in children)
+
+
+@pytest.mark.parametrize("how", ["stop_file", "max_hours", "max_flops"])
+def test_stop_conditions(tmp_path, how):
+    pop = _pop(tmp_path, max_individuals=None, **({"max_flops": 450.0} if how == "max_flops" else {}))
+    store = Store(pop)
+    if how == "stop_file":
+        store.request_stop()
+    elif how == "max_hours":
+        old = time.time() - 7200
+        os.utime(store.paths.experiment, (old, old))
+        from lse.launch import rewrite_experiment
+
+        rewrite_experiment(store, store.config.model_copy(update={"max_hours": 1.0}))  # keeps the mtime
+    s = run_worker(pop, OPTS, StandIn(), handle_signals=False)
+    recs = _consistent(pop)
+    if how == "max_flops":
+        assert "max_flops" in s.stop_reason and len(recs) == 5  # 5 x 100 >= 450
+    else:
+        assert recs == [] and ("STOP" in s.stop_reason or "max_hours" in s.stop_reason)
+
+
+def test_stop_during_training_publishes_nothing(tmp_path):
+    pop = _pop(tmp_path)
+    started = threading.Event()
+    result = []
+    t = threading.Thread(target=lambda: result.append(run_worker(pop, OPTS, StandIn(block=started), handle_signals=False)))
+    t.start()
+    assert started.wait(30)
+    store = Store(pop)
+    assert len(list_claims(store)) == 1  # the child in training holds a birth slot
+    store.request_stop()
+    t.join(timeout=30)
+    assert not t.is_alive()
+    assert _consistent(pop) == [] and count_births(store) == set()
+    assert result[0].stop_reason == "STOP file"
+
+
+def test_a_raised_bound_on_resume_reaches_the_workers(tmp_path):
+    pop = _pop(tmp_path, max_individuals=5)
+    run_worker(pop, OPTS, StandIn(), handle_signals=False)
+    from lse.launch import prepare_experiment
+
+    prepare_experiment(pop, {"max_individuals": 8}, echo=lambda s: None)
+    run_worker(pop, OPTS, StandIn(), handle_signals=False)
+    assert len(_consistent(pop)) == 8
