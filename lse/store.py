@@ -128,6 +128,14 @@ class PopulationPaths:
     def history_death(self, individual_id: str) -> Path:
         return self.history / f"{_checked_id(individual_id)}.death.json"
 
+    def history_weights(self, individual_id: str) -> Path:
+        """Weights GC kept because reports need them (see :meth:`Store.gc`)."""
+        return self.history / f"{_checked_id(individual_id)}.weights.safetensors"
+
+    def claim(self, worker_id: str, individual_id: str) -> Path:
+        """A worker's claim of a birth slot for ``individual_id`` (see lse.worker)."""
+        return self.worker(worker_id) / f"claim-{_checked_id(individual_id)}"
+
     def worker(self, worker_id: str) -> Path:
         return self.workers / _checked_wid(worker_id)
 
@@ -716,6 +724,8 @@ class Store:
                     continue
                 except (ValueError, KeyError, TypeError) as e:
                     _warn_once(f"bad:{path}", f"ignoring malformed {path}: {e}")
+            elif name.endswith(".weights.safetensors") and is_id(name[: -len(".weights.safetensors")]):
+                continue  # weights kept for reports (Store.gc)
             elif name.endswith(".json") and is_id(name[:-5]):
                 try:
                     by_id[name[:-5]] = _parse_record(path.read_bytes(), str(path), None).model_copy(
@@ -770,6 +780,7 @@ class Store:
         the record in history/<id>.json, delete the weights.  Quarantines foreign entries."""
         report = GCReport()
         me = self.worker.id
+        keep = self._weights_worth_keeping()
         for de in _scandir_entries(self.paths.individuals):
             parsed = IndividualName.parse(de.name)
             if parsed is None or de.is_symlink():
@@ -786,14 +797,74 @@ class Store:
             if not won:
                 report.lost += 1
                 continue
-            if self._finish_gc_individual(dst, parsed.id, parsed.by):
+            if self._finish_gc_individual(dst, parsed.id, parsed.by, keep_weights=parsed.id in keep):
                 report.collected.append(parsed.id)
             else:
                 report.quarantined.append(parsed.id)
         return report
 
-    def _finish_gc_individual(self, gc_dir: Path, individual_id: str, killed_by: str | None) -> bool:
-        """history/<id>.json from gc/<…>/record.json, then delete.  False: it was quarantined."""
+    def _weights_worth_keeping(self) -> set[str]:
+        """Ids of dead individuals whose weights GC moves to history/ instead of deleting.
+
+        Reports need the test accuracy of the best-so-far individual at every time (Figure 2)
+        and of the validation top-2 (the ensemble, section 3.7), long after those individuals
+        died.  So an individual keeps its weights when, among everything known now (names in
+        individuals/ carry fitness; kept weights are known by their history/ names and the
+        accuracy in individuals' names or records), it beat every individual born before it
+        (a "record holder": O(log n) of n births for noisy fitness), or it is in the current
+        top-2.  Judged from listings only; an individual in flight in gc/ is unknown, which can
+        only make us keep more, never less.
+        """
+        fit: dict[str, float] = {}
+        for e in self.entries():
+            if e.fitness is not None:
+                fit[e.id] = e.fitness
+        suffix = ".weights.safetensors"
+        for name, _path in _listdir(self.paths.history):
+            if name.endswith(suffix) and is_id(name[: -len(suffix)]):
+                i = name[: -len(suffix)]
+                if i not in fit:
+                    rec = self._history_fitness(i)
+                    if rec is not None:
+                        fit[i] = rec
+        keep: set[str] = set()
+        best = -1.0
+        for i in sorted(fit):  # ids sort by birth
+            if fit[i] > best:
+                keep.add(i)
+                best = fit[i]
+        keep.update(sorted(fit, key=lambda i: (-fit[i], i))[:2])
+        return keep
+
+    def _history_fitness(self, individual_id: str) -> float | None:
+        try:
+            rec = _parse_record(self.paths.history_record(individual_id).read_bytes(), "history", None)
+        except (OSError, CorruptIndividual):
+            return None
+        return rec.val_accuracy
+
+    def load_weights(self, individual_id: str) -> dict | None:
+        """The weights of an individual wherever they are (alive, dead, or kept by GC);
+        None when they were collected.  Only reports read dead individuals' weights."""
+        entry = self.find(individual_id)
+        candidates = [self.paths.weights_file(entry.path)] if entry is not None else []
+        candidates.append(self.paths.history_weights(individual_id))
+        for path in candidates:
+            try:
+                if stat.S_ISLNK(os.lstat(path).st_mode):
+                    raise CorruptIndividual(f"{path} is a symlink; refusing to follow it")
+                return _load_weights(path.read_bytes())
+            except FileNotFoundError:
+                continue  # killed and collected meanwhile: look in history/
+            except _safetensors_error() as e:
+                raise CorruptIndividual(f"{path}: weights are not valid safetensors ({e})") from None
+        return None
+
+    def _finish_gc_individual(
+        self, gc_dir: Path, individual_id: str, killed_by: str | None, keep_weights: bool = False
+    ) -> bool:
+        """history/<id>.json from gc/<…>/record.json (and the weights, when reports need them:
+        :meth:`_weights_worth_keeping`), then delete.  False: it was quarantined."""
         try:
             rec = self._read_record(gc_dir)
         except FileNotFoundError:
@@ -810,6 +881,11 @@ class Store:
             rec = rec.model_copy(
                 update={"state": "dead", "collected": True, "killed_by": _killer(rec, killed_by)}
             )
+            if keep_weights:
+                try:  # same filesystem: one rename, the data is already fsynced
+                    self._rename(self.paths.weights_file(gc_dir), self.paths.history_weights(individual_id))
+                except OSError as e:
+                    _warn_once(f"keep:{individual_id}", f"could not keep weights of {individual_id}: {e}")
             self._publish_file(self.paths.history_record(individual_id), rec.model_dump(mode="json"), "history")
         shutil.rmtree(gc_dir, ignore_errors=True)
         return True

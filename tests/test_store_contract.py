@@ -236,16 +236,43 @@ def test_records_every_individual_ever(store):
 
 
 def test_gc_frees_weights_keeps_history(store):
-    e = store.publish(make_record(0.3), make_weights())
+    better = [store.publish(make_record(acc), make_weights()) for acc in (0.9, 0.8)]
+    e = store.publish(make_record(0.3), make_weights())  # born after better ones, not top-2
     store.kill(e)
     rep = store.gc()
     assert rep.collected == [e.id]
-    assert os.listdir(store.paths.individuals) == []
+    assert sorted(os.listdir(store.paths.individuals)) == sorted(b.path.name for b in better)
+    assert not store.paths.history_weights(e.id).exists()
+    assert store.load_weights(e.id) is None
     assert os.listdir(store.paths.gc) == []
     h = json.loads(store.paths.history_record(e.id).read_text())
     assert h["id"] == e.id and h["collected"] is True and h["val_accuracy"] == 0.3
     assert store.paths.history_death(e.id).exists()
     assert store.gc().collected == []  # idempotent
+
+
+def test_gc_keeps_weights_reports_need(store):
+    """Record holders (better than everyone born before) and the top-2 keep their weights
+    after collection: Figure 2 and the ensemble need their test accuracy later."""
+    accs = [0.5, 0.4, 0.7, 0.6, 0.65, 0.2]
+    es = [store.publish(make_record(acc), make_weights(seed=k)) for k, acc in enumerate(accs)]
+    for e in es:
+        store.kill(e)
+    store.gc()
+    kept = {e.id for e in es if store.paths.history_weights(e.id).exists()}
+    # record holders 0.5, 0.7; top-2 0.7, 0.65
+    assert kept == {es[0].id, es[2].id, es[4].id}
+    w = store.load_weights(es[2].id)
+    assert torch.equal(w["fc.weight"], make_weights(seed=2)["fc.weight"])
+    assert store.load_weights(es[1].id) is None
+    assert len(store.records()) == len(accs)  # kept weights are not mistaken for records
+
+
+def test_load_weights_of_alive_and_dead(store):
+    e = store.publish(make_record(0.5), make_weights(seed=3))
+    assert torch.equal(store.load_weights(e.id)["fc.weight"], make_weights(seed=3)["fc.weight"])
+    store.kill(e)
+    assert torch.equal(store.load_weights(e.id)["fc.weight"], make_weights(seed=3)["fc.weight"])
 
 
 def test_gc_leaves_alive_alone(store):
