@@ -43,6 +43,11 @@ def _pct(a: np.ndarray) -> np.ndarray:
     return 100.0 * np.asarray(a, dtype=float)
 
 
+def _unknown(c: Curve) -> np.ndarray:
+    """Points where a best individual exists but its test accuracy is unknown."""
+    return np.isnan(c.test) & ~np.isnan(c.val)
+
+
 def progress_figure(
     groups: Mapping[str, Sequence[Curve]],
     bands: Mapping[str, Mapping[str, Band]],
@@ -54,7 +59,7 @@ def progress_figure(
     ``groups`` maps a label to its repeats; a label with one experiment is drawn as its step
     curve (test solid, validation dashed), with two or more as the mean and a +-2 sigma band
     (``bands[label][axis]``) over thin lines of the repeats."""
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 6.0), layout="constrained")
     any_carried = False
     unit, factor = time_unit(max((float(c.hours[-1]) for cs in groups.values() for c in cs if len(c)), default=0.0))
     scale = {"hours": factor, "flops": 1.0}
@@ -67,17 +72,20 @@ def progress_figure(
                 x = getattr(c, axis) * scale[axis]
                 ax.step(x, _pct(c.test_shown), where="post", color=color, ls=style, lw=2, label=f"{label}: test")
                 ax.step(x, _pct(c.val), where="post", color=color, ls=style, lw=1, alpha=0.45, label=f"{label}: validation")
+                any_carried |= bool(_unknown(c).any())
                 if c.carried.any():
-                    any_carried = True
                     ax.plot(x[c.carried], _pct(c.test_shown[c.carried]), "o", mfc="none", color=color, ms=4)
             else:
                 b = bands[label][axis]
                 for c in curves:
                     ax.step(getattr(c, axis) * scale[axis], _pct(c.test_shown), where="post", color=color, lw=0.6, alpha=0.35)
-                    any_carried |= bool(c.carried.any())
+                    any_carried |= bool(_unknown(c).any())
                 ax.plot(b.x * scale[axis], _pct(b.mean), color=color, ls=style, lw=2, label=f"{label}: mean test of {b.repeats}")
                 ok = ~np.isnan(b.std)
-                ax.fill_between(b.x * scale[axis], _pct(b.lower), _pct(b.upper), where=ok, color=color, alpha=0.2, lw=0, label=f"{label}: ±2σ")
+                # accuracy lives in [0, 100] %: a band of few, spread-out repeats may cross it
+                lo, hi = np.clip(_pct(b.lower), 0, 100), np.clip(_pct(b.upper), 0, 100)
+                ax.fill_between(b.x * scale[axis], lo, hi, where=ok, color=color, alpha=0.2, lw=0,
+                                label=f"{label}: ±2σ (to the shortest repeat's end)")
     for ax, axis in zip(axes, ("hours", "flops")):
         ax.set_xlabel(time_label(unit) if axis == "hours" else FLOPS_LABEL)
         ax.set_ylabel("accuracy (%)")
@@ -87,8 +95,11 @@ def progress_figure(
     axes[0].set_title("against wall time")
     axes[1].set_title("against compute")
     if any_carried:
-        axes[0].plot([], [], "o", mfc="none", color="grey", label="test unknown (weights collected): last known value")
-    axes[0].legend(loc="lower right", fontsize=8)
+        axes[0].plot([], [], "o", mfc="none", color="grey",
+                     label="test unknown (weights collected): last known value (o), or not drawn")
+    handles, labels = axes[0].get_legend_handles_labels()
+    # below both panels: inside one it would hide the curves it explains
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(3, max(1, len(labels))), fontsize=8.5, frameon=False)
     fig.suptitle(title)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -135,7 +146,7 @@ def individuals_figure(
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(title or "Every individual that ever lived")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     for k, i in enumerate(drawn):
         a = fig.add_subplot(gs[1, k])
         a.axis("off")
@@ -159,7 +170,7 @@ def mutations_figure(stats: Sequence, path: Path) -> Path:
     ax.barh(y, [s.children for s in stats], color="#c7d7ef", label="children")
     ax.barh(y, [s.improved for s in stats], color="#1f77b4", label="better than parent")
     for k, s in enumerate(stats):
-        ax.text(s.children, k, f"  {100 * s.rate:.0f}%" if s.children else "", va="center", fontsize=8)
+        ax.text(s.children, k, f"  {s.improved}/{s.children} = {100 * s.rate:.0f}%" if s.children else "", va="center", fontsize=8)
     ax.set_yticks(y, names)
     ax.invert_yaxis()
     ax.set_xlabel("children (count)")

@@ -33,6 +33,7 @@ import json
 import math
 import os
 import re
+import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -41,7 +42,9 @@ from pathlib import Path
 import numpy as np
 
 from lse import curves as cv
-from lse.errors import ConfigError, DataError, LseError, StoreError
+from lse.errors import ConfigError, DataError, LseError
+
+log = logging.getLogger("lse.report")
 
 ENSEMBLE_SIZE = 2
 #: Individuals drawn under Figure 1: the best and three ancestors, as in the paper.
@@ -109,27 +112,17 @@ def load_experiment(pop: str | os.PathLike, label: str | None = None) -> Experim
 
 
 def load_weights(pop: Path, individual_id: str):
-    """The state_dict of an individual, or None when its weights were collected (or it is gone).
+    """The state_dict of an individual, or None when its weights are gone.
 
-    Uses ``Store.load_weights`` when the store has one; otherwise finds the individual's
-    directory (alive or dead) with one listing and reads its safetensors file."""
-    from lse.store import PopulationPaths, Store
+    The store finds them wherever they are (alive, dead, or kept in history/ by GC, which
+    keeps the record holders' and the top-2's weights for reports).  Corrupt weights count as
+    gone: a report shows what it can rather than stopping."""
+    from lse.store import Store
 
-    store = Store(pop)
-    loader = getattr(store, "load_weights", None)
-    if callable(loader):
-        try:
-            return loader(individual_id)
-        except (FileNotFoundError, LseError):
-            return None
-    from safetensors.torch import load_file
-
-    entry = store.find(individual_id)
-    if entry is None:  # collected (only history/<id>.json is left) or never existed
-        return None
     try:
-        return load_file(str(PopulationPaths.weights_file(entry.path)))
-    except FileNotFoundError:  # collected or killed-and-collected between listing and read
+        return Store(pop).load_weights(individual_id)
+    except LseError as e:
+        log.warning("weights of %s unusable: %s", individual_id, e)
         return None
 
 
@@ -455,15 +448,31 @@ def _num(v, fmt: str = "{:.3g}") -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
 
 
-def summary_rows(s: dict) -> list[tuple[str, str]]:
+def duration(hours: float) -> str:
+    """45 s, 12.5 min or 3.25 h: a short experiment's wall time is not 0.003 h."""
+    if hours * 60 < 2:
+        return f"{hours * 3600:.0f} s"
+    if hours < 2:
+        return f"{hours * 60:.1f} min"
+    return f"{hours:.2f} h"
+
+
+def short_id(individual_id: str | None) -> str:
+    """The random tail of an id, enough to tell individuals apart on a terminal."""
+    return "-" if not individual_id else "…" + individual_id[-8:]
+
+
+def summary_rows(s: dict, short: bool = False) -> list[tuple[str, str]]:
+    """(name, value) rows of one experiment's summary; ``short`` for an 80-column terminal."""
     b = s.get("best") or {}
     ens = s.get("ensemble") or {}
     ens_txt = _pct(ens.get("test_accuracy")) if ens.get("members") else "missing (no weights)"
-    if ens.get("members"):
+    if ens.get("members") and not short:
         ens_txt += f" ({len(ens['members'])} members" + (f", {ens.get('disagreements', 0)} disagreements" if len(ens["members"]) > 1 else "") + ")"
     return [
         ("data set / selection", f"{s['dataset']} / {s['selection']}, inheritance {'on' if s['inheritance'] else 'off'}"),
-        ("best individual", b.get("id", "-")),
+        ("population size / steps", f"{s['population_size']} / {s['steps']}"),
+        ("best individual", short_id(b.get("id")) if short else b.get("id", "-")),
         ("best: validation accuracy", _pct(b.get("val_accuracy"))),
         ("best: test accuracy", _pct(b.get("test_accuracy"))),
         ("best: parameters", _num(b.get("params"), "{:,}")),
@@ -474,9 +483,10 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
         (f"top-{ens.get('size', ENSEMBLE_SIZE)} ensemble test accuracy", ens_txt),
         ("experiment FLOPs", _num(s["experiment_flops"], "{:.3g}")),
         ("individuals trained", f"{s['individuals']} ({s['failed']} failed, {s['alive']} alive)"),
-        ("wall time", f"{s['wall_hours']:.3f} h"),
+        ("wall time", duration(s["wall_hours"])),
         ("individuals per hour", _num(s["individuals_per_hour"], "{:.1f}")),
         ("workers", str(s["workers"])),
+        ("best-so-far without weights (test missing)", str(len(s["test_missing"]))),
     ]
 
 
@@ -539,6 +549,9 @@ def render_html(exps: list[Experiment], files: dict, out: Path) -> str:
                 parts.append(f"<tr><td><code>{e(m)}</code></td><td class='num'>{_pct(x.by_id[m].val_accuracy)}</td>"
                              f"<td class='num'>{_pct(ens['member_test_accuracy'][m])}</td></tr>")
             parts.append(f"<tr><th>majority vote</th><td></td><td class='num'>{_pct(ens['test_accuracy'])}</td></tr></table>")
+            if ens.get("skipped_no_weights"):
+                parts.append(f'<p class="note">Ranked higher by validation but without weights (collected), so '
+                             f'replaced: {e(", ".join(ens["skipped_no_weights"]))}.</p>')
         if s["mutations"]:
             parts.append("<h3>Which mutations produced children better than their parents</h3>")
             key = f"mutations:{x.label}:{k}"
@@ -569,16 +582,16 @@ def print_summary(exps: list[Experiment], console, out: Path) -> None:
     t.add_column("")
     for x in exps:
         t.add_column(x.label, overflow="fold")
-    rows = [summary_rows(x.summary) for x in exps]
+    rows = [summary_rows(x.summary, short=True) for x in exps]
     for r, (name, _) in enumerate(rows[0]):
-        if name in ("best: architecture", "best: learning rate", "best: depth (convolutions)"):
+        if name in ("best: architecture", "best: learning rate", "population size / steps", "data set / selection"):
             continue
         t.add_row(name, *[rs[r][1] for rs in rows])
     console.print(t)
     missing = sum(len(x.summary["test_missing"]) for x in exps)
     if missing:
         console.print(f"[yellow]{missing} best-so-far individual(s) had no weights left: test accuracy missing, "
-                      "the curve carries the last known value.[/]")
+                      "the curve carries the last known value (or starts later).[/]")
     console.print(f"report: {out / 'report.html'}")
 
 

@@ -51,10 +51,16 @@ def experiments(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     data = write_synthetic(root / "data", "cifar10", n_train=700, n_test=300, seed=1)
     pops = [_experiment(root / f"pop {k}", data, seed=k) for k in range(2)]
-    # Collect the dead (as workers do every 30 s): killed best-so-far individuals lose their
-    # weights, so the report must show their test accuracy as missing.
+    # Collect the dead, as workers do every 30 s.  GC keeps the weights of record holders (the
+    # best-so-far chain) and of the top-2; delete the kept weights of the first record holder
+    # by hand (as an older lse, or a user freeing space, would have) so that the report has a
+    # best-so-far individual without weights, whose test accuracy it must show as missing.
     with Store(pops[0]) as st:
         st.open().gc()
+    first = cv.best_chain_ids([cv.from_record(r) for r in Store(pops[0]).records()])[0]
+    kept = PopulationPaths(pops[0]).history_weights(first)
+    assert kept.is_file(), "GC should have kept the weights of a record holder"
+    kept.unlink()
     return root, data, pops
 
 
@@ -80,13 +86,11 @@ def _dataset(data: Path, seed: int):
 
 
 def _model(pop: Path, rec, ds):
-    from safetensors.torch import load_file
-
-    entry = Store(pop).find(rec.id)
-    if entry is None:
+    state = Store(pop).load_weights(rec.id)
+    if state is None:
         return None
     model = build_model(DNA.model_validate(rec.dna), ds.input_shape, ds.num_classes)
-    model.load_state_dict(load_file(str(PopulationPaths.weights_file(entry.path))))
+    model.load_state_dict(state)
     return model.eval()
 
 
