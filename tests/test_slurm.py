@@ -59,3 +59,103 @@ def test_paths_sbatch_cannot_carry_are_refused():
         _render(pop="/a\\b")
     with pytest.raises(LaunchError):
         _render(pop="/a\nb")
+
+
+# --------------------------------------------------------------------------------------------
+# a real single-node Slurm (slow suite)
+
+import os  # noqa: E402
+import time  # noqa: E402
+
+import psutil  # noqa: E402
+
+from lse.launch import launch_slurm, prepare_experiment  # noqa: E402
+from lse.store import Store  # noqa: E402
+from lse.synthetic import write_synthetic  # noqa: E402
+
+from slurm_cluster import SlurmCluster, unavailable_reason  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"no real Slurm here: {reason}")
+    with SlurmCluster(tmp_path_factory.mktemp("slurm")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def cifar_dir(tmp_path_factory):
+    return write_synthetic(tmp_path_factory.mktemp("data"), fmt="cifar10", n_train=1500, n_test=300)
+
+
+def _experiment(pop, data, **kw):
+    given = dict(dataset="cifar10", data_dir=str(data), validation_size=300, population_size=4, steps=30)
+    given.update(kw)
+    return prepare_experiment(pop, given, workers=2, echo=lambda s: None)
+
+
+def _consistent(pop):
+    store = Store(pop).open()
+    assert os.listdir(store.paths.workers) == [], "private scratch left behind"
+    for e in store.list_alive():
+        assert sorted(os.listdir(e.path)) == ["record.json", "weights.safetensors"]
+    return store.records()
+
+
+def _no_worker_processes(pop):
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        assert not (any(c.endswith("worker.py") for c in cmd) and str(pop) in cmd), f"worker {p.pid} still runs"
+
+
+def _slurm_logs(pop, cluster):
+    out = [f"--- {f.name}\n{f.read_text(errors='replace')[-1500:]}" for f in sorted((pop / "logs").glob("*"))]
+    return "\n".join(out) + "\n" + cluster.logs()
+
+
+@pytest.mark.slow
+def test_job_array_reaches_its_stop(slurm_cluster, cifar_dir, weird_tmp_path):
+    pop = weird_tmp_path / "pop"  # spaces and quotes: the script must quote it
+    _experiment(pop, cifar_dir, max_individuals=8)
+    job = launch_slurm(pop, SlurmOptions(workers=2, cpus_per_task=1), device="cpu", env=slurm_cluster.env(),
+                       echo=lambda s: None)
+    try:
+        slurm_cluster.wait_job(job, timeout=400)
+    except TimeoutError:
+        pytest.fail("job array did not finish\n" + _slurm_logs(pop, slurm_cluster))
+    recs = _consistent(pop)
+    assert len(recs) == 8, _slurm_logs(pop, slurm_cluster)
+    assert len({r.worker for r in recs}) == 2  # both array tasks worked
+    assert len(list((pop / "logs").glob("slurm-*_*.out"))) == 2
+    _no_worker_processes(pop)
+
+
+@pytest.mark.slow
+def test_scancel_mid_run_leaves_a_consistent_store_that_resumes(slurm_cluster, cifar_dir, tmp_path):
+    pop = tmp_path / "pop"
+    _experiment(pop, cifar_dir, steps=2500)  # no bound: only scancel stops it
+    env = slurm_cluster.env()
+    job = launch_slurm(pop, SlurmOptions(workers=2), device="cpu", env=env, echo=lambda s: None)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        logs = [f.read_text(errors="replace") for f in (pop / "logs").glob("*.log")]
+        if sum(t.count("born ") for t in logs) >= 1 and sum(t.count("training ") for t in logs) >= 3:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("workers did not train\n" + _slurm_logs(pop, slurm_cluster))
+    slurm_cluster.run(["scancel", job])
+    slurm_cluster.wait_job(job, timeout=120)
+    _no_worker_processes(pop)
+    births = len(_consistent(pop))
+    assert births >= 1
+    assert any("signal SIGTERM" in f.read_text(errors="replace") for f in (pop / "logs").glob("*.log")), \
+        _slurm_logs(pop, slurm_cluster)
+
+    # A new launch resumes it: one more birth, then the bound stops the new array.
+    _experiment(pop, cifar_dir, steps=2500, max_individuals=births + 1)
+    job2 = launch_slurm(pop, SlurmOptions(workers=1), device="cpu", env=env, echo=lambda s: None)
+    slurm_cluster.wait_job(job2, timeout=300)
+    assert len(_consistent(pop)) == births + 1, _slurm_logs(pop, slurm_cluster)

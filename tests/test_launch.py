@@ -1,0 +1,186 @@
+"""End to end: the local launcher runs real worker processes training real (tiny) models.
+
+Data: write_synthetic in the CIFAR format (3 colour channels, so the initial individuals --
+global pooling + linear, section 3.3 -- see only the mean colour and stay poor, while one
+inserted convolution already does much better).  Mutation weights favour
+insert_convolution so that a dozen births reliably contain such a child.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from lse.config import ExperimentConfig
+from lse.errors import ConfigError
+from lse.launch import prepare_experiment
+from lse.store import Store
+from lse.synthetic import write_synthetic
+
+FAST = ["--dataset", "cifar10", "--validation-size", "300", "--threads", "1", "--no-progress"]
+MUTATIONS = ["--mutation-prob", "insert_convolution=3", "--mutation-prob", "identity=1",
+             "--mutation-prob", "alter_learning_rate=1", "--mutation-prob", "alter_channels=1"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return write_synthetic(tmp_path_factory.mktemp("data"), fmt="cifar10", n_train=1500, n_test=300)
+
+
+def _launch(pop: Path, data: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "lse.launch", "--pop", str(pop), "--data-dir", str(data), *FAST, *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stdout + r.stderr + _logs(pop)
+    return r
+
+
+def _logs(pop: Path) -> str:
+    out = []
+    for f in sorted((pop / "logs").glob("*.log")) if (pop / "logs").exists() else []:
+        out.append(f"--- {f.name}\n{f.read_text(errors='replace')[-1500:]}")
+    return "\n".join(out)
+
+
+def _consistent(pop: Path) -> list:
+    store = Store(pop).open()
+    assert os.listdir(store.paths.workers) == [], "private scratch left behind"
+    for e in store.list_alive():
+        assert sorted(os.listdir(e.path)) == ["record.json", "weights.safetensors"], e.path
+    recs = store.records()
+    assert len({r.id for r in recs}) == len(recs)
+    return recs
+
+
+def _no_workers_left(pop: Path) -> None:
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        assert not (any(c.endswith("worker.py") for c in cmd) and str(pop) in cmd), f"worker left running: {p.pid}"
+
+
+def test_evolution_end_to_end(tmp_path, data_dir):
+    pop = tmp_path / "pop"
+    r = _launch(pop, data_dir, "--workers", "2", "--population-size", "6", "--steps", "80",
+                "--max-individuals", "14", *MUTATIONS)
+    recs = _consistent(pop)
+    assert len(recs) == 14  # births match the stop count exactly
+    assert "max_individuals=14 reached" in r.stdout and "best individual:" in r.stdout and "lse report --pop" in r.stdout
+    workers = {r.worker for r in recs}
+    assert len(workers) == 2  # both workers contributed
+    for rec in recs:
+        assert rec.flops and rec.flops.total > 0 and rec.params and rec.train_seconds is not None
+        assert rec.host and rec.born_at and rec.steps == (80 if rec.failed_reason is None else rec.steps)
+        if rec.parent_id:
+            assert rec.mutation and rec.inheritance is not None and rec.generation >= 1
+    initial = [x.val_accuracy for x in recs if x.parent_id is None and x.val_accuracy is not None]
+    best = max(x.val_accuracy for x in recs if x.val_accuracy is not None)
+    print(f"\nE2E: births={len(recs)} best initial={max(initial):.4f} best={best:.4f}")
+    assert len([x for x in recs if x.parent_id is None]) == 6
+    assert best > max(initial)
+    saved = json.loads((pop / "experiment.json").read_text())
+    assert saved["max_individuals"] == 14 and saved["mutation_probabilities"]["insert_convolution"] == 3
+    assert all((pop / "logs" / f"{w}.log").exists() for w in workers)
+    _no_workers_left(pop)
+
+
+@pytest.mark.parametrize("control", [["--selection", "random"], ["--no-inheritance"]])
+def test_controls_complete(tmp_path, data_dir, control):
+    pop = tmp_path / "pop"
+    _launch(pop, data_dir, "--workers", "2", "--population-size", "4", "--steps", "30", "--max-individuals", "8",
+            *control)
+    recs = _consistent(pop)
+    assert len(recs) == 8
+    cfg = Store(pop).open().config
+    if control[0] == "--selection":
+        assert cfg.selection == "random"
+    else:
+        assert cfg.inheritance is False
+        assert all(r.inheritance.kept == 0 for r in recs if r.parent_id)
+
+
+def test_sigint_stops_mid_training_then_a_launch_resumes(tmp_path, data_dir):
+    pop = tmp_path / "pop"
+    # Trainings of a few seconds: SIGINT arrives while the workers are inside train().
+    cmd = [sys.executable, "-m", "lse.launch", "--pop", str(pop), "--data-dir", str(data_dir), *FAST,
+           "--workers", "2", "--population-size", "4", "--steps", "2500"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            logs = [f.read_text() for f in (pop / "logs").glob("*.log")] if (pop / "logs").exists() else []
+            # one birth, and both workers busy with a later child
+            if sum(t.count("born ") for t in logs) >= 1 and sum(t.count("training ") for t in logs) >= 3:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("workers did not start training\n" + _logs(pop))
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=60)  # within seconds; the bound only catches a hang
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, out
+    assert "SIGINT" in out
+    _no_workers_left(pop)
+    births = len(_consistent(pop))  # nothing half-published: children in training were dropped
+    assert births >= 1
+    assert any("discarded, nothing published" in f.read_text() for f in (pop / "logs").glob("*.log"))
+
+    # A new launch resumes the interrupted experiment (stop fields may change)...
+    r = _launch(pop, data_dir, "--workers", "1", "--max-individuals", str(births + 1), timeout=180)
+    assert "resuming" in r.stdout
+    assert len(_consistent(pop)) == births + 1
+    # ...but is refused when it would change what is being searched.
+    with pytest.raises(ConfigError, match="steps: 2500 -> 30"):
+        prepare_experiment(pop, {"steps": 30}, echo=lambda s: None)
+
+
+def test_resume_rules(tmp_path):
+    pop = tmp_path / "pop"
+    quiet = lambda s: None  # noqa: E731
+    cfg = prepare_experiment(pop, {"steps": 10}, workers=3, echo=quiet)
+    assert cfg.population_size == 12  # 4 x workers, the paper's ratio
+    assert prepare_experiment(pop, {}, workers=7, echo=quiet) == cfg  # no options: resume as saved
+    with pytest.raises(ConfigError) as e:
+        prepare_experiment(pop, {"selection": "random", "seed": 3}, echo=quiet)
+    assert "seed: 0 -> 3" in str(e.value) and "selection: 'tournament' -> 'random'" in str(e.value)
+    store = Store(pop)
+    created = os.stat(store.paths.experiment).st_mtime
+    time.sleep(0.02)
+    assert prepare_experiment(pop, {"max_hours": 2.0}, echo=quiet).max_hours == 2.0
+    assert os.stat(store.paths.experiment).st_mtime == created  # creation time kept
+    store.request_stop()
+    forced = prepare_experiment(pop, {"seed": 3}, force=True, echo=quiet)
+    assert forced.seed == 3 and Store(pop).open().config.seed == 3
+    assert not store.stop_requested()  # launching removes an old STOP file
+    with pytest.raises(ConfigError, match="selection"):
+        prepare_experiment(tmp_path / "other", {"selection": "roulette"}, echo=quiet)
+    with pytest.raises(ConfigError, match="unknown mutation"):
+        prepare_experiment(tmp_path / "other2", {"mutation_probabilities": {"grow": 1.0}}, echo=quiet)
+
+
+def test_ratio_warning_and_stop_command(tmp_path):
+    pop = tmp_path / "pop"
+    msgs = []
+    prepare_experiment(pop, {"population_size": 4}, workers=3, echo=msgs.append)
+    assert any("warning" in m and "3 workers" in m for m in msgs)
+    r = subprocess.run([sys.executable, "-c", "from lse.cli import app; app()", "stop", "--pop", str(pop)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert Store(pop).stop_requested() and "wrote" in r.stdout
+
+
+def test_slurm_dry_run_prints_the_script(tmp_path, weird_tmp_path):
+    pop = weird_tmp_path / "pop"
+    r = subprocess.run([sys.executable, "-m", "lse.launch", "--pop", str(pop), "--slurm", "--workers", "3",
+                        "--time", "1:00:00", "--dry-run"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "#SBATCH --array=0-2" in r.stdout and "#SBATCH --time=1:00:00" in r.stdout
+    assert not pop.exists()  # a dry run creates nothing
