@@ -101,6 +101,9 @@ def train(
     if cl:
         model.to(memory_format=torch.channels_last)
     model.train()
+    if on_cuda:
+        # static shapes for 25,600 steps: per-shape kernel autotuning pays for itself
+        torch.backends.cudnn.benchmark = True
 
     opt_kwargs: dict = dict(lr=learning_rate, momentum=momentum, weight_decay=weight_decay)
     if on_cuda:
@@ -231,7 +234,8 @@ def _loop_cuda_graph(model, optimizer, sampler: _Batches, steps: int, should_sto
     warmup = min(3, steps)
     static_x, static_y = sampler.next()
     static_x, static_y = static_x.clone(), static_y.clone()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16)
+    # the autocast weight-cast cache must be off around graphs (PyTorch CUDA-graph docs)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
