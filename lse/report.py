@@ -486,7 +486,7 @@ def summary_rows(s: dict, short: bool = False) -> list[tuple[str, str]]:
         ("wall time", duration(s["wall_hours"])),
         ("individuals per hour", _num(s["individuals_per_hour"], "{:.1f}")),
         ("workers", str(s["workers"])),
-        ("best-so-far without weights (test missing)", str(len(s["test_missing"]))),
+        ("test missing (no weights)", str(len(s["test_missing"]))),
     ]
 
 
