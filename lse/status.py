@@ -159,6 +159,8 @@ def render(st: Status):
     from rich.panel import Panel
     from rich.table import Table
 
+    from lse.report import duration
+
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
@@ -168,15 +170,16 @@ def render(st: Status):
                  f"{st.collected} collected; {st.failed} failed training")
     head.add_row("best validation", "-" if st.best_val is None else f"{100 * st.best_val:.2f}%  ({st.best_id})")
     head.add_row("FLOPs spent", f"{st.flops:.3g}")
-    head.add_row("running for", f"{st.hours:.2f} h")
+    head.add_row("since start", duration(st.hours))
     head.add_row("individuals / hour", f"{st.per_hour:.1f} overall, {st.last_hour_births} in the last hour")
 
     stops = Table(title="stop conditions", title_justify="left", expand=False)
     for c in ("condition", "now", "limit", ""):
         stops.add_column(c)
     for c in st.stops:
-        val = f"{c.value:.3g}{c.unit}" if c.name != "individuals" else str(int(c.value))
-        lim = "-" if c.limit is None else (f"{c.limit:.3g}{c.unit}" if c.name != "individuals" else str(int(c.limit)))
+        fmt = {"individuals": lambda v: str(int(v)), "hours": duration}.get(c.name, lambda v: f"{v:.3g}")
+        val = fmt(c.value)
+        lim = "-" if c.limit is None else fmt(c.limit)
         frac = "" if c.fraction is None else ("[red]reached[/]" if c.reached else f"{100 * c.fraction:.0f}%")
         stops.add_row(c.name, val, lim, frac)
     stops.add_row("STOP file", "[red]present[/]" if st.stop_file else "absent", "", "")
