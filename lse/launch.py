@@ -569,6 +569,7 @@ def _command():
         max_flops: float = typer.Option(None, "--max-flops", help="stop when the experiment's FLOPs (section 3.5) exceed this"),
         force: bool = typer.Option(False, "--force", help="resume even if the options differ from the saved experiment (replaces them)"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="live progress line"),
+        prepare_only: bool = typer.Option(False, "--prepare-only", help="create or update experiment.json, start no worker (then run worker.py yourself, e.g. docker compose)"),
         use_slurm: bool = typer.Option(False, "--slurm", help="submit the workers as a Slurm job array instead of running them here"),
         partition: str = typer.Option(None, "--partition", help="Slurm partition"),
         time_limit: str = typer.Option(None, "--time", help="Slurm time limit per task (e.g. 4:00:00); workers stop gracefully before it"),
@@ -588,6 +589,9 @@ def _command():
                 initial_learning_rate=initial_learning_rate, mutation_probabilities=parse_mutation_probs(mutation_prob),
                 max_individuals=max_individuals, max_hours=max_hours, max_flops=max_flops,
             )
+            if prepare_only:
+                prepare_experiment(pop, given, workers=workers or 1, force=force, echo=typer.echo)
+                return
             if use_slurm:
                 from lse.slurm import SlurmOptions
 
