@@ -27,6 +27,10 @@ from lse import pop as _pop  # noqa: E402  (lse pop ls/show, lse gc)
 
 _pop.register_cli(app)
 
+from lse import launch as _launch  # noqa: E402  (lse launch, lse stop)
+
+_launch.register_cli(app)
+
 from lse import simulate as _simulate  # noqa: E402  (lse simulate)
 
 _simulate.register_cli(app)
