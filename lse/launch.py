@@ -97,14 +97,21 @@ def parse_mutation_probs(items: list[str] | None) -> dict[str, float] | None:
 
 
 def prepare_experiment(
-    pop_dir: str | os.PathLike, given: dict, *, workers: int = 1, force: bool = False, echo: Echo = print
+    pop_dir: str | os.PathLike,
+    given: dict,
+    *,
+    workers: int = 1,
+    force: bool = False,
+    echo: Echo = print,
+    check_data: bool = True,
 ) -> ExperimentConfig:
     """Create the population with ``given`` options (defaults for the rest), or resume it.
 
     ``given`` holds only the options the user passed.  On resume they are checked against the
     saved experiment: identity differences raise ConfigError listing them (``force``: the saved
     configuration is replaced, with a warning); stop conditions are updated.  A leftover STOP
-    file is removed (launching means "run").
+    file is removed (launching means "run").  ``check_data``: a new experiment's data set must
+    load here first (a typo in --data-dir is reported now, not by every worker).
     """
     given = {k: v for k, v in given.items() if v is not None}
     if given.get("data_dir"):
@@ -112,6 +119,11 @@ def prepare_experiment(
     store = Store(pop_dir)
     if not store.paths.experiment.exists():
         wanted = ExperimentConfig.parse({"population_size": 4 * workers, **given}, "options")
+        if check_data:
+            from lse.data import load_dataset
+
+            load_dataset(wanted.dataset, wanted.data_dir, validation_size=wanted.validation_size, seed=wanted.seed,
+                         cache=False)
         saved = store.create(wanted)
         if saved == wanted:
             echo(f"created experiment in {store.root} (population {saved.population_size}, {saved.selection} selection)")
@@ -287,6 +299,7 @@ class _Slot:
     next_start: float = 0.0
     done: bool = False
     exit_codes: list[int] = field(default_factory=list)
+    worker_id: str = ""  # id of the worker process now (or last) in this slot
 
 
 @dataclass
@@ -347,6 +360,10 @@ class LocalLauncher:
                 "--threads", str(slot.threads)]
         if slot.gpu is not None:
             argv += ["--gpu", str(slot.gpu)]
+        # A known worker id per run: on a crash, its log (logs/<id>.log) tells whether it made
+        # progress (see _on_exit).
+        slot.worker_id = f"{self.label}-w{slot.index}-{len(slot.exit_codes)}"
+        argv += ["--worker-id", slot.worker_id]
         env = dict(os.environ)
         env.update({"OMP_NUM_THREADS": str(slot.threads), "MKL_NUM_THREADS": str(slot.threads),
                     LAUNCHER_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"})
@@ -372,7 +389,11 @@ class LocalLauncher:
             slot.done = True
             return
         ran = time.monotonic() - slot.started
-        slot.quick_crashes = 1 if ran >= STABLE_SECONDS else slot.quick_crashes + 1
+        # A worker that published before it died (killed by the OOM killer, an admin, a node
+        # failure) is not crash-looping: restart it at once instead of backing off towards
+        # giving up.  Without this, a storm of kills left evolution waiting 32 s per restart.
+        stable = ran >= STABLE_SECONDS or _published(self.store.paths.log(slot.worker_id))
+        slot.quick_crashes = 1 if stable else slot.quick_crashes + 1
         if slot.quick_crashes > self.opts.max_restarts:
             self.echo(f"\nworker {slot.index} crashed {slot.quick_crashes} times in a row; giving up on it "
                       f"(see {log_path})")
@@ -492,6 +513,16 @@ def _limit_reason(store: Store) -> str | None:
     if cfg.max_flops is not None:
         return f"max_flops={cfg.max_flops:.3g} (or another stop condition) reached"
     return None
+
+
+def _published(worker_log: Path) -> bool:
+    """Whether the worker that wrote ``worker_log`` published an individual (lse.worker logs
+    "born <id>" / "published <id> dead" for each birth)."""
+    try:
+        text = worker_log.read_text(errors="replace")
+    except OSError:
+        return False
+    return "born " in text or "published " in text
 
 
 def _tail(path: Path, lines: int = 3) -> str:

@@ -340,6 +340,10 @@ def run_worker(
     if log_to_file:
         file_handler = logging.FileHandler(store.paths.log(handle.id))
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        # Only this thread's lines: workers run as threads (tests, `lse simulate`) share the
+        # "lse" logger, and each log file must stay one worker's.
+        me = threading.get_ident()
+        file_handler.addFilter(lambda record: record.thread == me)
         logging.getLogger("lse").addHandler(file_handler)
         logging.getLogger("lse").setLevel(logging.INFO)
     try:

@@ -145,7 +145,7 @@ def test_sigint_stops_mid_training_then_a_launch_resumes(tmp_path, data_dir):
 def test_resume_rules(tmp_path):
     pop = tmp_path / "pop"
     quiet = lambda s: None  # noqa: E731
-    cfg = prepare_experiment(pop, {"steps": 10}, workers=3, echo=quiet)
+    cfg = prepare_experiment(pop, {"steps": 10}, workers=3, echo=quiet, check_data=False)
     assert cfg.population_size == 12  # 4 x workers, the paper's ratio
     assert prepare_experiment(pop, {}, workers=7, echo=quiet) == cfg  # no options: resume as saved
     with pytest.raises(ConfigError) as e:
@@ -169,7 +169,7 @@ def test_resume_rules(tmp_path):
 def test_ratio_warning_and_stop_command(tmp_path):
     pop = tmp_path / "pop"
     msgs = []
-    prepare_experiment(pop, {"population_size": 4}, workers=3, echo=msgs.append)
+    prepare_experiment(pop, {"population_size": 4}, workers=3, echo=msgs.append, check_data=False)
     assert any("warning" in m and "3 workers" in m for m in msgs)
     r = subprocess.run([sys.executable, "-c", "from lse.cli import app; app()", "stop", "--pop", str(pop)],
                        capture_output=True, text=True)
@@ -184,3 +184,10 @@ def test_slurm_dry_run_prints_the_script(tmp_path, weird_tmp_path):
     assert r.returncode == 0, r.stderr
     assert "#SBATCH --array=0-2" in r.stdout and "#SBATCH --time=1:00:00" in r.stdout
     assert not pop.exists()  # a dry run creates nothing
+
+
+def test_a_missing_data_set_is_reported_before_anything_is_created(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "lse.launch", "--pop", str(tmp_path / "pop"), "--dataset", "cifar10",
+                        "--data-dir", str(tmp_path / "nowhere"), "--no-progress"], capture_output=True, text=True)
+    assert r.returncode == 1 and "cifar10 not found" in r.stderr
+    assert not (tmp_path / "pop" / "experiment.json").exists()
