@@ -1,0 +1,168 @@
+"""Helpers of the reliability tests (kill storm, preemption, full disk, I/O faults, hostile
+inputs): a tiny learnable data set, real ``worker.py`` / launcher subprocesses in their own
+process groups (always killed), and the store invariants every one of those tests checks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from lse.config import ExperimentConfig
+from lse.records import IndividualName
+from lse.store import RECORD_FILE, WEIGHTS_FILE, Store
+from lse.synthetic import write_synthetic
+from lse.worker import count_births
+
+REPO = Path(__file__).resolve().parent.parent
+WORKER = REPO / "worker.py"
+#: the real interpreter (fiu-run must preload into python itself, not into a pyenv shim)
+PYTHON = os.path.realpath(sys.executable)
+
+#: a tiny experiment: 12x12 grey images, 5 SGD steps per child, so births come every second or so
+FAST_CONFIG = dict(dataset="fashion-mnist", validation_size=100, population_size=4, steps=5,
+                   eval_batch_size=100, batch_size=20)
+
+
+def write_data(folder: Path) -> Path:
+    return write_synthetic(folder, fmt="idx", n_train=500, n_test=100, image_shape=(12, 12), seed=3)
+
+
+def make_pop(pop: Path, data: Path, **overrides) -> Store:
+    cfg = ExperimentConfig(**{**FAST_CONFIG, "data_dir": str(data), **overrides})
+    store = Store(pop)
+    store.create(cfg)
+    return store
+
+
+def worker_env() -> dict:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.pop("LSE_LAUNCHER_PID", None)
+    return env
+
+
+def start_worker(pop: Path, out: Path, *args: str, prefix: tuple[str, ...] = (), device: str = "cpu") -> subprocess.Popen:
+    """``worker.py --pop POP`` in its own session, stdout+stderr into ``out``."""
+    argv = [*prefix, PYTHON, str(WORKER), "--pop", str(pop), "--device", device, "--threads", "1", *args]
+    with open(out, "ab") as f:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=f, env=worker_env(),
+                                start_new_session=True, cwd=REPO)
+
+
+def run_worker_cli(pop: Path, *args: str, timeout: float = 120, device: str = "cpu") -> subprocess.CompletedProcess:
+    argv = [PYTHON, str(WORKER), "--pop", str(pop), "--device", device, "--threads", "1", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=worker_env(), cwd=REPO)
+
+
+def kill_group(p: subprocess.Popen) -> None:
+    """SIGKILL the process group of ``p`` (started with start_new_session) and reap it."""
+    if p.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(p.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        p.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def reaped(*procs: subprocess.Popen) -> Iterator[list[subprocess.Popen]]:
+    """Kills every process (group) in the list on exit, whatever happened."""
+    plist = list(procs)
+    try:
+        yield plist
+    finally:
+        for p in plist:
+            kill_group(p)
+
+
+def wait_for(cond: Callable[[], object], timeout: float, what: str, poll: float = 0.2):
+    """Poll ``cond`` until truthy; the bound only catches a hang (no timing is asserted)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def births(pop: Path) -> set[str]:
+    return count_births(Store(pop))
+
+
+def logs_text(pop: Path) -> str:
+    logs = pop / "logs"
+    if not logs.exists():
+        return ""
+    return "\n".join(f"--- {f.name}\n{f.read_text(errors='replace')[-3000:]}" for f in sorted(logs.glob("*.log")))
+
+
+def check_individuals(pop: Path, *, allow_foreign: bool = False) -> None:
+    """No partially written individual is visible: every name in individuals/ is a real folder
+    holding exactly a record (and weights, for an alive or killed-after-birth individual)."""
+    store = Store(pop)
+    for de in os.scandir(store.paths.individuals):
+        name = IndividualName.parse(de.name)
+        if name is None:
+            assert allow_foreign, f"foreign entry in individuals/: {de.name!r}"
+            continue
+        assert de.is_dir(follow_symlinks=False), f"{de.name} is not a folder"
+        files = sorted(os.listdir(de.path))
+        if name.state == "alive":
+            assert files == sorted([RECORD_FILE, WEIGHTS_FILE]), f"incomplete alive individual {de.name}: {files}"
+        else:  # killed (weights) or born dead after a failed training (record only)
+            assert files in (sorted([RECORD_FILE, WEIGHTS_FILE]), [RECORD_FILE]), f"incomplete {de.name}: {files}"
+
+
+def check_alive_evaluate(pop: Path) -> int:
+    """Every alive individual loads (record + weights through Store.read_parent), builds from
+    its DNA with EXACTLY its stored tensors, and reproduces its validation accuracy."""
+    import torch
+
+    from lse.build import build_model
+    from lse.data import load_dataset
+    from lse.dna import DNA
+    from lse.train import evaluate
+
+    store = Store(pop).open()
+    cfg = store.config
+    ds = load_dataset(cfg.dataset, cfg.data_dir, validation_size=cfg.validation_size, seed=cfg.seed)
+    store.register_worker("checker", auto_heartbeat=False)
+    try:
+        alive = store.list_alive()
+        for e in alive:
+            rec, state = store.read_parent(e)  # LostRace here would mean: malformed, quarantined
+            model = build_model(DNA.model_validate(rec.dna), ds.input_shape, ds.num_classes)
+            model.load_state_dict(state, strict=True)  # every tensor present, every shape right
+            if any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+                # the layout lse.train evaluated in: near-chance models have near-tied logits,
+                # and another summation order would flip their argmax
+                model.to(memory_format=torch.channels_last)
+            with torch.no_grad():
+                logits = model(ds.val_x[:8].float())
+            assert logits.shape == (8, ds.num_classes) and torch.isfinite(logits).all(), e.id
+            acc = evaluate(model, ds.val_x, ds.val_y, cfg.eval_batch_size, dataset=ds)
+            # The stored weights are the ones that were evaluated (2 examples of slack: kernels
+            # may pick another algorithm and flip a near-tie).
+            assert abs(acc - rec.val_accuracy) <= 2.0 / ds.val_x.shape[0] + 1e-6, (e.id, acc, rec.val_accuracy)
+        return len(alive)
+    finally:
+        store.close()
+
+
+def check_history(pop: Path) -> list:
+    """Every birth (listing of individuals/, gc/, history/) has exactly one readable record."""
+    store = Store(pop).open()
+    recs = store.records()
+    ids = [r.id for r in recs]
+    assert len(ids) == len(set(ids))
+    missing = count_births(store) - set(ids)
+    assert not missing, f"births without a record: {sorted(missing)}"
+    for r in recs:
+        assert (r.val_accuracy is None) == (r.failed_reason is not None), r.id
+    return recs
