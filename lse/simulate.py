@@ -364,6 +364,8 @@ class SimulationReport:
     births_per_second: float
     kill_attempts: int
     lost_rounds: int
+    lost_kills: int  # the chosen loser was already dead: nothing changed, the worker retries
+    lost_reads: int  # we killed, then the parent vanished: the retry kills again (population -1)
     lost_share: float  # rounds given up (kill lost, or parent gone while read) / tournament rounds
     worker_seconds: float  # summed over workers
     op_seconds: dict[str, float]
@@ -559,7 +561,7 @@ def _report(results, workers, n_proc, config, seconds, time_scale, wall, directo
         individuals=config.max_individuals, seconds_limit=seconds, time_scale=time_scale,
         wall_seconds=wall, births=births, initial=initial, failures=failures, kills=kills,
         births_per_second=births / wall if wall > 0 else 0.0,
-        kill_attempts=total.kill_attempts, lost_rounds=lost,
+        kill_attempts=total.kill_attempts, lost_rounds=lost, lost_kills=total.lost_kill, lost_reads=total.lost_read,
         lost_share=lost / total.kill_attempts if total.kill_attempts else 0.0,
         worker_seconds=worker_seconds,
         op_seconds=dict(total.seconds), op_calls=dict(total.calls),
@@ -578,7 +580,8 @@ def format_report(r: SimulationReport) -> str:
         f"wall time               {r.wall_seconds:.1f} s",
         f"births                  {r.births} ({r.initial} initial, {r.failures} born dead); kills {r.kills}",
         f"births per second       {r.births_per_second:.2f}",
-        f"rounds lost to races    {r.lost_share:.1%} ({r.lost_rounds} of {r.kill_attempts} tournament rounds given up and retried)",
+        f"rounds lost to races    {r.lost_share:.1%} ({r.lost_rounds} of {r.kill_attempts} tournament rounds given up and retried: "
+        f"{r.lost_kills} kills lost, {r.lost_reads} parents gone after our kill)",
         f"store operations        {r.store_share:.1%} of the workers' time "
         f"({sum(r.op_ms_per_birth.values()):.1f} ms per birth); stand-in: sleep {r.standin_sleep_share:.1%}, "
         f"compute {r.standin_compute_share:.1%}",
