@@ -307,6 +307,31 @@ class WorkerSummary:
     stop_reason: str = ""
 
 
+class _LogFile(logging.FileHandler):
+    """A worker's log file (in the population).  When it cannot be written -- the full disk
+    the worker is waiting out, a quota -- lines are dropped with ONE message on stderr, not the
+    "--- Logging error ---" traceback that logging prints for every line."""
+
+    _failing = False
+    _ok = True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._ok = True
+        super().emit(record)
+        if self._ok and self._failing:
+            self._failing = False
+            self.stream.write("(log lines were dropped while this file could not be written)\n")
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._ok = False
+        if not self._failing:
+            import sys
+
+            self._failing = True
+            sys.stderr.write(f"warning: cannot write {self.baseFilename} ({sys.exc_info()[1]}); "
+                             "dropping its lines until it can\n")
+
+
 class _Stop(Exception):
     def __init__(self, reason: str) -> None:
         self.reason = reason
@@ -338,7 +363,7 @@ def run_worker(
     summary = WorkerSummary(handle.id)
     file_handler = None
     if log_to_file:
-        file_handler = logging.FileHandler(store.paths.log(handle.id))
+        file_handler = _LogFile(store.paths.log(handle.id))
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         # Only this thread's lines: workers run as threads (tests, `lse simulate`) share the
         # "lse" logger, and each log file must stay one worker's.
@@ -515,13 +540,7 @@ class _Loop:
             extra={**res.extra, "seed": seed, "started_at": t0,
                    "inherited": parent_rec is not None and parent_state is not None},
         )
-        try:
-            self.store.publish(record, None if failed else res.state_dict, alive=not failed)
-        except DiskFull as e:
-            log.error("%s; %s lost, retrying in 30 s", e, child_id)
-            if self.stopper.signalled.wait(30):
-                raise StopRequested("signal") from None
-            return
+        self._publish_when_space(record, None if failed else res.state_dict, alive=not failed)
         self.summary.births += 1
         self.summary.initial += parent_rec is None
         self.summary.failures += failed
@@ -530,6 +549,26 @@ class _Loop:
         else:
             log.info("born %s: val accuracy %.4f, %d steps in %.1f s", child_id, record.val_accuracy, res.steps,
                      res.train_seconds)
+
+    def _publish_when_space(self, record: IndividualRecord, state: dict | None, alive: bool) -> None:
+        """Publish; on a full disk keep the trained child in memory and retry with backoff
+        (1, 2, 4 ... 60 s), one log line per attempt.  A child may have cost hours of training,
+        and its parent's rival was already killed: dropping it would waste both.  A stop (signal,
+        STOP file) while waiting drops it, nothing published."""
+        delay = 1.0
+        while True:
+            try:
+                self.store.publish(record, state, alive=alive)
+                return
+            except DiskFull as e:
+                log.error("%s; keeping %s in memory, retrying in %.0f s", e, record.id, delay)
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline:
+                if self.stopper.should_stop():
+                    log.info("stop while the disk is full: %s discarded, nothing published", record.id)
+                    raise StopRequested(self.stopper.reason() or "stop")
+                self.stopper.signalled.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+            delay = min(2 * delay, 60.0)
 
 
 # --------------------------------------------------------------------------------------------
