@@ -195,6 +195,7 @@ def load_dataset(
     seed: int = 0,
     device: str | torch.device = "cpu",
     cache: bool = True,
+    flip: bool | None = None,
 ) -> Dataset:
     """Load ``name`` from its standard files, hold ``validation_size`` training examples out.
 
@@ -202,13 +203,15 @@ def load_dataset(
     fetch` writes to, and (fashion-mnist) Debian's ``/usr/share/datasets/fashion-mnist``.  In each
     folder both the files themselves and the data set's usual subfolder are accepted.  The
     result is cached per process (key: name, folders, split, device): a worker reads its data
-    once and trains every individual on the same tensors.
+    once and trains every individual on the same tensors.  ``flip`` overrides whether
+    augmentation may mirror images (default: CIFAR yes, digits and garments no).
     """
     spec = _spec(name)
     if str(device) == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     folders = _search_folders(spec, data_dir)
-    key = (spec.name, tuple(str(f) for f in folders), int(validation_size), int(seed), str(torch.device(device)))
+    flip = spec.flip if flip is None else bool(flip)
+    key = (spec.name, tuple(str(f) for f in folders), int(validation_size), int(seed), str(torch.device(device)), flip)
     if cache and key in _CACHE:
         return _CACHE[key]
     folder = _find(spec, folders)
@@ -253,7 +256,7 @@ def load_dataset(
         val_x=t(tx[val_idx]), val_y=t(ty[val_idx], torch.int64),
         test_x=t(ex), test_y=t(ey, torch.int64),
         input_shape=tuple(int(s) for s in tx.shape[1:]),  # type: ignore[arg-type]
-        num_classes=spec.num_classes, flip=spec.flip, split=split, mean=mean, std=std,
+        num_classes=spec.num_classes, flip=flip, split=split, mean=mean, std=std,
         source=str(folder), device=str(dev),
     )
     _register(ds)

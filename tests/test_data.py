@@ -253,3 +253,9 @@ def test_fetch_without_internet_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(data.urllib.request, "urlopen", offline)
     with pytest.raises(DataError, match="no internet"):
         data.fetch_dataset("mnist", tmp_path)
+
+
+def test_flip_default_per_data_set_and_override(tmp_path):
+    write_synthetic(tmp_path, "idx", n_train=100, n_test=20)
+    assert load_dataset("mnist", tmp_path, validation_size=10, cache=False).flip is False
+    assert load_dataset("mnist", tmp_path, validation_size=10, cache=False, flip=True).flip is True

@@ -107,3 +107,24 @@ def test_learns_real_fashion_mnist_slice():
     assert r.failed_reason is None
     assert r.val_accuracy > 0.5  # chance 0.1; ~0.65-0.7 after 250 steps
     assert evaluate(m, ds.test_x[:1000], ds.test_y[:1000]) > 0.5
+
+
+def test_out_of_memory_is_a_failed_result(synth):
+    class Hungry(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(784, 10)
+
+        def forward(self, x):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    r = train(Hungry(), synth, learning_rate=0.1, steps=10, seed=0)
+    assert r.failed_reason is not None and "out of memory" in r.failed_reason and r.val_accuracy == 0.0
+
+
+def test_training_never_touches_the_test_split(synth):
+    import dataclasses
+
+    blind = dataclasses.replace(synth, test_x=None, test_y=None, _copies={})  # any access would fail
+    r = train(small_cnn(1), blind, learning_rate=0.05, steps=5, seed=0)
+    assert r.failed_reason is None
