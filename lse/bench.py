@@ -14,7 +14,6 @@ modules stand in (the table says which).
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import tempfile
