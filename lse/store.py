@@ -672,7 +672,8 @@ class Store:
 
     def read_parent(self, entry: Entry) -> tuple[IndividualRecord, dict]:
         """Record and weights of ``entry``.  LostRace if it was killed or collected meanwhile,
-        or if it was malformed (then it is quarantined with a warning and the caller retries)."""
+        or if it was malformed (then it is quarantined with a warning and the caller retries), or
+        unreadable (an I/O error: a warning, left in place)."""
         try:
             record = self._read_record(entry.path)
             weights = _load_weights(self.paths.weights_file(entry.path).read_bytes())
@@ -686,7 +687,12 @@ class Store:
             if e.errno in (errno.ENOTDIR, errno.ELOOP, errno.EISDIR):
                 self._quarantine(entry.path, f"not a regular individual folder: {e}")
                 raise LostRace(f"{entry.id} was malformed and has been quarantined") from None
-            raise StoreError(f"cannot read {entry.path}: {os.strerror(e.errno or 0)}") from None
+            # EIO, or a file another user left unreadable: that individual's problem, not the
+            # population's.  Skip it like a lost race (the caller draws another tournament); a
+            # StoreError here made the worker exit as if misconfigured and the launcher stop.
+            why = os.strerror(e.errno or 0)
+            _warn_once(f"unreadable:{entry.path}", f"cannot read {entry.path} ({why}); skipping it as a parent")
+            raise LostRace(f"{entry.id} could not be read ({why})") from None
         except CorruptIndividual as e:
             self._quarantine(entry.path, e.message)
             raise LostRace(f"{entry.id} was malformed and has been quarantined") from None
