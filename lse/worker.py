@@ -50,7 +50,7 @@ from lse.config import ExperimentConfig, WorkerOptions
 from lse.dna import DNA, initial_dna
 from lse.errors import DiskFull, LostRace, StopRequested
 from lse.mutations import MutationRecord, mutate
-from lse.records import IndividualRecord, is_id, new_id
+from lse.records import IndividualRecord, is_id, is_worker_id, new_id
 from lse.selection import decide
 from lse.store import Store
 
@@ -252,12 +252,6 @@ def read_stop_fields(store: Store) -> ExperimentConfig:
 # births and claims (listings only)
 
 
-def _claim_path(store: Store, worker_id: str, child_id: str) -> Path:
-    # A file in the worker's own private folder: removed with it when the worker stops or is
-    # reclaimed as dead.  (PopulationPaths has no name for it; the prefix is ours.)
-    return store.paths.worker(worker_id) / f"claim-{child_id}"
-
-
 def count_births(store: Store) -> set[str]:
     """Ids of every individual ever published (alive, dead, being collected, collected).
 
@@ -276,10 +270,12 @@ def count_births(store: Store) -> set[str]:
 
 
 def list_claims(store: Store) -> list[str]:
-    """Child ids claimed by every worker, sorted (the order every worker agrees on)."""
+    """Child ids claimed by every worker (children being trained now), sorted."""
     out = []
     for wname in _names(store.paths.workers):
-        for name in _names(store.paths.workers / wname):
+        if not is_worker_id(wname):
+            continue
+        for name in _names(store.paths.worker(wname)):
             if name.startswith("claim-") and is_id(name[6:]):
                 out.append(name[6:])
     return sorted(out)
@@ -403,10 +399,11 @@ class _Loop:
         # Per-worker rng, reproducible from the experiment seed and the worker id.
         self.rng = random.Random(f"{config.seed}:{self.wid}")
         self.last_maintenance = -math.inf
+        self.initial_done = False  # set once births >= population_size were seen (monotone)
         self.flops_seen: dict[str, float] = {}
 
     # -- stop checks --
-    def _check_stop(self, limits: ExperimentConfig, births: set[str]) -> None:
+    def _check_stop(self, limits: ExperimentConfig, births: set[str] | None) -> None:
         self.stopper.max_hours = limits.max_hours
         r = self.stopper.reason()
         if r:
@@ -445,34 +442,68 @@ class _Loop:
         except StopRequested:
             self.summary.stop_reason = self.stopper.reason() or "stop requested"
 
+    def _count_births(self, limits: ExperimentConfig) -> set[str] | None:
+        """Births so far, or None when no decision needs them any more.  Births only grow: once
+        the initial population is complete and no max_individuals is set, this worker never
+        lists history/ again (it grows by two files per kill: 40k entries after 20k births)."""
+        if limits.max_individuals is None and self.initial_done:
+            return None
+        births = count_births(self.store)
+        if len(births) >= self.config.population_size:
+            self.initial_done = True
+        return births
+
     def _step(self) -> None:
         limits = read_stop_fields(self.store)
-        self._check_stop(limits, count_births(self.store))
+        births = self._count_births(limits)
+        self._check_stop(limits, births)
         self._maintenance()
         child_id = new_id()
-        claim = _claim_path(self.store, self.wid, child_id)
+        claim = self.store.paths.claim(self.wid, child_id)
         claim.parent.mkdir(exist_ok=True)
         claim.touch(exist_ok=False)
         try:
-            births = count_births(self.store)
+            # Write the claim, then list: of two workers racing, at least one sees the other's
+            # claim.  Every in-flight claim counts (not only those ranked before ours: an id is
+            # drawn before its claim file appears, so ranking by id let a late claim overtake
+            # one that another worker had already counted, and limits were overshot).
+            # Claims first, then births, then drop claims already born: a child born between
+            # the two listings is then counted once (its claim is removed only after its birth
+            # rename, so listing births first could count it twice, or not at all).
             claims = list_claims(self.store)
-            rank = claims.index(child_id) if child_id in claims else len(claims)
+            births = self._count_births(limits)
+            claims = sorted({*claims, child_id} - (births or set()))
+            n_claims = len(claims)
             self._check_stop(limits, births)
-            if limits.max_individuals is not None and len(births) + rank >= limits.max_individuals:
-                # Slots are taken by earlier claims; wait for them to be born (or to vanish).
+            if limits.max_individuals is not None and len(births) + n_claims > limits.max_individuals:
+                # The last slots are being trained by others: wait for their births (or for
+                # their claims to vanish).  Jitter: two workers that both withdrew do not
+                # collide again in lockstep.
                 claim.unlink()
-                time.sleep(SLOT_WAIT_SECONDS)
+                time.sleep(SLOT_WAIT_SECONDS * self.rng.uniform(0.5, 1.5))
                 return
-            initial = len(births) + rank < self.config.population_size
-            self._make_child(child_id, initial)
+            # The initial population (section 3.3): claims ranked by id before ours are initial
+            # children in flight.  The same late-claim race can add a few initial individuals
+            # beyond population_size; harmless: the kill rule in _select_parent keeps the
+            # population at its size from then on.
+            rank = claims.index(child_id)
+            initial = births is not None and len(births) + rank < self.config.population_size
+            self._make_child(child_id, initial, in_flight=n_claims)
         finally:
             try:
                 claim.unlink()
             except FileNotFoundError:
                 pass
 
-    def _select_parent(self) -> tuple[IndividualRecord, dict] | None:
-        """Tournament (or the random control) until a parent was read; None: too few alive."""
+    def _select_parent(self, in_flight: int) -> tuple[IndividualRecord, dict] | None:
+        """Tournament (or the random control) until a parent was read; None: too few alive.
+
+        The loser is killed only while the population is full: alive + children in training
+        (``in_flight`` claims, ours included) > population_size.  Each kill makes room for the
+        child being trained, so the population stays at its size; and when a child died in
+        training, a stop discarded one, or a parent vanished after its rival was killed, the
+        next rounds reproduce without killing until the population is whole again.
+        """
         while True:
             if self.stopper.should_stop():
                 raise StopRequested(self.stopper.reason() or "stop")
@@ -481,21 +512,44 @@ class _Loop:
                 return None
             by_id = {e.id: e for e in alive}
             d = decide(self.config.selection, [(e.id, e.fitness) for e in alive], self.rng)
-            if not self.store.kill(by_id[d.kill]):
+            if len(alive) + in_flight <= self.config.population_size:
+                log.info("population below its size (%d alive, %d in training): %s reproduces, no kill",
+                         len(alive), in_flight, d.parent)
+            elif not self.store.kill(by_id[d.kill]):
                 self.summary.lost_races += 1
                 log.info("lost the race to kill %s; retrying", d.kill)
                 continue
-            self.summary.kills += 1
-            log.info("killed %s (%s), parent %s (%s)", d.kill, by_id[d.kill].fitness, d.parent, by_id[d.parent].fitness)
+            else:
+                self.summary.kills += 1
+                log.info("killed %s (%s), parent %s (%s)", d.kill, by_id[d.kill].fitness, d.parent,
+                         by_id[d.parent].fitness)
+                if len(alive) + in_flight - self.config.population_size >= 2:
+                    self._cull(alive, keep={d.kill, d.parent})
             try:
                 return self.store.read_parent(by_id[d.parent])
             except LostRace as e:
                 self.summary.lost_races += 1
                 log.info("lost the race for parent %s (%s); retrying", d.parent, e)
 
-    def _make_child(self, child_id: str, initial: bool) -> None:
+    def _cull(self, alive: list, keep: set[str]) -> None:
+        """One extra tournament kill when the population is over its size by two or more.
+
+        Listings taken a moment apart can disagree by a birth or two, so the kill rule errs
+        either way now and then; short by one heals by skipping kills, and over by two or more
+        heals here, so the size cannot drift over a long run.  A lost race is fine: someone
+        else killed."""
+        rest = [(e.id, e.fitness) for e in alive if e.id not in keep]
+        if len(rest) < 2:
+            return
+        d = decide(self.config.selection, rest, self.rng)
+        victim = next(e for e in alive if e.id == d.kill)
+        if self.store.kill(victim):
+            self.summary.kills += 1
+            log.info("population over its size: also killed %s (%s)", victim.id, victim.fitness)
+
+    def _make_child(self, child_id: str, initial: bool, in_flight: int = 1) -> None:
         cfg = self.config
-        parent = None if initial else self._select_parent()
+        parent = None if initial else self._select_parent(in_flight)
         if parent is None:
             dna = initial_dna(cfg.initial_learning_rate, input_channels=self.trainer.input_channels)
             mrec, parent_rec, parent_state = None, None, None

@@ -41,12 +41,14 @@ def test_population_invariants(simulated):
     assert len(ids) == len(set(ids))
     # Every birth the workers reported is a record, and nothing else is.
     assert fig["births"] == len(records)
-    # The birth-slot claims stop the run at the limit.  (Not asserted exact: see docs/SCALING.md,
-    # "known issues": a claim whose id was drawn before another's file appeared can overtake it.)
-    assert BIRTHS <= len(records) <= BIRTHS + WORKERS
+    # The birth-slot claims stop the run exactly at the limit.
+    assert len(records) == BIRTHS
     assert sum(r.parent_id is None for r in records) == fig["initial"] >= POPULATION
+    # Kills only while the population is full, extra kills when it is over: it ends near its
+    # size (listings a moment apart can disagree by a birth or two per worker), never drained
+    # by failures nor grown by drift.
     alive = store.list_alive()
-    assert 2 <= len(alive) <= POPULATION
+    assert abs(len(alive) - POPULATION) <= WORKERS // 2
     # Every kill is one record killed by a worker, with a death file; born-dead children have no
     # killer; alive = births - kills - born dead.
     killed = [r for r in records if r.killed_by is not None]
