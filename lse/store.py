@@ -78,6 +78,23 @@ _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
 
+#: foreign names listed one by one per listing (or quarantined one by one per GC pass); the
+#: rest are counted in one line.  5,000 stray files once gave 10,000 warning lines.
+LISTED = 10
+
+
+def _warn_foreign(folder: Path, names: list[str], then: str) -> None:
+    """One warning per foreign name (once per process), at most LISTED names per call, the rest
+    summarised in one line."""
+    with _warned_lock:
+        new = [n for n in names if f"foreign:{folder / n}" not in _warned]
+        _warned.update(f"foreign:{folder / n}" for n in new)
+    for n in new[:LISTED]:
+        log.warning(f"ignoring foreign entry {n!r} in {folder} ({then})")
+    if len(new) > LISTED:
+        log.warning(f"ignoring {len(new) - LISTED} more foreign entries in {folder} (not listed one by one; {then})")
+
+
 def _warn_once(key: str, message: str) -> None:
     """One warning per key per process: 250 workers listing the same foreign file every few
     seconds must not flood the logs."""
@@ -526,6 +543,7 @@ class Store:
         never individuals (a link could point out of the population).
         """
         out: list[Entry] = []
+        foreign: list[str] = []
         try:
             it = os.scandir(self.paths.individuals)
         except FileNotFoundError:
@@ -536,10 +554,7 @@ class Store:
             for de in it:
                 parsed = IndividualName.parse(de.name)
                 if parsed is None:
-                    _warn_once(
-                        f"foreign:{de.path}",
-                        f"ignoring foreign entry {de.name!r} in {self.paths.individuals} (`lse gc` quarantines it)",
-                    )
+                    foreign.append(de.name)
                     continue
                 if de.is_symlink():  # d_type from the listing: no extra syscall on local disks
                     _warn_once(f"symlink:{de.path}", f"ignoring symlink {de.name!r} (`lse gc` quarantines it)")
@@ -547,6 +562,8 @@ class Store:
                 if state is not None and parsed.state != state:
                     continue
                 out.append(Entry(parsed.id, parsed.fitness, parsed.state, Path(de.path), parsed.by))
+        if foreign:
+            _warn_foreign(self.paths.individuals, foreign, "`lse gc` quarantines it")
         out.sort(key=lambda e: e.id)
         return out
 
@@ -718,6 +735,7 @@ class Store:
         """
         by_id: dict[str, IndividualRecord] = {}
         deaths: dict[str, dict] = {}
+        foreign: list[str] = []
         for name, path in _listdir(self.paths.history):
             if name.endswith(".death.json") and is_id(name[: -len(".death.json")]):
                 try:
@@ -742,7 +760,9 @@ class Store:
                 except CorruptIndividual as e:
                     self._quarantine(path, e.message)
             elif not name.startswith("."):
-                _warn_once(f"foreign:{path}", f"ignoring foreign entry {name!r} in {self.paths.history}")
+                foreign.append(name)
+        if foreign:
+            _warn_foreign(self.paths.history, foreign, "not a record")
         # A folder mid-collection (gc/<id>.<wid>) still holds the record if history lacks it.
         for name, path in _listdir(self.paths.gc):
             parsed = _parse_gc_name(name)
@@ -787,11 +807,14 @@ class Store:
         report = GCReport()
         me = self.worker.id
         keep = self._weights_worth_keeping()
+        unlisted = 0
         for de in _scandir_entries(self.paths.individuals):
             parsed = IndividualName.parse(de.name)
             if parsed is None or de.is_symlink():
-                if self._quarantine(Path(de.path), _foreign_reason(de)):
+                quiet = len(report.quarantined) >= LISTED  # the reason file still says why
+                if self._quarantine(Path(de.path), _foreign_reason(de), quiet=quiet):
                     report.quarantined.append(de.name)
+                    unlisted += quiet
                 continue
             if parsed.state != "dead":
                 continue
@@ -807,6 +830,9 @@ class Store:
                 report.collected.append(parsed.id)
             else:
                 report.quarantined.append(parsed.id)
+        if unlisted:
+            log.warning("quarantined %d more foreign entries (reasons in %s/*.reason.txt)",
+                        unlisted, self.paths.quarantine)
         return report
 
     def _weights_worth_keeping(self) -> set[str]:
@@ -971,7 +997,7 @@ class Store:
 
     # ---- quarantine --------------------------------------------------------------------
 
-    def _quarantine(self, path: Path, reason: str) -> bool:
+    def _quarantine(self, path: Path, reason: str, quiet: bool = False) -> bool:
         """Move a malformed entry aside (one rename; the rename never follows a symlink) and
         write a reason file.  False when someone else moved it first."""
         label = path.name if (is_id(path.name.split(".")[0]) and "\n" not in path.name) else "foreign"
@@ -983,7 +1009,8 @@ class Store:
         except OSError as e:
             _warn_once(f"quarantine:{path}", f"could not quarantine {path.name!r} ({reason}): {e}")
             return False
-        log.warning("quarantined %r: %s (moved to %s)", path.name, reason.replace("\n", " "), dst)
+        if not quiet:
+            log.warning("quarantined %r: %s (moved to %s)", path.name, reason.replace("\n", " "), dst)
         try:
             _write_file(Path(f"{dst}.reason.txt"), f"original name: {path.name!r}\nreason: {reason}\n".encode())
         except OSError:
