@@ -119,7 +119,7 @@ def check_individuals(pop: Path, *, allow_foreign: bool = False) -> None:
             assert files in (sorted([RECORD_FILE, WEIGHTS_FILE]), [RECORD_FILE]), f"incomplete {de.name}: {files}"
 
 
-def check_alive_evaluate(pop: Path) -> int:
+def check_alive_evaluate(pop: Path, skip: frozenset[str] = frozenset()) -> int:
     """Every alive individual loads (record + weights through Store.read_parent), builds from
     its DNA with EXACTLY its stored tensors, and reproduces its validation accuracy."""
     import torch
@@ -136,6 +136,8 @@ def check_alive_evaluate(pop: Path) -> int:
     try:
         alive = store.list_alive()
         for e in alive:
+            if e.id in skip:
+                continue
             rec, state = store.read_parent(e)  # LostRace here would mean: malformed, quarantined
             model = build_model(DNA.model_validate(rec.dna), ds.input_shape, ds.num_classes)
             model.load_state_dict(state, strict=True)  # every tensor present, every shape right
