@@ -40,3 +40,43 @@ def test_sigterm_mid_training_stops_cleanly(tmp_path):
     for e in store.list_alive():
         assert digest(e.path) == committed[e.id]
     print(f"\nPREEMPT: SIGTERM mid-training -> exit {rc}; committed {len(committed)} kept, 0 published")
+
+
+def test_killed_launcher_stops_its_workers_cleanly(tmp_path):
+    """SIGKILL to the launcher (lost terminal, OOM): its workers notice their parent is gone,
+    stop at the next training step, publish nothing half-done and clean up after themselves."""
+    import subprocess
+
+    import psutil
+
+    from _reliability_helpers import PYTHON, REPO, kill_group, worker_env
+
+    data = write_data(tmp_path / "data")
+    pop = tmp_path / "pop"
+    make_pop(pop, data, steps=1_000_000)
+    committed = seed_individuals(pop, 2)
+    launcher = subprocess.Popen([PYTHON, "-m", "lse.launch", "--pop", str(pop), "--workers", "2", "--threads", "1",
+                                 "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=worker_env(), cwd=REPO, start_new_session=True)
+    workers: list[psutil.Process] = []
+    try:
+        wait_for(lambda: sum("training " in f.read_text() for f in pop.glob("logs/*.log")) >= 2, 90,
+                 "both workers training\n" + logs_text(pop))
+        workers = [k for k in psutil.Process(launcher.pid).children() if "worker.py" in " ".join(k.cmdline())]
+        assert len(workers) == 2
+        launcher.kill()
+        launcher.wait(timeout=10)
+        gone, alive = psutil.wait_procs(workers, timeout=60)  # a bound against a hang
+        assert not alive, "workers kept running without their launcher"
+    finally:
+        kill_group(launcher)
+        for w in workers:
+            try:
+                w.kill()
+            except psutil.Error:
+                pass
+    text = logs_text(pop)
+    assert text.count("stops: the launcher is gone") == 2 and text.count("discarded, nothing published") == 2, text
+    assert births(pop) == set(committed)
+    check_individuals(pop)
+    assert os.listdir(Store(pop).paths.workers) == []
