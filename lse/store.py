@@ -693,16 +693,19 @@ class Store:
         unreadable (an I/O error: a warning, left in place)."""
         try:
             record = self._read_record(entry.path)
-            weights = _load_weights(self.paths.weights_file(entry.path).read_bytes())
+            wf = self.paths.weights_file(entry.path)
+            if not stat.S_ISREG(os.lstat(wf).st_mode):  # a symlink to /dev/zero or a FIFO never ends
+                raise CorruptIndividual(f"{wf} is not a regular file")
+            weights = _load_weights(wf.read_bytes())
             os.lstat(entry.path)  # still alive and in place?  Else the parent changed under us.
         except OSError as e:
-            if e.errno in _GONE:
-                if _exists(entry.path):  # folder still there but a file is missing: malformed
-                    self._quarantine(entry.path, f"incomplete individual: {e.filename} is missing")
-                    raise LostRace(f"{entry.id} was malformed and has been quarantined") from None
+            if e.errno in _GONE and not _exists(entry.path):
                 raise LostRace(f"{entry.id} was killed or collected while being read") from None
-            if e.errno in (errno.ENOTDIR, errno.ELOOP, errno.EISDIR):
-                self._quarantine(entry.path, f"not a regular individual folder: {e}")
+            # Quarantine only what a second look proves malformed: under libfiu, EISDIR/ENOENT
+            # from a failing read() or open() got sound individuals quarantined.
+            problem = _structure_problem(entry.path, (RECORD_FILE, WEIGHTS_FILE))
+            if problem is not None:
+                self._quarantine(entry.path, problem)
                 raise LostRace(f"{entry.id} was malformed and has been quarantined") from None
             # EIO, or a file another user left unreadable: that individual's problem, not the
             # population's.  Skip it like a lost race (the caller draws another tournament); a
@@ -777,8 +780,15 @@ class Store:
                 rec = self._read_record(e.path)
             except FileNotFoundError:
                 continue  # killed/collected during the listing; seen in history next time
-            except (CorruptIndividual, OSError) as err:
-                self._quarantine(e.path, str(err))
+            except CorruptIndividual as err:
+                self._quarantine(e.path, err.message)
+                continue
+            except OSError as err:  # quarantined only if a second look proves it malformed
+                problem = _structure_problem(e.path, (RECORD_FILE,))
+                if problem is not None:
+                    self._quarantine(e.path, problem)
+                else:
+                    _warn_once(f"unreadable:{e.path}", f"cannot read {e.path} ({os.strerror(err.errno or 0)}); left out")
                 continue
             if rec.id != e.id:
                 self._quarantine(e.path, f"record id {rec.id} does not match the folder name")
@@ -806,7 +816,7 @@ class Store:
         the record in history/<id>.json, delete the weights.  Quarantines foreign entries."""
         report = GCReport()
         me = self.worker.id
-        keep = self._weights_worth_keeping()
+        keep = self._keep_policy()
         unlisted = 0
         for de in _scandir_entries(self.paths.individuals):
             parsed = IndividualName.parse(de.name)
@@ -826,7 +836,7 @@ class Store:
             if not won:
                 report.lost += 1
                 continue
-            if self._finish_gc_individual(dst, parsed.id, parsed.by, keep_weights=parsed.id in keep):
+            if self._finish_gc_individual(dst, parsed.id, parsed.by, keep_weights=keep):
                 report.collected.append(parsed.id)
             else:
                 report.quarantined.append(parsed.id)
@@ -835,37 +845,58 @@ class Store:
                         unlisted, self.paths.quarantine)
         return report
 
-    def _weights_worth_keeping(self) -> set[str]:
-        """Ids of dead individuals whose weights GC moves to history/ instead of deleting.
+    def _keep_policy(self) -> Callable[[IndividualRecord], bool]:
+        """Which dead individuals keep their weights (moved to history/) when collected.
 
         Reports need the test accuracy of the best-so-far individual at every time (Figure 2)
         and of the validation top-2 (the ensemble, section 3.7), long after those individuals
-        died.  So an individual keeps its weights when, among everything known now (names in
-        individuals/ carry fitness; kept weights are known by their history/ names and the
-        accuracy in individuals' names or records), it beat every individual born before it
+        died.  So an individual keeps its weights when it beat every individual born before it
         (a "record holder": O(log n) of n births for noisy fitness), or it is in the current
-        top-2.  Judged from listings only; an individual in flight in gc/ is unknown, which can
-        only make us keep more, never less.
+        top-2.  Known rivals come from listings (names in individuals/ carry fitness; kept
+        weights are in history/); one in flight in gc/ is unknown, which can only make us keep
+        more, never less.
+
+        Ids are drawn when a child's training starts, so id order is not birth order: a
+        rival with an earlier id and a better accuracy may have been born *after* this one.
+        Id order decides the clear cases; for the others the rivals' birth times are read
+        from their records (the oldest rival first: usually the first read settles it).
         """
         fit: dict[str, float] = {}
+        paths: dict[str, Path] = {}
         for e in self.entries():
             if e.fitness is not None:
                 fit[e.id] = e.fitness
+                paths[e.id] = self.paths.record_file(e.path)
         suffix = ".weights.safetensors"
         for name, _path in _listdir(self.paths.history):
             if name.endswith(suffix) and is_id(name[: -len(suffix)]):
                 i = name[: -len(suffix)]
                 if i not in fit:
-                    rec = self._history_fitness(i)
-                    if rec is not None:
-                        fit[i] = rec
-        keep: set[str] = set()
-        best = -1.0
-        for i in sorted(fit):  # ids sort by birth
-            if fit[i] > best:
-                keep.add(i)
-                best = fit[i]
-        keep.update(sorted(fit, key=lambda i: (-fit[i], i))[:2])
+                    acc = self._history_fitness(i)
+                    if acc is not None:
+                        fit[i] = acc
+                        paths[i] = self.paths.history_record(i)
+        top2 = set(sorted(fit, key=lambda i: (-fit[i], i))[:2])
+
+        def born_at(i: str) -> float | None:
+            for path in (paths[i], self.paths.history_record(i)):  # killed+collected meanwhile
+                try:
+                    return _parse_record(path.read_bytes(), str(path), None).born_at
+                except (OSError, CorruptIndividual):
+                    continue
+            return None
+
+        def keep(rec: IndividualRecord) -> bool:
+            if rec.val_accuracy is None:
+                return False
+            if rec.id in top2:
+                return True
+            for i in sorted(r for r in fit if r < rec.id and fit[r] >= rec.val_accuracy and r != rec.id):
+                b = born_at(i)
+                if b is not None and rec.born_at is not None and b <= rec.born_at:
+                    return False  # an older, at-least-as-good rival: not a record holder
+            return True
+
         return keep
 
     def _history_fitness(self, individual_id: str) -> float | None:
@@ -893,16 +924,27 @@ class Store:
         return None
 
     def _finish_gc_individual(
-        self, gc_dir: Path, individual_id: str, killed_by: str | None, keep_weights: bool = False
+        self,
+        gc_dir: Path,
+        individual_id: str,
+        killed_by: str | None,
+        keep_weights: Callable[[IndividualRecord], bool] | None = None,
     ) -> bool:
         """history/<id>.json from gc/<…>/record.json (and the weights, when reports need them:
-        :meth:`_weights_worth_keeping`), then delete.  False: it was quarantined."""
+        :meth:`_keep_policy`), then delete.  False: it was quarantined."""
         try:
             rec = self._read_record(gc_dir)
         except FileNotFoundError:
             rec = None
-        except (CorruptIndividual, OSError) as e:
-            self._quarantine(gc_dir, str(e))
+        except CorruptIndividual as e:
+            self._quarantine(gc_dir, e.message)
+            return False
+        except OSError as e:  # an I/O error: left in gc/ for recovery unless provably malformed
+            problem = _structure_problem(gc_dir, (RECORD_FILE,))
+            if problem is not None:
+                self._quarantine(gc_dir, problem)
+            else:
+                _warn_once(f"unreadable:{gc_dir}", f"cannot read {gc_dir} ({os.strerror(e.errno or 0)}); left for recovery")
             return False
         if rec is None:
             # No record: either a crash left it, or a recoverer finished it already.
@@ -913,7 +955,7 @@ class Store:
             rec = rec.model_copy(
                 update={"state": "dead", "collected": True, "killed_by": _killer(rec, killed_by)}
             )
-            if keep_weights:
+            if keep_weights is not None and keep_weights(rec):
                 try:  # same filesystem: one rename, the data is already fsynced
                     self._rename(self.paths.weights_file(gc_dir), self.paths.history_weights(individual_id))
                 except OSError as e:
@@ -1066,6 +1108,27 @@ def _killer(rec: IndividualRecord, by_in_name: str | None) -> str | None:
     if rec.killed_by is not None or rec.state == "dead":
         return rec.killed_by
     return by_in_name
+
+
+def _structure_problem(folder: Path, files: tuple[str, ...]) -> str | None:
+    """What is verifiably wrong with an individual's folder, checked again with lstat (so that a
+    transient I/O error never gets a sound individual quarantined); None when it looks sound,
+    has moved away meanwhile, or cannot be examined now."""
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return f"{folder.name!r} is not a folder"
+    except OSError:
+        return None
+    for name in files:
+        try:
+            mode = os.lstat(folder / name).st_mode
+        except FileNotFoundError:
+            return f"incomplete individual: {name} is missing" if _exists(folder) else None
+        except OSError:
+            return None
+        if not stat.S_ISREG(mode):
+            return f"{name} is not a regular file"
+    return None
 
 
 def _foreign_reason(de: os.DirEntry) -> str:

@@ -268,6 +268,24 @@ def test_gc_keeps_weights_reports_need(store):
     assert len(store.records()) == len(accs)  # kept weights are not mistaken for records
 
 
+def test_gc_judges_record_holders_by_birth_not_by_id(store):
+    """Ids are drawn when training starts: a rival with an earlier id and a better accuracy
+    that was born later does not make an individual's weights disposable."""
+    from lse.records import new_id
+
+    slow_id, fast_id = new_id(), new_id()
+    for acc in (0.95, 0.92):  # the top-2, alive
+        store.publish(make_record(acc), make_weights())
+    slow = store.publish(make_record(0.9, id=slow_id, born_at=2000.0), make_weights())
+    fast = store.publish(make_record(0.5, id=fast_id, born_at=1000.0), make_weights(seed=7))
+    store.kill(fast)
+    store.gc()
+    assert store.paths.history_weights(fast.id).exists()  # best of all born before it
+    store.kill(slow)
+    store.gc()
+    assert store.paths.history_weights(slow.id).exists()
+
+
 def test_load_weights_of_alive_and_dead(store):
     e = store.publish(make_record(0.5), make_weights(seed=3))
     assert torch.equal(store.load_weights(e.id)["fc.weight"], make_weights(seed=3)["fc.weight"])
