@@ -107,6 +107,10 @@ def test_worker_carries_on_through_a_hostile_population(tmp_path, weird_tmp_path
     def pickle_weights(d, rec):
         (d / "weights.safetensors").write_bytes(pickle.dumps({"classifier.weight": Boom(str(marker))}))
 
+    def weights_to_dev_zero(d, rec):  # reading it would never end (or exhaust memory)
+        os.unlink(d / "weights.safetensors")
+        os.symlink("/dev/zero", d / "weights.safetensors")
+
     def record_symlink(d, rec):
         os.unlink(d / "record.json")
         os.symlink(secret, d / "record.json")
@@ -118,6 +122,7 @@ def test_worker_carries_on_through_a_hostile_population(tmp_path, weird_tmp_path
         "truncated weights": _clone(store, None, 0.96, truncated_weights),
         "pickle payload as weights": _clone(store, None, 0.95, pickle_weights),
         "record.json symlinked outside": _clone(store, None, 0.94, record_symlink),
+        "weights symlinked to /dev/zero": _clone(store, None, 0.93, weights_to_dev_zero),
     }
     # An individual folder that is a symlink to a complete individual outside the population.
     shutil.copytree(store.list_alive()[0].path, outside / "ind")
@@ -155,7 +160,7 @@ def test_worker_carries_on_through_a_hostile_population(tmp_path, weird_tmp_path
     for what in ("truncated record.json", "malformed DNA", "record.json symlinked outside",
                  "individual symlinked outside"):
         assert hostile[what].id not in recs, f"{what} was taken as a real individual"
-    for what in ("truncated weights", "pickle payload as weights"):
+    for what in ("truncated weights", "pickle payload as weights", "weights symlinked to /dev/zero"):
         # records never read weights; a parent's weights are read, refused and quarantined,
         # so no child can come from them
         assert not [x.id for x in all_recs if x.parent_id == hostile[what].id], f"a child of {what}"
@@ -268,3 +273,55 @@ def test_worker_without_a_gpu(tmp_path):
                         "--no-progress"], capture_output=True, text=True, env=worker_env(), cwd=REPO, timeout=60)
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
     assert "no CUDA device" in r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# store-level checks of two fixes these tests led to
+
+
+def _one_parent(tmp_path):
+    data = write_data(tmp_path / "data")
+    pop = tmp_path / "pop"
+    make_pop(pop, data)
+    seed_individuals(pop, 1)
+    store = Store(pop).open()
+    store.register_worker("w", auto_heartbeat=False)
+    return store, store.list_alive()[0]
+
+
+def test_weights_symlinked_to_a_device_are_refused_not_read(tmp_path):
+    from lse.errors import LostRace
+
+    store, e = _one_parent(tmp_path)
+    os.unlink(e.path / "weights.safetensors")
+    os.symlink("/dev/zero", e.path / "weights.safetensors")  # read_bytes() would never return
+    with pytest.raises(LostRace, match="quarantined"):
+        store.read_parent(e)
+    assert store.list_alive() == []
+    store.close()
+
+
+@pytest.mark.parametrize("code", [5, 21, 2])  # EIO, EISDIR, ENOENT: what a failing read() may say
+def test_a_transient_read_error_does_not_quarantine_a_sound_parent(tmp_path, monkeypatch, code):
+    """libfiu made read()/open() fail with EISDIR or ENOENT on sound individuals, which were
+    then quarantined as malformed; a second look (lstat) now decides."""
+    from pathlib import Path
+
+    from lse.errors import LostRace
+
+    store, e = _one_parent(tmp_path)
+    real = Path.read_bytes
+    calls = []
+
+    def flaky(self):
+        if self.name == "weights.safetensors" and not calls:
+            calls.append(1)
+            raise OSError(code, os.strerror(code), str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", flaky)
+    with pytest.raises(LostRace, match="could not be read"):
+        store.read_parent(e)
+    assert os.listdir(store.paths.quarantine) == []
+    assert store.read_parent(e)[0].id == e.id  # sound, still alive, readable next time
+    store.close()
