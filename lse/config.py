@@ -32,7 +32,19 @@ DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100")
 STOP_FIELDS = frozenset({"max_individuals", "max_hours", "max_flops"})
 
 
-class ExperimentConfig(BaseModel):
+class _Validated(BaseModel):
+    """A model whose ``parse`` turns pydantic's errors into one ConfigError line."""
+
+    @classmethod
+    def parse(cls, data: object, source: str = "options"):
+        """Validate ``data``; raise ConfigError naming the first bad field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise ConfigError(f"{source}: {_first_error(e)}", "fix the value and try again") from None
+
+
+class ExperimentConfig(_Validated):
     """Everything that defines one evolution experiment (paper section 3)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -120,16 +132,8 @@ class ExperimentConfig(BaseModel):
             ) from None
         return cls.parse(data, source)
 
-    @classmethod
-    def parse(cls, data: object, source: str = "options") -> "ExperimentConfig":
-        """Validate ``data``; raise ConfigError naming the first bad field."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as e:
-            raise ConfigError(f"{source}: {_first_error(e)}", "fix the value and try again") from None
 
-
-class WorkerOptions(BaseModel):
+class WorkerOptions(_Validated):
     """How one worker process runs; not part of the experiment's identity."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -141,13 +145,6 @@ class WorkerOptions(BaseModel):
     stale_after_seconds: float = Field(
         120.0, gt=0, description="a heartbeat unchanged this long (on the reader's clock) marks a worker dead"
     )
-
-    @classmethod
-    def parse(cls, data: object, source: str = "options") -> "WorkerOptions":
-        try:
-            return cls.model_validate(data)
-        except ValidationError as e:
-            raise ConfigError(f"{source}: {_first_error(e)}", "fix the value and try again") from None
 
 
 def _first_error(e: ValidationError) -> str:
