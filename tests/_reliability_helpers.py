@@ -55,9 +55,11 @@ def start_worker(pop: Path, out: Path, *args: str, prefix: tuple[str, ...] = (),
                                 start_new_session=True, cwd=REPO)
 
 
-def run_worker_cli(pop: Path, *args: str, timeout: float = 120, device: str = "cpu") -> subprocess.CompletedProcess:
+def run_worker_cli(pop: Path, *args: str, timeout: float = 120, device: str = "cpu",
+                   env: dict | None = None) -> subprocess.CompletedProcess:
     argv = [PYTHON, str(WORKER), "--pop", str(pop), "--device", device, "--threads", "1", *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=worker_env(), cwd=REPO)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env={**worker_env(), **(env or {})},
+                          cwd=REPO)
 
 
 def kill_group(p: subprocess.Popen) -> None:

@@ -260,17 +260,20 @@ def test_bad_data_set(tmp_path, fault):
     assert births(pop) == set(committed) and os.listdir(pop / "workers") == []
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: the no-GPU path cannot be shown")
 def test_worker_without_a_gpu(tmp_path):
+    """No GPU here, or (on a GPU machine) none visible to the process: as on a node whose
+    GPU was not granted by the scheduler."""
+    hidden = {"CUDA_VISIBLE_DEVICES": ""}
     data = write_data(tmp_path / "data")
     pop = tmp_path / "pop"
     make_pop(pop, data)
-    r = run_worker_cli(pop, device="cuda")
+    r = run_worker_cli(pop, device="cuda", env=hidden)
     _one_line_error(r, "--device cuda", "no CUDA device", "--device cpu")
     assert births(pop) == set() and os.listdir(pop / "workers") == []
     # The launcher refuses before starting anything, also in one line.
     r = subprocess.run([PYTHON, "-m", "lse.launch", "--pop", str(pop), "--device", "cuda", "--workers", "1",
-                        "--no-progress"], capture_output=True, text=True, env=worker_env(), cwd=REPO, timeout=60)
+                        "--no-progress"], capture_output=True, text=True, env={**worker_env(), **hidden}, cwd=REPO,
+                       timeout=60)
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
     assert "no CUDA device" in r.stdout + r.stderr
 
