@@ -15,12 +15,10 @@ import os
 import pickle
 import shutil
 import subprocess
-import sys
 
 import pytest
 import torch
 
-from lse.config import ExperimentConfig
 from lse.data import load_dataset
 from lse.errors import DataError
 from lse.records import IndividualName, new_id
