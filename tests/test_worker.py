@@ -170,3 +170,41 @@ def test_a_raised_bound_on_resume_reaches_the_workers(tmp_path):
     prepare_experiment(pop, {"max_individuals": 8}, echo=lambda s: None)
     run_worker(pop, OPTS, StandIn(), handle_signals=False)
     assert len(_consistent(pop)) == 8
+
+
+def test_count_births_cache_gives_the_uncached_answer(tmp_path):
+    """A worker's BirthCache only spares parsing: births added, renamed, collected, a history file
+    removed, a foreign name and a symlink in individuals/ -- cached and uncached counts agree."""
+    from lse.records import IndividualName, new_id
+    from lse.worker import BirthCache
+
+    pop = _pop(tmp_path)
+    store = Store(pop)
+    cache = BirthCache()
+
+    def check() -> set:
+        fresh = count_births(store)
+        assert count_births(store, cache) == fresh
+        return fresh
+
+    ids = [new_id() for _ in range(6)]
+    for i in ids[:3]:
+        os.mkdir(store.paths.individual(IndividualName(i, "alive", 0.5)))
+    assert check() == set(ids[:3])
+    for i in ids[3:]:
+        (store.paths.history / f"{i}.json").touch()
+        (store.paths.history / f"{i}.death.json").touch()
+    (store.paths.history / f"{ids[0]}.json~").touch()  # not a record
+    assert check() == set(ids)
+    os.rename(store.paths.individual(IndividualName(ids[0], "alive", 0.5)),
+              store.paths.individual(IndividualName(ids[0], "dead", 0.5, "w")))
+    (store.paths.history / f"{ids[5]}.json").unlink()  # names leaving history/ are forgotten
+    assert check() == set(ids[:5])
+    (store.paths.individuals / "foreign\n").mkdir()
+    assert check() == set(ids[:5])
+    link = store.paths.individuals / IndividualName(new_id(), "alive", 0.9).render()
+    link.symlink_to(tmp_path)
+    assert check() == set(ids[:5])  # a symlink is never an individual, cached or not
+    (store.paths.individuals / "foreign\n").rmdir()
+    link.unlink()
+    assert check() == set(ids[:5])
