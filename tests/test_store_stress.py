@@ -91,7 +91,11 @@ def _run(tmp_path: Path, n_procs: int, ops: int) -> None:
 
     # Every birth visible exactly once: in individuals/ or history/, never both, never twice.
     listed = [e.id for e in store.entries()]
-    collected = [n[: -len(".json")] for n in os.listdir(store.paths.history) if not n.endswith(".death.json")]
+    collected = [
+        n[: -len(".json")]
+        for n in os.listdir(store.paths.history)
+        if n.endswith(".json") and not n.endswith(".death.json")  # not kept weights (Store.gc)
+    ]
     assert len(listed) == len(set(listed))
     assert not set(listed) & set(collected)
     assert sorted(listed + collected) == sorted(births)
