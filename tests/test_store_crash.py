@@ -20,8 +20,9 @@ from _store_helpers import make_record, make_weights, new_store
 
 HERE = Path(__file__).parent
 
-# Seven renames after arming: publish A, publish B, kill A (+ death record), gc A (+ history),
-# close (worker folder into gc/).  The audit hook fires *before* each rename runs, so crashing
+# Eight renames after arming: publish A, publish B, kill A (+ death record), gc A (+ its
+# weights kept in history/: A was the best at its birth, + history record), close (worker
+# folder into gc/).  The audit hook fires *before* each rename runs, so crashing
 # at rename k leaves the state "after k-1 renames, before k".
 VICTIM = textwrap.dedent(
     """
@@ -48,7 +49,7 @@ VICTIM = textwrap.dedent(
     print("renames", count)
     """
 )
-N_RENAMES = 7
+N_RENAMES = 8
 
 
 def _victim(root: Path, crash_at: int) -> subprocess.CompletedProcess:
