@@ -82,10 +82,7 @@ class Status:
 
 def _liveness(store, worker_id: str) -> str:
     """The store's own judgement (the same one recovery acts on), as a word."""
-    judge = getattr(store, "is_dead_worker", None) or getattr(store, "_is_dead_worker", None)
-    if judge is None:
-        return "unknown"
-    dead = judge(worker_id)
+    dead = store.is_dead_worker(worker_id)
     return "unknown" if dead is None else "dead" if dead else "alive"
 
 

@@ -514,7 +514,7 @@ class Store:
             try:
                 wdir.mkdir()
             except FileExistsError:
-                if self._is_dead_worker(worker_id) is not True:
+                if self.is_dead_worker(worker_id) is not True:
                     raise StoreError(
                         f"worker id {worker_id!r} is in use by a live worker ({wdir})",
                         "choose another worker id, or stop the other worker",
@@ -973,8 +973,14 @@ class Store:
         except (OSError, ValueError):
             return None
 
-    def _is_dead_worker(self, worker_id: str) -> bool | None:
-        """True: provably dead.  False: alive.  None: not known yet (keep observing)."""
+    def is_dead_worker(self, worker_id: str) -> bool | None:
+        """Whether worker ``worker_id`` is dead, by the rules recovery acts on.
+
+        True: provably dead (same host: its process is gone or its pid was reused; other host:
+        its heartbeat counter has not moved for ``stale_after`` seconds of our clock).
+        False: alive.  None: not known yet -- a first look at another host's heartbeat, keep
+        observing (each call is one observation; the Store remembers the previous one).
+        """
         hb = self._heartbeat_of(worker_id)
         if hb is not None and hb.get("host") == self.host and isinstance(hb.get("pid"), int):
             # Same host: the process table is the truth.  create_time guards against pid reuse.
@@ -1002,7 +1008,7 @@ class Store:
         for name, _path in _listdir(self.paths.workers):
             if name == mine or not is_worker_id(name):
                 continue
-            if self._is_dead_worker(name) is True:
+            if self.is_dead_worker(name) is True:
                 if self._reclaim_worker(name, collector=self.worker.id):
                     report.workers_reclaimed.append(name)
                 self._observations.pop(name, None)
