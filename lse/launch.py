@@ -25,7 +25,6 @@ launch on another machine with the same ``--pop`` simply adds its workers.
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -145,7 +144,7 @@ def prepare_experiment(
         changed = [k for k in ("max_individuals", "max_hours", "max_flops") if getattr(wanted, k) != getattr(saved, k)]
         if changed:
             echo("updated stop conditions: " + ", ".join(f"{k}={getattr(wanted, k)}" for k in changed))
-        rewrite_experiment(store, wanted)
+        store.replace_config(wanted, force=force)
     if store.stop_requested():
         store.clear_stop()
         echo("removed the STOP file left by an earlier stop")
@@ -160,34 +159,6 @@ def _warn_ratio(cfg: ExperimentConfig, workers: int, echo: Echo) -> None:
             f"warning: {workers} workers for a population of {cfg.population_size}: with more than half as many "
             "workers as individuals, workers keep killing each other's parents (the paper uses 1/4)"
         )
-
-
-def rewrite_experiment(store: Store, config: ExperimentConfig) -> None:
-    """Replace experiment.json (private file, fsync, one rename).  Its mtime -- the
-    experiment's creation time, which ``max_hours`` counts from -- is carried over."""
-    dst = store.paths.experiment
-    st = os.stat(dst)
-    tmp = store.root / f".experiment.json.{secrets.token_hex(6)}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            os.write(fd, config.to_json().encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-        os.rename(tmp, dst)
-    except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise LaunchError(f"cannot update {dst}: {e.strerror}", "check the population's permissions and free space") from None
-    dfd = os.open(store.root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 # --------------------------------------------------------------------------------------------

@@ -139,6 +139,11 @@ class PopulationPaths:
     def weights_file(individual_dir: Path) -> Path:
         return individual_dir / WEIGHTS_FILE
 
+    def experiment_tmp(self) -> Path:
+        """A fresh private name beside experiment.json (same folder: link/rename cannot cross
+        mounts); launchers write there first, workers have no folder yet."""
+        return self.root / f".experiment.json.{secrets.token_hex(6)}.tmp"
+
     def history_record(self, individual_id: str) -> Path:
         return self.history / f"{_checked_id(individual_id)}.json"
 
@@ -438,7 +443,7 @@ class Store:
             for d in self.paths.folders:
                 d.mkdir(exist_ok=True)
             if not self.paths.experiment.exists():
-                tmp = self.root / f".experiment.json.{secrets.token_hex(6)}.tmp"
+                tmp = self.paths.experiment_tmp()
                 try:
                     _write_file(tmp, config.to_json().encode())
                     try:
@@ -452,6 +457,36 @@ class Store:
             raise self._os_error(e, "create the population") from None
         self._config = None
         return self.config
+
+    def replace_config(self, config: ExperimentConfig, *, force: bool = False) -> None:
+        """Replace experiment.json with ``config`` (private file, fsync, one rename).
+
+        Without ``force`` only the stop conditions (``STOP_FIELDS``) may change: a difference in
+        what is searched raises ConfigError listing it.  The file's mtime -- the experiment's
+        creation time, which ``max_hours`` counts from -- is carried over, so raising
+        ``max_hours`` on resume extends the run instead of restarting its clock.
+        """
+        diffs = self.config.differences(config)
+        if diffs and not force:
+            raise ConfigError(
+                f"{self.root} holds a different experiment ({'; '.join(diffs)})",
+                "only max_individuals, max_hours and max_flops change on resume; pass force to replace the rest",
+            )
+        dst = self.paths.experiment
+        tmp = self.paths.experiment_tmp()
+        try:
+            st = os.stat(dst)
+            _write_file(tmp, config.to_json().encode())
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.rename(tmp, dst)
+            _fsync_dir(self.root)
+        except OSError as e:
+            _unlink_quiet(tmp)
+            err = self._os_error(e, "update experiment.json")
+            if isinstance(err, OSError):
+                err = StoreError(f"cannot update {dst}: {e.strerror}", "check the population's permissions and free space")
+            raise err from None
+        self._config = None
 
     def open(self) -> "Store":
         """Check that ``root`` is a population (raises StoreError saying what to do)."""

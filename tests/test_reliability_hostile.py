@@ -137,9 +137,7 @@ def test_worker_carries_on_through_a_hostile_population(tmp_path, weird_tmp_path
 
     before = len(births(pop))
     target = before + 10
-    from lse.launch import rewrite_experiment
-
-    rewrite_experiment(store, store.config.model_copy(update={"max_individuals": target}))
+    store.replace_config(store.config.model_copy(update={"max_individuals": target}))
     r = run_worker_cli(pop, timeout=240)
     assert r.returncode == 0, r.stderr[-4000:]
     err_lines = r.stderr.strip().splitlines()

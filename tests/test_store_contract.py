@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from lse.config import ExperimentConfig
-from lse.errors import DNAError, LostRace, StoreError
+from lse.errors import ConfigError, DNAError, LostRace, StoreError
 from lse.records import IndividualName, IndividualRecord, id_time, new_id
 from lse.store import PopulationPaths, Store
 
@@ -82,6 +82,22 @@ def test_create_twice_keeps_the_first(weird_tmp_path):
     b = Store(weird_tmp_path / "p").create(ExperimentConfig(population_size=9))
     assert a.population_size == b.population_size == 3
     assert [n for n in os.listdir(weird_tmp_path / "p") if n.startswith(".")] == []
+
+
+def test_replace_config_changes_stop_conditions_and_keeps_the_creation_time(weird_tmp_path):
+    store = Store(weird_tmp_path / "p")
+    store.create(ExperimentConfig(population_size=3))
+    old = 1_000_000_000.0
+    os.utime(store.paths.experiment, (old, old))  # max_hours counts from this mtime
+    store.replace_config(store.config.model_copy(update={"max_hours": 2.0}))
+    assert Store(store.root).config.max_hours == store.config.max_hours == 2.0
+    assert os.stat(store.paths.experiment).st_mtime == old
+    with pytest.raises(ConfigError, match="population_size: 3 -> 9"):
+        store.replace_config(store.config.model_copy(update={"population_size": 9}))
+    assert Store(store.root).config.population_size == 3
+    store.replace_config(store.config.model_copy(update={"population_size": 9}), force=True)
+    assert Store(store.root).config.population_size == 9
+    assert [n for n in os.listdir(store.root) if n.startswith(".")] == []
 
 
 def test_concurrent_create_has_one_winner(tmp_path):

@@ -135,9 +135,7 @@ def test_stop_conditions(tmp_path, how):
     elif how == "max_hours":
         old = time.time() - 7200
         os.utime(store.paths.experiment, (old, old))
-        from lse.launch import rewrite_experiment
-
-        rewrite_experiment(store, store.config.model_copy(update={"max_hours": 1.0}))  # keeps the mtime
+        store.replace_config(store.config.model_copy(update={"max_hours": 1.0}))  # keeps the mtime
     s = run_worker(pop, OPTS, StandIn(), handle_signals=False)
     recs = _consistent(pop)
     if how == "max_flops":
