@@ -776,27 +776,15 @@ class Store:
         foreign: list[str] = []
         for name, path in _listdir(self.paths.history):
             if name.endswith(".death.json") and is_id(name[: -len(".death.json")]):
-                try:
-                    d = json.loads(path.read_bytes())
-                    deaths[name[: -len(".death.json")]] = {
-                        "killed_at": float(d["killed_at"]),
-                        "killed_by": str(d["killed_by"]),
-                    }
-                except FileNotFoundError:
-                    continue
-                except (ValueError, KeyError, TypeError) as e:
-                    _warn_once(f"bad:{path}", f"ignoring malformed {path}: {e}")
+                death = _read_death(path)
+                if death is not None:
+                    deaths[name[: -len(".death.json")]] = death
             elif name.endswith(".weights.safetensors") and is_id(name[: -len(".weights.safetensors")]):
                 continue  # weights kept for reports (Store.gc)
             elif name.endswith(".json") and is_id(name[:-5]):
-                try:
-                    by_id[name[:-5]] = _parse_record(path.read_bytes(), str(path), None).model_copy(
-                        update={"collected": True, "state": "dead"}
-                    )
-                except FileNotFoundError:
-                    continue
-                except CorruptIndividual as e:
-                    self._quarantine(path, e.message)
+                rec = self._read_history_record(path)
+                if rec is not None:
+                    by_id[name[:-5]] = rec
             elif not name.startswith("."):
                 foreign.append(name)
         if foreign:
@@ -805,30 +793,13 @@ class Store:
         for name, path in _listdir(self.paths.gc):
             parsed = _parse_gc_name(name)
             if parsed and parsed[0] == "individual" and parsed[1] not in by_id:
-                try:
-                    rec = self._read_record(path)
-                    by_id[rec.id] = rec.model_copy(update={"state": "dead", "collected": True})
-                except (OSError, CorruptIndividual):
-                    continue  # being collected right now; history will have it
+                rec = self._read_gc_record(path)
+                if rec is not None:
+                    by_id[rec.id] = rec
         for e in self.entries():
-            try:
-                rec = self._read_record(e.path)
-            except FileNotFoundError:
-                continue  # killed/collected during the listing; seen in history next time
-            except CorruptIndividual as err:
-                self._quarantine(e.path, err.message)
-                continue
-            except OSError as err:  # quarantined only if a second look proves it malformed
-                problem = _structure_problem(e.path, (RECORD_FILE,))
-                if problem is not None:
-                    self._quarantine(e.path, problem)
-                else:
-                    _warn_once(f"unreadable:{e.path}", f"cannot read {e.path} ({os.strerror(err.errno or 0)}); left out")
-                continue
-            if rec.id != e.id:
-                self._quarantine(e.path, f"record id {rec.id} does not match the folder name")
-                continue
-            by_id[e.id] = rec.model_copy(update={"state": e.state, "killed_by": _killer(rec, e.by)})
+            rec = self._read_entry_record(e)
+            if rec is not None:
+                by_id[e.id] = rec
         out = []
         for i in sorted(by_id):
             rec = by_id[i]
@@ -838,11 +809,76 @@ class Store:
         return out
 
     def record(self, individual_id: str) -> IndividualRecord | None:
-        """One individual's record by id (alive, dead or from history)."""
-        for rec in self.records():
-            if rec.id == individual_id:
-                return rec
-        return None
+        """One individual's record by id, as :meth:`records` gives it (alive, dead, collected),
+        reading only that individual's files: a worker checking ``max_flops`` asks for each new
+        birth, and records() would read all 20k of them each step.
+
+        history/<id>.json first (one open: most individuals of a long run are collected), then
+        individuals/ (one listing), gc/, history/ again: the order an individual moves in, so one
+        collected during the look is still found.  None: no such individual, or unreadable
+        (malformed ones are quarantined, as by records()).
+        """
+        if not is_id(individual_id):
+            return None
+        history = self.paths.history_record(individual_id)
+        rec = self._read_history_record(history)
+        if rec is None:
+            entry = self.find(individual_id)
+            if entry is not None:
+                rec = self._read_entry_record(entry)
+        if rec is None:
+            for name, path in _listdir(self.paths.gc):
+                parsed = _parse_gc_name(name)
+                if parsed and parsed[0] == "individual" and parsed[1] == individual_id:
+                    rec = self._read_gc_record(path)
+        if rec is None:
+            rec = self._read_history_record(history)
+        if rec is None or rec.state != "dead":
+            return rec
+        death = _read_death(self.paths.history_death(individual_id))
+        return rec if death is None else rec.model_copy(update=death)
+
+    def _read_entry_record(self, e: Entry) -> IndividualRecord | None:
+        """The record of an individual listed in individuals/, with the state and killer its
+        name gives; None if it moved on during the listing, or is unreadable or malformed
+        (then quarantined)."""
+        try:
+            rec = self._read_record(e.path)
+        except FileNotFoundError:
+            return None  # killed/collected during the listing; seen in history next time
+        except CorruptIndividual as err:
+            self._quarantine(e.path, err.message)
+            return None
+        except OSError as err:  # quarantined only if a second look proves it malformed
+            problem = _structure_problem(e.path, (RECORD_FILE,))
+            if problem is not None:
+                self._quarantine(e.path, problem)
+            else:
+                _warn_once(f"unreadable:{e.path}", f"cannot read {e.path} ({os.strerror(err.errno or 0)}); left out")
+            return None
+        if rec.id != e.id:
+            self._quarantine(e.path, f"record id {rec.id} does not match the folder name")
+            return None
+        return rec.model_copy(update={"state": e.state, "killed_by": _killer(rec, e.by)})
+
+    def _read_gc_record(self, gc_dir: Path) -> IndividualRecord | None:
+        """The record in a folder being collected (gc/<id>.<wid>); None once it is gone."""
+        try:
+            return self._read_record(gc_dir).model_copy(update={"state": "dead", "collected": True})
+        except (OSError, CorruptIndividual):
+            return None  # being collected right now; history will have it
+
+    def _read_history_record(self, path: Path) -> IndividualRecord | None:
+        """history/<id>.json; None if absent, quarantined if malformed."""
+        try:
+            return _parse_record(path.read_bytes(), str(path), None).model_copy(
+                update={"collected": True, "state": "dead"}
+            )
+        except FileNotFoundError:
+            return None
+        except CorruptIndividual as e:
+            self._quarantine(path, e.message)
+            return None
 
     # ---- garbage collection ------------------------------------------------------------
 
@@ -1141,6 +1177,18 @@ def _parse_record(data: bytes, source: str, name: IndividualName | None) -> Indi
     if name is not None and name.id != rec.id:
         raise CorruptIndividual(f"{source}: record id {rec.id} does not match its folder name")
     return rec
+
+
+def _read_death(path: Path) -> dict | None:
+    """history/<id>.death.json as ``{killed_at, killed_by}``; None if absent or malformed."""
+    try:
+        d = json.loads(path.read_bytes())
+        return {"killed_at": float(d["killed_at"]), "killed_by": str(d["killed_by"])}
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as e:
+        _warn_once(f"bad:{path}", f"ignoring malformed {path}: {e}")
+        return None
 
 
 def _killer(rec: IndividualRecord, by_in_name: str | None) -> str | None:

@@ -248,6 +248,30 @@ def test_records_every_individual_ever(store):
     assert store.record(b.id).val_accuracy == 0.6
 
 
+def test_record_by_id_reads_only_that_individual(store, monkeypatch):
+    """record(id) finds alive, killed, collected and mid-collection individuals, equal to what
+    records() says of them, without reading every record (a worker asks per new birth)."""
+    alive = store.publish(make_record(0.6), make_weights())
+    killed = store.publish(make_record(0.5), make_weights())
+    collected = store.publish(make_record(0.3), make_weights())
+    born_dead = store.publish(make_record(None, failed_reason="OOM"), None, alive=False)
+    mid_gc = store.publish(make_record(0.4), make_weights())
+    store.kill(collected)
+    store.gc()  # collected (and born_dead) now only in history/
+    store.kill(killed)
+    store.kill(mid_gc)
+    os.rename(store.find(mid_gc.id).path, store.paths.gc_individual(mid_gc.id, "w9"))  # a collector at work
+    expected = {r.id: r for r in store.records()}
+    monkeypatch.setattr(Store, "records", lambda self: pytest.fail("record(id) must not read every record"))
+    for e in (alive, killed, collected, born_dead, mid_gc):
+        assert store.record(e.id) == expected[e.id]
+    assert store.record(alive.id).state == "alive"
+    assert store.record(killed.id).state == "dead" and not store.record(killed.id).collected
+    assert store.record(collected.id).collected and store.record(collected.id).killed_at is not None
+    assert store.record(mid_gc.id).collected
+    assert store.record(new_id()) is None and store.record("not-an-id") is None
+
+
 # ---- garbage collection ----------------------------------------------------------------------
 
 
