@@ -475,14 +475,17 @@ class _Loop:
         if limits.max_individuals is not None and len(births) >= limits.max_individuals:
             raise _Stop(f"max_individuals={limits.max_individuals} reached")
         if limits.max_flops is not None:
-            spent = self._flops_spent()
+            spent = self._flops_spent(births)
             if spent >= limits.max_flops:
                 raise _Stop(f"max_flops={limits.max_flops:.3g} reached ({spent:.3g} spent)")
 
-    def _flops_spent(self) -> float:
-        for rec in self.store.records():
-            if rec.id not in self.flops_seen:
-                self.flops_seen[rec.id] = rec.flops.total if rec.flops else 0.0
+    def _flops_spent(self, births: set[str]) -> float:
+        """FLOPs of every birth so far.  A record's FLOPs never change, so only births not seen
+        before are read (Store.record: their own files), not all 20k records every step."""
+        for iid in births - self.flops_seen.keys():
+            rec = self.store.record(iid)
+            if rec is not None:  # None: unreadable or moved during the look; asked again next step
+                self.flops_seen[iid] = rec.flops.total if rec.flops else 0.0
         return sum(self.flops_seen.values())
 
     def _maintenance(self) -> None:
@@ -508,9 +511,10 @@ class _Loop:
 
     def _count_births(self, limits: ExperimentConfig) -> set[str] | None:
         """Births so far, or None when no decision needs them any more.  Births only grow: once
-        the initial population is complete and no max_individuals is set, this worker never
-        lists history/ again (it grows by two files per kill: 40k entries after 20k births)."""
-        if limits.max_individuals is None and self.initial_done:
+        the initial population is complete and neither max_individuals nor max_flops is set,
+        this worker never lists history/ again (it grows by two files per kill: 40k entries
+        after 20k births)."""
+        if limits.max_individuals is None and limits.max_flops is None and self.initial_done:
             return None
         births = count_births(self.store, self.birth_cache)
         if len(births) >= self.config.population_size:

@@ -144,6 +144,23 @@ def test_stop_conditions(tmp_path, how):
         assert recs == [] and ("STOP" in s.stop_reason or "max_hours" in s.stop_reason)
 
 
+def test_max_flops_beyond_the_initial_population_reads_each_record_once(tmp_path, monkeypatch):
+    """max_flops keeps counting births after the initial population is complete (no
+    max_individuals), and a step reads only records it has not seen, never all of them."""
+    pop = _pop(tmp_path, max_individuals=None, max_flops=950.0)
+    reads: list[str] = []
+    record = Store.record
+    monkeypatch.setattr(Store, "records", lambda self: pytest.fail("a step read every record"))
+    monkeypatch.setattr(Store, "record", lambda self, iid: reads.append(iid) or record(self, iid))
+    s = run_worker(pop, OPTS, StandIn(fail_every=3), handle_signals=False)
+    monkeypatch.undo()
+    recs = _consistent(pop)
+    spent = sum(r.flops.total for r in recs)
+    assert "max_flops" in s.stop_reason and spent >= 950.0 and spent - recs[-1].flops.total < 950.0
+    assert len(recs) > 4  # past the initial population
+    assert sorted(reads) == [r.id for r in recs]  # each birth read once
+
+
 def test_stop_during_training_publishes_nothing(tmp_path):
     pop = _pop(tmp_path)
     started = threading.Event()
