@@ -82,6 +82,23 @@ def reaped(*procs: subprocess.Popen) -> Iterator[list[subprocess.Popen]]:
             kill_group(p)
 
 
+@contextlib.contextmanager
+def tmpfs(mnt: Path, size: str) -> Iterator[Path]:
+    """A fresh tmpfs of ``size`` (mount's syntax: "4m") mounted at ``mnt``, lazily unmounted
+    at the end (a worker may still hold a file there); skips the test where mounting is not
+    allowed (it needs root)."""
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        import pytest
+
+        pytest.skip(f"cannot mount a {size} tmpfs here (needs root): {r.stderr.strip() or r.returncode}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
 def wait_for(cond: Callable[[], object], timeout: float, what: str, poll: float = 0.2):
     """Poll ``cond`` until truthy; the bound only catches a hang (no timing is asserted)."""
     deadline = time.monotonic() + timeout

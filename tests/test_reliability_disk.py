@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-import subprocess
 
 import pytest
 
@@ -15,22 +14,15 @@ from lse.store import Store
 
 from _reliability_helpers import (
     births, check_alive_evaluate, check_history, check_individuals, logs_text, make_pop, reaped, start_worker,
-    wait_for, write_data,
+    tmpfs, wait_for, write_data,
 )
 from _reliability_seed import digest
 
 
 @pytest.fixture
 def small_fs(tmp_path):
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a 4 MiB tmpfs here (needs root): {r.stderr.strip() or r.returncode}")
-    try:
+    with tmpfs(tmp_path / "small", "4m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def _fill(path) -> int:

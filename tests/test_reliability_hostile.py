@@ -27,7 +27,7 @@ from lse.synthetic import IDX_FILES, write_synthetic
 
 from _reliability_helpers import (
     PYTHON, REPO, births, check_alive_evaluate, check_history, check_individuals, make_pop, run_worker_cli,
-    worker_env, write_data,
+    tmpfs, worker_env, write_data,
 )
 from _reliability_seed import digest, seed_individuals
 
@@ -210,12 +210,7 @@ def test_bad_experiment_json(tmp_path, what, content, words):
 
 
 def test_read_only_population(tmp_path):
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", "8m") as mnt:
         pop = mnt / "pop"
         make_pop(pop, tmp_path / "nodata")
         committed = seed_individuals(pop, 2)
@@ -228,8 +223,6 @@ def test_read_only_population(tmp_path):
                             capture_output=True, text=True, env=worker_env(), cwd=REPO)
         assert ls.returncode == 0 and all(i in ls.stdout for i in committed), ls.stdout + ls.stderr
         assert {e.id: digest(e.path) for e in Store(pop).list_alive()} == digests
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 @pytest.mark.parametrize("fault", ["labels out of range", "images of another shape"])
