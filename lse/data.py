@@ -59,6 +59,11 @@ _MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 _FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 _IDX_NAMES = tuple(IDX_FILES.values())
 
+
+def _idx_urls(base: str, md5s: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(url, md5) of the four IDX files served under ``base``, in _IDX_NAMES order."""
+    return tuple((base + f, md5) for f, md5 in zip(_IDX_NAMES, md5s, strict=True))
+
 SPECS: dict[str, DatasetSpec] = {
     "cifar10": DatasetSpec(
         "cifar10", "cifar", 10, True, CIFAR10_DIR,
@@ -71,25 +76,17 @@ SPECS: dict[str, DatasetSpec] = {
     ),
     "mnist": DatasetSpec(
         "mnist", "idx", 10, False, "mnist", _IDX_NAMES,
-        tuple(
-            (_MNIST_URL + f, md5)
-            for f, md5 in zip(
-                _IDX_NAMES,
-                ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
-                 "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"),
-            )
-        ),
+        _idx_urls(_MNIST_URL, (
+            "f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+            "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c",
+        )),
     ),
     "fashion-mnist": DatasetSpec(
         "fashion-mnist", "idx", 10, False, "fashion-mnist", _IDX_NAMES,
-        tuple(
-            (_FASHION_URL + f, md5)
-            for f, md5 in zip(
-                _IDX_NAMES,
-                ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
-                 "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"),
-            )
-        ),
+        _idx_urls(_FASHION_URL, (
+            "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+            "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310",
+        )),
     ),
 }
 
