@@ -181,10 +181,6 @@ def dataset_of(x: torch.Tensor) -> Dataset | None:
     return None
 
 
-def clear_cache() -> None:
-    _CACHE.clear()
-
-
 def load_dataset(
     name: str,
     data_dir: str | os.PathLike | None = None,

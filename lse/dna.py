@@ -290,9 +290,6 @@ class DNA(BaseModel):
         p_out = {e.src: e for e in self.edges if not e.skip}
         return [p_out[v] for v in self.backbone()[:-1]]
 
-    def primary_in(self, vid: str) -> Edge | None:
-        return next((e for e in self.edges if e.dst == vid and not e.skip), None)
-
     def skips(self) -> list[Edge]:
         return [e for e in self.edges if e.skip]
 
