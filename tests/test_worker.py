@@ -87,8 +87,21 @@ def test_one_worker_runs_to_max_individuals(tmp_path):
         if r.parent_id is not None:
             assert r.mutation["name"] and r.inheritance.kept == 1 and r.generation >= 1
     assert len(Store(pop).list_alive()) == 4  # one death per birth after the initial population
-    assert max(r.val_accuracy for r in recs) > max(r.val_accuracy for r in initial)
+    # Tournament selection never kills the best (it wins every pair it is drawn in).
+    alive = Store(pop).list_alive()
+    assert max(e.fitness for e in alive) == pytest.approx(max(r.val_accuracy for r in recs), abs=1e-6)
     assert (pop / "logs" / f"{s.worker_id}.log").read_text().count("born ") == 12
+
+
+def test_selection_climbs_when_mutations_help(tmp_path):
+    """Every child gains a convolution (+0.1 with the stand-in, more than its noise): the best
+    must end above the best initial individual.  (With the 11 uniform mutations only about
+    one child in 11 adds a convolution, so a 12-birth run may not improve at all.)"""
+    pop = _pop(tmp_path, mutation_probabilities={"insert_convolution": 1.0})
+    run_worker(pop, OPTS, StandIn(), handle_signals=False)
+    recs = Store(pop).records()
+    initial = [r for r in recs if r.parent_id is None]
+    assert max(r.val_accuracy for r in recs) > max(r.val_accuracy for r in initial) + 0.05
 
 
 def test_failures_are_published_dead_with_their_reason(tmp_path):
