@@ -35,6 +35,7 @@ pointed at them by rebinding names inside :mod:`lse.worker` in the worker proces
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import json
 import math
 import multiprocessing
@@ -264,16 +265,18 @@ def _install_timing() -> None:
     import lse.worker as w
 
     def wrap(op: str, fn):
-        def timed(store, *args):
+        def timed(store, *args, **kwargs):
+            call = functools.partial(fn, store, *args, **kwargs)
             if isinstance(store, TimedStore):
-                return store._timed(op, fn, store, *args)
-            return fn(store, *args)
+                return store._timed(op, call)
+            return call()
 
         return timed
 
     w.Store = TimedStore  # type: ignore[misc]
     w.count_births = wrap("count_births", w.count_births)
     w.list_claims = wrap("list_claims", w.list_claims)
+    w.claim_times = wrap("list_claims", w.claim_times)
     w.read_stop_fields = wrap("read_config", w.read_stop_fields)
 
 

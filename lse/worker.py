@@ -278,7 +278,9 @@ def count_births(store: Store, cache: BirthCache | None = None) -> set[str]:
     result is the same with or without it.
     """
     cache = cache if cache is not None else BirthCache()
-    ids = _individual_ids(store, cache)
+    # individuals/ twice: readdir may skip an entry that is renamed (killed) while the folder is
+    # read; to be missed by both listings it would have to be renamed during each of them.
+    ids = _individual_ids(store, cache) | _individual_ids(store, cache)
     for name in _names(store.paths.gc):
         head = name.split(".")[0]
         if is_id(head) and name.count(".") == 1:
@@ -334,14 +336,45 @@ def _history_ids(folder: Path, cache: BirthCache) -> set[str]:
 
 def list_claims(store: Store) -> list[str]:
     """Child ids claimed by every worker (children being trained now), sorted."""
-    out = []
+    return sorted(_claims(store, with_times=False))
+
+
+def claim_times(store: Store) -> dict[str, int]:
+    """Every claim with its file's modification time (ns; set by the filesystem when the claim
+    was created -- on NFS by the server's clock).  One stat per claim."""
+    return _claims(store, with_times=True)
+
+
+def _claims(store: Store, with_times: bool) -> dict[str, int]:
+    out: dict[str, int] = {}
     for wname in _names(store.paths.workers):
         if not is_worker_id(wname):
             continue
-        for name in _names(store.paths.worker(wname)):
+        folder = store.paths.worker(wname)
+        for name in _names(folder):
             if name.startswith("claim-") and is_id(name[6:]):
-                out.append(name[6:])
-    return sorted(out)
+                try:
+                    out[name[6:]] = os.lstat(folder / name).st_mtime_ns if with_times else 0
+                except FileNotFoundError:
+                    continue  # born (or withdrawn) since the listing: births will count it
+    return out
+
+
+def initial_rank(child_id: str, claims: list[str], times: dict[str, int]) -> int:
+    """How many in-flight claims come before ours for an initial slot.
+
+    Every worker must agree on the order, without talking.  Ids cannot give it: an id is drawn
+    before its claim file exists, so a late file with an early id overtook claims that had
+    already counted their rank (7 initial individuals for 6).  Creation times can: a claim a
+    worker did not see was created after its listing, so no earlier than its own claim.
+    Timestamps are coarse (4 ms ticks here), so a claim created in our tick counts as before
+    ours: two claims that see each other in one tick both yield (one initial individual too
+    few, which the kill rule heals); one that did not see the other never overtakes it.
+    """
+    mine = times.get(child_id)
+    if mine is None:  # no time for our own claim: yield to everyone
+        return len(claims) - 1
+    return sum(1 for c in claims if c != child_id and times.get(c, mine) <= mine)
 
 
 def _names(folder: Path) -> list[str]:
@@ -463,6 +496,7 @@ class _Loop:
         self.rng = random.Random(f"{config.seed}:{self.wid}")
         self.last_maintenance = -math.inf
         self.initial_done = False  # set once births >= population_size were seen (monotone)
+        self.births_seen: set[str] = set()  # every birth this worker ever counted
         self.flops_seen: dict[str, float] = {}
         self.birth_cache = BirthCache()  # names count_births parsed already (history/ only grows)
 
@@ -516,7 +550,11 @@ class _Loop:
         after 20k births)."""
         if limits.max_individuals is None and limits.max_flops is None and self.initial_done:
             return None
-        births = count_births(self.store, self.birth_cache)
+        # A listing can miss an entry renamed while it is read (readdir over a folder where a
+        # kill renames alive -> dead); a birth is a birth forever, so what was seen before
+        # stays counted.
+        births = count_births(self.store, self.birth_cache) | self.births_seen
+        self.births_seen = births
         if len(births) >= self.config.population_size:
             self.initial_done = True
         return births
@@ -538,9 +576,13 @@ class _Loop:
             # Claims first, then births, then drop claims already born: a child born between
             # the two listings is then counted once (its claim is removed only after its birth
             # rename, so listing births first could count it twice, or not at all).
-            claims = list_claims(self.store)
+            # Creation times are needed only to rank initial children (one stat per claim).
+            times = {} if self.initial_done else claim_times(self.store)
+            claims = list_claims(self.store) if self.initial_done else sorted(times)
             births = self._count_births(limits)
-            claims = sorted({*claims, child_id} - (births or set()))
+            claims = [c for c in claims if c not in (births or ())]
+            if child_id not in claims:  # our own file is there; only a vanished stat drops it
+                claims.append(child_id)
             n_claims = len(claims)
             self._check_stop(limits, births)
             if limits.max_individuals is not None and len(births) + n_claims > limits.max_individuals:
@@ -550,12 +592,12 @@ class _Loop:
                 claim.unlink()
                 time.sleep(SLOT_WAIT_SECONDS * self.rng.uniform(0.5, 1.5))
                 return
-            # The initial population (section 3.3): claims ranked by id before ours are initial
-            # children in flight.  The same late-claim race can add a few initial individuals
-            # beyond population_size; harmless: the kill rule in _select_parent keeps the
-            # population at its size from then on.
-            rank = claims.index(child_id)
-            initial = births is not None and len(births) + rank < self.config.population_size
+            # The initial population (section 3.3): claims created before ours are initial
+            # children in flight (initial_rank: why creation order, not ids).
+            initial = (
+                births is not None
+                and len(births) + initial_rank(child_id, claims, times) < self.config.population_size
+            )
             self._make_child(child_id, initial, in_flight=n_claims)
         finally:
             try:
@@ -591,7 +633,7 @@ class _Loop:
                 self.summary.kills += 1
                 log.info("killed %s (%s), parent %s (%s)", d.kill, by_id[d.kill].fitness, d.parent,
                          by_id[d.parent].fitness)
-                if len(alive) + in_flight - self.config.population_size >= 2:
+                if len(alive) >= self.config.population_size + 2:
                     self._cull(alive, keep={d.kill, d.parent})
             try:
                 return self.store.read_parent(by_id[d.parent])
@@ -600,11 +642,13 @@ class _Loop:
                 log.info("lost the race for parent %s (%s); retrying", d.parent, e)
 
     def _cull(self, alive: list, keep: set[str]) -> None:
-        """One extra tournament kill when the population is over its size by two or more.
+        """One extra tournament kill when the alive alone exceed the population by two.
 
         Listings taken a moment apart can disagree by a birth or two, so the kill rule errs
-        either way now and then; short by one heals by skipping kills, and over by two or more
-        heals here, so the size cannot drift over a long run.  A lost race is fine: someone
+        either way now and then; short heals by skipping kills, and over heals here, so the size
+        cannot drift up over a long run.  Judged on the alive alone, not alive + in training:
+        workers deciding at once on one snapshot would all cull (the first tournaments after
+        the initial population emptied it, 6 kills for 3 births).  A lost race is fine: someone
         else killed."""
         rest = [(e.id, e.fitness) for e in alive if e.id not in keep]
         if len(rest) < 2:

@@ -43,7 +43,10 @@ def test_population_invariants(simulated):
     assert fig["births"] == len(records)
     # The birth-slot claims stop the run exactly at the limit.
     assert len(records) == BIRTHS
-    assert sum(r.parent_id is None for r in records) == fig["initial"] >= POPULATION
+    # Never more initial individuals than the population; a few fewer where claims saw each
+    # other within one timestamp tick (lse.worker.initial_rank).
+    assert sum(r.parent_id is None for r in records) == fig["initial"]
+    assert POPULATION - WORKERS < fig["initial"] <= POPULATION
     # Kills only while the population is full, extra kills when it is over: it ends near its
     # size (listings a moment apart can disagree by a birth or two per worker), never drained
     # by failures nor grown by drift.
