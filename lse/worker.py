@@ -278,9 +278,7 @@ def count_births(store: Store, cache: BirthCache | None = None) -> set[str]:
     result is the same with or without it.
     """
     cache = cache if cache is not None else BirthCache()
-    # individuals/ twice: readdir may skip an entry that is renamed (killed) while the folder is
-    # read; to be missed by both listings it would have to be renamed during each of them.
-    ids = _individual_ids(store, cache) | _individual_ids(store, cache)
+    ids = _individual_ids(store, cache)
     for name in _names(store.paths.gc):
         head = name.split(".")[0]
         if is_id(head) and name.count(".") == 1:
@@ -570,15 +568,15 @@ class _Loop:
         claim.touch(exist_ok=False)
         try:
             # Write the claim, then list: of two workers racing, at least one sees the other's
-            # claim.  Every in-flight claim counts (not only those ranked before ours: an id is
-            # drawn before its claim file appears, so ranking by id let a late claim overtake
-            # one that another worker had already counted, and limits were overshot).
-            # Claims first, then births, then drop claims already born: a child born between
-            # the two listings is then counted once (its claim is removed only after its birth
-            # rename, so listing births first could count it twice, or not at all).
+            # claim, so every in-flight claim counts against max_individuals.  Claims first,
+            # then births, then drop claims already born: a child born between the two
+            # listings is counted once (its claim is removed only after its birth rename).
             # Creation times are needed only to rank initial children (one stat per claim).
-            times = {} if self.initial_done else claim_times(self.store)
-            claims = list_claims(self.store) if self.initial_done else sorted(times)
+            if self.initial_done:
+                times, claims = {}, list_claims(self.store)
+            else:
+                times = claim_times(self.store)
+                claims = sorted(times)
             births = self._count_births(limits)
             claims = [c for c in claims if c not in (births or ())]
             if child_id not in claims:  # our own file is there; only a vanished stat drops it
