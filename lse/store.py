@@ -887,7 +887,7 @@ class Store:
         the record in history/<id>.json, delete the weights.  Quarantines foreign entries."""
         report = GCReport()
         me = self.worker.id
-        keep = self._keep_policy()
+        keep = None  # the weight-keeping policy lists two folders: only when there is a dead one
         unlisted = 0
         for de in _scandir_entries(self.paths.individuals):
             parsed = IndividualName.parse(de.name)
@@ -899,6 +899,8 @@ class Store:
                 continue
             if parsed.state != "dead":
                 continue
+            if keep is None:  # before the first rename: the dead still count as rivals
+                keep = self._keep_policy()
             dst = self.paths.gc_individual(parsed.id, me)
             try:
                 won = self._rename(Path(de.path), dst)
@@ -962,7 +964,7 @@ class Store:
                 return False
             if rec.id in top2:
                 return True
-            for i in sorted(r for r in fit if r < rec.id and fit[r] >= rec.val_accuracy and r != rec.id):
+            for i in sorted(r for r in fit if r < rec.id and fit[r] >= rec.val_accuracy):
                 b = born_at(i)
                 if b is not None and rec.born_at is not None and b <= rec.born_at:
                     return False  # an older, at-least-as-good rival: not a record holder
