@@ -2,7 +2,7 @@
 """One evolution worker (paper section 3.1): ``python worker.py --pop DIR [--device ...] [--threads N]``.
 
 Thin entry used by Slurm array tasks, the local launcher and docker; the loop is
-:func:`lse.worker.run_worker`.
+:func:`lse.runners.worker.run_worker`.
 """
 
 import sys
@@ -11,7 +11,7 @@ from pathlib import Path
 # Runnable from a checkout without installation: the package sits beside this file.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lse.worker import main  # noqa: E402
+from lse.runners.worker import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,17 +17,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from lse.dna import DNA, initial_dna, render_dot, render_line
-from lse.mutations import MUTATION_NAMES, MutationRecord, mutate
+from lse.core.dna import DNA, initial_dna, render_dot, render_line
+from lse.core.mutations import MUTATION_NAMES, MutationRecord, mutate
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "build_model": "lse.build",
-    "inherit_weights": "lse.inherit",
-    "InheritanceReport": "lse.inherit",
-    "count_flops": "lse.flops",
-    "FlopCount": "lse.flops",
+    "build_model": "lse.nn.build",
+    "inherit_weights": "lse.nn.inherit",
+    "InheritanceReport": "lse.nn.inherit",
+    "count_flops": "lse.nn.flops",
+    "FlopCount": "lse.nn.flops",
 }
 
 __all__ = [

@@ -11,26 +11,26 @@ app = typer.Typer(
 )
 
 # Each module registers its own commands (one concept per module); see docs/ARCHITECTURE.md.
-# Modules add themselves below, e.g.:  from lse import store as _store; _store.register_cli(app)
+# Modules add themselves below, e.g.:  from lse.store.population import population as _store; _store.register_cli(app)
 
-from lse import bench as _bench  # noqa: E402  (lse bench, lse data fetch)
+from lse.runners import bench as _bench  # noqa: E402  (lse bench, lse data fetch)
 
 _bench.register_cli(app)
 
-from lse import report as _report  # noqa: E402  (lse report)
-from lse import status as _status  # noqa: E402  (lse status)
+from lse.reports import report as _report  # noqa: E402  (lse report)
+from lse.reports import status as _status  # noqa: E402  (lse status)
 
 _report.register_cli(app)
 _status.register_cli(app)
 
-from lse import pop as _pop  # noqa: E402  (lse pop ls/show, lse gc)
+from lse.reports import pop as _pop  # noqa: E402  (lse pop ls/show, lse gc)
 
 _pop.register_cli(app)
 
-from lse import launch as _launch  # noqa: E402  (lse launch, lse stop)
+from lse.runners import launch as _launch  # noqa: E402  (lse launch, lse stop)
 
 _launch.register_cli(app)
 
-from lse import simulate as _simulate  # noqa: E402  (lse simulate)
+from lse.runners import simulate as _simulate  # noqa: E402  (lse simulate)
 
 _simulate.register_cli(app)

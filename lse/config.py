@@ -99,7 +99,7 @@ class ExperimentConfig(_Validated):
     def _known_mutations(cls, v: dict[str, float] | None) -> dict[str, float] | None:
         if v is None:
             return v
-        from lse.mutations import MUTATION_NAMES  # pure module; lazy to keep import order simple
+        from lse.core.mutations import MUTATION_NAMES  # pure module; lazy to keep import order simple
 
         unknown = sorted(set(v) - set(MUTATION_NAMES))
         if unknown:

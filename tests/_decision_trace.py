@@ -18,7 +18,7 @@ import torch
 
 from lse.config import ExperimentConfig, WorkerOptions
 from lse.store import Store
-from lse.worker import ChildResult, run_worker
+from lse.runners.worker import ChildResult, run_worker
 
 #: the experiments traced: the paper's algorithm and its two controls
 CASES = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lse.dna import DNA
+from lse.core.dna import DNA
 
 
 def rich() -> DNA:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from lse.config import ExperimentConfig
-from lse.records import IndividualName
-from lse.store import RECORD_FILE, WEIGHTS_FILE, Store
-from lse.synthetic import write_synthetic
-from lse.worker import count_births
+from lse.core.records import IndividualName
+from lse.store.population import RECORD_FILE, WEIGHTS_FILE, Store
+from lse.nn.synthetic import write_synthetic
+from lse.runners.worker import count_births
 
 REPO = Path(__file__).resolve().parent.parent
 WORKER = REPO / "worker.py"
@@ -143,10 +143,10 @@ def check_alive_evaluate(pop: Path, skip: frozenset[str] = frozenset()) -> int:
     its DNA with EXACTLY its stored tensors, and reproduces its validation accuracy."""
     import torch
 
-    from lse.build import build_model
-    from lse.data import load_dataset
-    from lse.dna import DNA
-    from lse.train import predict
+    from lse.nn.build import build_model
+    from lse.nn.data import load_dataset
+    from lse.core.dna import DNA
+    from lse.nn.train import predict
 
     store = Store(pop).open()
     cfg = store.config
@@ -161,7 +161,7 @@ def check_alive_evaluate(pop: Path, skip: frozenset[str] = frozenset()) -> int:
             model = build_model(DNA.model_validate(rec.dna), ds.input_shape, ds.num_classes)
             model.load_state_dict(state, strict=True)  # every tensor present, every shape right
             if any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
-                # the layout lse.train evaluated in: near-chance models have near-tied logits,
+                # the layout lse.nn.train evaluated in: near-chance models have near-tied logits,
                 # and another summation order would flip their argmax
                 model.to(memory_format=torch.channels_last)
             model.eval()  # a forward in train mode would update batch-norm statistics

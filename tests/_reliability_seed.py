@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from lse.records import IndividualRecord, new_id
+from lse.core.records import IndividualRecord, new_id
 from lse.store import Store
 
 
@@ -15,8 +15,8 @@ def seed_individuals(pop: Path, n: int, acc0: float = 0.3) -> dict[str, str]:
     the individual's files (what must survive untouched)."""
     import torch
 
-    from lse.build import build_model
-    from lse.dna import initial_dna
+    from lse.nn.build import build_model
+    from lse.core.dna import initial_dna
 
     store = Store(pop).open()
     store.register_worker("seeder", auto_heartbeat=False)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 
 from lse.config import ExperimentConfig
-from lse.records import IndividualRecord, new_id
+from lse.core.records import IndividualRecord, new_id
 from lse.store import Store
 
 
 def make_dna() -> dict:
-    from lse.dna import initial_dna
+    from lse.core.dna import initial_dna
 
     return initial_dna().model_dump(mode="json")
 

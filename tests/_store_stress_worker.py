@@ -17,7 +17,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from lse.errors import LostRace  # noqa: E402
-from lse.store import Store  # noqa: E402
+from lse.store.population import Store  # noqa: E402
 
 from _store_helpers import make_record, make_weights  # noqa: E402
 

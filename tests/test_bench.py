@@ -3,7 +3,7 @@ asserted (STYLE.md 12: benchmarks are programs, not tests)."""
 
 from __future__ import annotations
 
-from lse.bench import canonical_dnas, format_table, run_bench
+from lse.runners.bench import canonical_dnas, format_table, run_bench
 
 
 def test_canonical_dnas_have_the_advertised_depths():

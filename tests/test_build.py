@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lse.build import build_model
-from lse.dna import DNA, initial_dna
-from lse.mutations import mutate
+from lse.nn.build import build_model
+from lse.core.dna import DNA, initial_dna
+from lse.core.mutations import mutate
 
 
 def conv(eid, src, dst, *, k=(3.0, 3.0), s=0.0, ch=8.0):

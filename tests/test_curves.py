@@ -1,4 +1,4 @@
-"""Unit tests of the report's arithmetic (lse.curves) on hand-made individuals: no torch, no files."""
+"""Unit tests of the report's arithmetic (lse.reports.curves) on hand-made individuals: no torch, no files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lse.curves import (
+from lse.reports.curves import (
     Individual,
     best_chain_ids,
     best_so_far,

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from lse.data import SYSTEM_FASHION_MNIST, augment_batch, load_dataset, read_cifar_pickle
+from lse.nn.data import SYSTEM_FASHION_MNIST, augment_batch, load_dataset, read_cifar_pickle
 from lse.errors import DataError
-from lse.synthetic import CIFAR10_DIR, CIFAR100_DIR, IDX_FILES, write_synthetic
+from lse.nn.synthetic import CIFAR10_DIR, CIFAR100_DIR, IDX_FILES, write_synthetic
 
 FORMATS = [  # (data set name, synthetic format, input shape, classes, flip)
     ("fashion-mnist", "idx", (1, 28, 28), 10, False),
@@ -225,7 +225,7 @@ def test_fetch_verifies_md5_and_unpacks_cifar(tmp_path, monkeypatch):
     import hashlib
     import tarfile
 
-    import lse.data as data
+    import lse.nn.data as data
 
     src = write_synthetic(tmp_path / "src", "cifar10", n_train=100, n_test=20)
     tgz = tmp_path / "cifar-10-python.tar.gz"
@@ -245,7 +245,7 @@ def test_fetch_verifies_md5_and_unpacks_cifar(tmp_path, monkeypatch):
 def test_fetch_without_internet_is_a_clear_error(tmp_path, monkeypatch):
     import urllib.error
 
-    import lse.data as data
+    import lse.nn.data as data
 
     def offline(*a, **k):
         raise urllib.error.URLError("Name or service not known")

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from lse.dna import DNA, DNA_SCHEMA_VERSION, initial_dna, render_dot, render_line
+from lse.core.dna import DNA, DNA_SCHEMA_VERSION, initial_dna, render_dot, render_line
 from lse.errors import DNAError
-from lse.mutations import mutate
+from lse.core.mutations import mutate
 
 
 def conv(eid, src, dst, *, fh=3.0, fw=3.0, s=0.0, ch=8.0):

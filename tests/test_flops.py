@@ -8,10 +8,10 @@ import random
 import pytest
 import torch
 
-from lse.build import build_model
-from lse.dna import DNA, initial_dna
-from lse.flops import FlopCount, count_flops, measure_flops
-from lse.mutations import mutate
+from lse.nn.build import build_model
+from lse.core.dna import DNA, initial_dna
+from lse.nn.flops import FlopCount, count_flops, measure_flops
+from lse.core.mutations import mutate
 
 
 def chain(convs, skips=()):

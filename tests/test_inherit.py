@@ -8,10 +8,10 @@ import random
 import pytest
 import torch
 
-from lse.build import build_model
-from lse.dna import DNA, initial_dna
-from lse.inherit import inherit_weights
-from lse.mutations import MUTATION_NAMES, MUTATIONS, MutationRecord, mutate
+from lse.nn.build import build_model
+from lse.core.dna import DNA, initial_dna
+from lse.nn.inherit import inherit_weights
+from lse.core.mutations import MUTATION_NAMES, MUTATIONS, MutationRecord, mutate
 
 from _dna_helpers import rich
 

@@ -21,9 +21,9 @@ import pytest
 
 from lse.config import ExperimentConfig
 from lse.errors import ConfigError
-from lse.launch import prepare_experiment
+from lse.runners.launch import prepare_experiment
 from lse.store import Store
-from lse.synthetic import write_synthetic
+from lse.nn.synthetic import write_synthetic
 
 FAST = ["--dataset", "cifar10", "--validation-size", "300", "--threads", "1", "--no-progress"]
 MUTATIONS = ["--mutation-prob", "insert_convolution=3", "--mutation-prob", "identity=1",

@@ -8,9 +8,9 @@ from collections import Counter
 
 import pytest
 
-from lse.dna import DNA, initial_dna
+from lse.core.dna import DNA, initial_dna
 from lse.errors import ConfigError, MutationError
-from lse.mutations import MUTATION_NAMES, MUTATIONS, MutationRecord, mutate
+from lse.core.mutations import MUTATION_NAMES, MUTATIONS, MutationRecord, mutate
 
 from _dna_helpers import rich
 

@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from lse import pop as pop_cli
+from lse.reports import pop as pop_cli
 from lse.store import Store
 
 from _store_helpers import make_record, make_weights, new_store

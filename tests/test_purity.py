@@ -1,5 +1,5 @@
-"""The evolutionary core is pure (ARCHITECTURE.md, STYLE.md 2): importing lse.dna and
-lse.mutations pulls in no torch, and their source uses no file-system API."""
+"""The evolutionary core is pure (ARCHITECTURE.md, STYLE.md 2): importing lse.core.dna and
+lse.core.mutations pulls in no torch, and their source uses no file-system API."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import lse.dna
-import lse.mutations
+import lse.core.dna
+import lse.core.mutations
 
-PURE = [Path(lse.dna.__file__), Path(lse.mutations.__file__)]
+PURE = [Path(lse.core.dna.__file__), Path(lse.core.mutations.__file__)]
 FORBIDDEN_MODULES = {"os", "pathlib", "shutil", "io", "tempfile", "glob", "fcntl", "subprocess", "torch", "numpy"}
 FORBIDDEN_CALLS = {"open", "__import__", "exec", "eval"}
 
@@ -21,7 +21,7 @@ FORBIDDEN_CALLS = {"open", "__import__", "exec", "eval"}
 def test_importing_the_pure_core_does_not_import_torch():
     code = (
         "import sys\n"
-        "import lse, lse.dna, lse.mutations\n"
+        "import lse, lse.core.dna, lse.core.mutations\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy'))\n"
         "print(','.join(bad))\n"
     )

@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from lse.records import id_time
+from lse.core.records import id_time
 from lse.store import Store
-from lse.worker import list_claims
+from lse.runners.worker import list_claims
 
 from _reliability_helpers import (
     births, check_alive_evaluate, check_history, check_individuals, kill_group, logs_text, make_pop,

@@ -19,11 +19,11 @@ import subprocess
 import pytest
 import torch
 
-from lse.data import load_dataset
+from lse.nn.data import load_dataset
 from lse.errors import DataError
-from lse.records import IndividualName, new_id
+from lse.core.records import IndividualName, new_id
 from lse.store import Store
-from lse.synthetic import IDX_FILES, write_synthetic
+from lse.nn.synthetic import IDX_FILES, write_synthetic
 
 from _reliability_helpers import (
     PYTHON, REPO, births, check_alive_evaluate, check_history, check_individuals, make_pop, run_worker_cli,

@@ -1,4 +1,4 @@
-"""Kill storm: a real local launch (``python -m lse.launch``, 4 workers, real training on a tiny
+"""Kill storm: a real local launch (``python -m lse.runners.launch``, 4 workers, real training on a tiny
 synthetic data set) while random worker processes are SIGKILLed every 0.5-2 s for a minute and
 the launcher restarts them.  Afterwards no partially written individual is visible, every alive
 individual loads and reproduces its fitness, every birth has its record, recovery leaves no
@@ -15,9 +15,9 @@ import time
 import psutil
 import pytest
 
-from lse.records import id_time
+from lse.core.records import id_time
 from lse.store import Store
-from lse.worker import list_claims
+from lse.runners.worker import list_claims
 
 from _reliability_helpers import (
     PYTHON, REPO, births, check_alive_evaluate, check_history, check_individuals, kill_group, logs_text,

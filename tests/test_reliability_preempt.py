@@ -8,7 +8,7 @@ import os
 import signal
 
 from lse.store import Store
-from lse.worker import list_claims
+from lse.runners.worker import list_claims
 
 from _reliability_helpers import births, check_individuals, logs_text, make_pop, reaped, start_worker, wait_for, write_data
 from _reliability_seed import digest, seed_individuals

@@ -1,4 +1,4 @@
-"""`lse report` on small REAL experiments: the worker loop of lse.worker trains real models on a
+"""`lse report` on small REAL experiments: the worker loop of lse.runners.worker trains real models on a
 generated data set (CIFAR-10 format, so that even the initial GAP+FC individual sees colour and
 evolution visibly improves), then the report is checked against the records and against test
 accuracies and ensemble votes recomputed here from the stored weights."""
@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-from lse import curves as cv
-from lse.build import build_model
+from lse.reports import curves as cv
+from lse.nn.build import build_model
 from lse.config import ExperimentConfig, WorkerOptions
-from lse.data import load_dataset
-from lse.dna import DNA
-from lse.report import make_report
-from lse.store import PopulationPaths, Store
-from lse.synthetic import write_synthetic
-from lse.train import evaluate, predict
-from lse.worker import run_worker
+from lse.nn.data import load_dataset
+from lse.core.dna import DNA
+from lse.reports.report import make_report
+from lse.store.population import PopulationPaths, Store
+from lse.nn.synthetic import write_synthetic
+from lse.nn.train import evaluate, predict
+from lse.runners.worker import run_worker
 
 BIRTHS = 12
 PROBS = {  # favour growth so that a dozen births already show progress
@@ -201,12 +201,12 @@ def test_ensemble_accuracy_is_the_vote_of_real_predictions(experiments, report):
 def test_second_report_reads_the_cache_and_agrees(experiments, report, tmp_path, monkeypatch):
     _root, _data, pops = experiments
     _out, first = report
-    import lse.train
+    import lse.nn.train
 
     def boom(*a, **k):
         raise AssertionError("test accuracy recomputed despite the cache")
 
-    monkeypatch.setattr(lse.train, "evaluate", boom)
+    monkeypatch.setattr(lse.nn.train, "evaluate", boom)
     second = make_report([pops[1]], tmp_path / "again")
     b1 = first["experiments"][1]["best"]
     b2 = second["experiments"][0]["best"]

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from lse.selection import Decision, decide, pick_two, random_search, tournament
+from lse.core.selection import Decision, decide, pick_two, random_search, tournament
 
 
 @pytest.mark.parametrize(

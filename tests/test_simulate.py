@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from lse.cli import app
-from lse.dna import initial_dna
-from lse.mutations import mutate
-from lse.simulate import OPS, standin_accuracy
-from lse.store import Store, _load_weights
+from lse.core.dna import initial_dna
+from lse.core.mutations import mutate
+from lse.runners.simulate import OPS, standin_accuracy
+from lse.store.population import Store, _load_weights
 
 WORKERS, POPULATION, BIRTHS = 20, 40, 240
 
@@ -44,7 +44,7 @@ def test_population_invariants(simulated):
     # The birth-slot claims stop the run exactly at the limit.
     assert len(records) == BIRTHS
     # Never more initial individuals than the population; a few fewer where claims saw each
-    # other within one timestamp tick (lse.worker.initial_rank).
+    # other within one timestamp tick (lse.runners.worker.initial_rank).
     assert sum(r.parent_id is None for r in records) == fig["initial"]
     assert POPULATION - WORKERS < fig["initial"] <= POPULATION
     # Kills only while the population is full, extra kills when it is over: it ends near its

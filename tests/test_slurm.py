@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lse.errors import ConfigError, LaunchError
-from lse.slurm import SlurmOptions, load_template, render_sbatch
+from lse.runners.slurm import SlurmOptions, load_template, render_sbatch
 
 EXPECTED = Path(__file__).parent / "data" / "lse-array.expected.sbatch"
 NASTY_POP = "/shared/pop 1/it's \"x\" 50%"
@@ -69,9 +69,9 @@ import time  # noqa: E402
 
 import psutil  # noqa: E402
 
-from lse.launch import launch_slurm, prepare_experiment  # noqa: E402
-from lse.store import Store  # noqa: E402
-from lse.synthetic import write_synthetic  # noqa: E402
+from lse.runners.launch import launch_slurm, prepare_experiment  # noqa: E402
+from lse.store.population import Store  # noqa: E402
+from lse.nn.synthetic import write_synthetic  # noqa: E402
 
 from slurm_cluster import SlurmCluster, unavailable_reason  # noqa: E402
 

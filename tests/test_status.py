@@ -11,13 +11,13 @@ import time
 import pytest
 from rich.console import Console
 
-from lse import status as status_mod
+from lse.reports import status as status_mod
 from lse.config import ExperimentConfig, WorkerOptions
-from lse.records import is_worker_id
-from lse.status import render, show, snapshot
+from lse.core.records import is_worker_id
+from lse.reports.status import render, show, snapshot
 from lse.store import Store
-from lse.synthetic import write_synthetic
-from lse.worker import run_worker
+from lse.nn.synthetic import write_synthetic
+from lse.runners.worker import run_worker
 
 BIRTHS = 6
 

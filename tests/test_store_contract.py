@@ -15,8 +15,8 @@ import torch
 
 from lse.config import ExperimentConfig
 from lse.errors import ConfigError, DNAError, LostRace, StoreError
-from lse.records import IndividualName, IndividualRecord, id_time, new_id
-from lse.store import PopulationPaths, Store
+from lse.core.records import IndividualName, IndividualRecord, id_time, new_id
+from lse.store.population import PopulationPaths, Store
 
 from _store_helpers import make_record, make_weights, new_store
 
@@ -103,7 +103,7 @@ def test_replace_config_changes_stop_conditions_and_keeps_the_creation_time(weir
 def test_concurrent_create_has_one_winner(tmp_path):
     root = tmp_path / "p"
     code = (
-        "import sys; from lse.store import Store; from lse.config import ExperimentConfig;"
+        "import sys; from lse.store.population import Store; from lse.config import ExperimentConfig;"
         "c = Store(sys.argv[1]).create(ExperimentConfig(population_size=int(sys.argv[2])));"
         "print(c.population_size)"
     )
@@ -185,7 +185,7 @@ def test_read_parent_of_killed_or_collected_is_lost_race(store):
 
 def test_parent_killed_while_being_read_is_lost_race(store, monkeypatch):
     e = store.publish(make_record(0.4), make_weights())
-    import lse.store as st
+    import lse.store.population as st
 
     real = st._load_weights
 
@@ -311,7 +311,7 @@ def test_gc_keeps_weights_reports_need(store):
 def test_gc_judges_record_holders_by_birth_not_by_id(store):
     """Ids are drawn when training starts: a rival with an earlier id and a better accuracy
     that was born later does not make an individual's weights disposable."""
-    from lse.records import new_id
+    from lse.core.records import new_id
 
     slow_id, fast_id = new_id(), new_id()
     for acc in (0.95, 0.92):  # the top-2, alive
@@ -363,7 +363,7 @@ def test_two_collectors_never_collect_the_same(store):
 def _dead_same_host_worker(root, wid: str) -> None:
     """A worker process that registers, leaves a scratch child and dies without cleaning up."""
     code = (
-        "import os, sys; from lse.store import Store;"
+        "import os, sys; from lse.store.population import Store;"
         "s = Store(sys.argv[1]); w = s.register_worker(sys.argv[2], auto_heartbeat=False);"
         "os.makedirs(os.path.join(w.dir, 'child-x')); open(os.path.join(w.dir, 'child-x', 'f'), 'w').close();"
         "os._exit(0)"
@@ -399,7 +399,7 @@ def test_recover_keeps_live_same_host_worker(store):
 
 
 def test_recover_other_host_by_stale_heartbeat_on_reader_clock(store, monkeypatch):
-    import lse.store as st
+    import lse.store.population as st
 
     clock = [1000.0]
     monkeypatch.setattr(st.time, "monotonic", lambda: clock[0])

@@ -28,7 +28,7 @@ VICTIM = textwrap.dedent(
     """
     import os, sys
     sys.path.insert(0, sys.argv[3])
-    from lse.store import Store
+    from lse.store.population import Store
     from _store_helpers import make_record, make_weights
     crash_at = int(sys.argv[2])
     s = Store(sys.argv[1])

@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 from lse.errors import LostRace
-from lse.records import IndividualName, new_id
+from lse.core.records import IndividualName, new_id
 from lse.store import Store
 
 from _store_helpers import make_record, make_weights, new_store
@@ -28,7 +28,7 @@ def store(weird_tmp_path):
 
 @pytest.fixture
 def warnings_(caplog):
-    caplog.set_level(logging.WARNING, logger="lse.store")
+    caplog.set_level(logging.WARNING, logger="lse.store.population")
     return caplog
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from lse.records import IndividualName
-from lse.store import Store, _load_weights, _parse_record
+from lse.core.records import IndividualName
+from lse.store.population import Store, _load_weights, _parse_record
 
 from _store_helpers import new_store
 

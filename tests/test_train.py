@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from lse.data import SYSTEM_FASHION_MNIST, load_dataset
+from lse.nn.data import SYSTEM_FASHION_MNIST, load_dataset
 from lse.errors import StopRequested
-from lse.synthetic import write_synthetic
-from lse.train import TrainResult, evaluate, predict, train
+from lse.nn.synthetic import write_synthetic
+from lse.nn.train import TrainResult, evaluate, predict, train
 
 
 def small_cnn(in_ch: int, classes: int = 10) -> nn.Module:

@@ -17,7 +17,7 @@ import torch
 from lse.config import ExperimentConfig, WorkerOptions
 from lse.errors import StopRequested
 from lse.store import Store
-from lse.worker import ChildResult, count_births, initial_rank, list_claims, run_worker
+from lse.runners.worker import ChildResult, count_births, initial_rank, list_claims, run_worker
 
 OPTS = WorkerOptions(threads=1, heartbeat_seconds=0.5)
 
@@ -195,7 +195,7 @@ def test_stop_during_training_publishes_nothing(tmp_path):
 def test_a_raised_bound_on_resume_reaches_the_workers(tmp_path):
     pop = _pop(tmp_path, max_individuals=5)
     run_worker(pop, OPTS, StandIn(), handle_signals=False)
-    from lse.launch import prepare_experiment
+    from lse.runners.launch import prepare_experiment
 
     prepare_experiment(pop, {"max_individuals": 8}, echo=lambda s: None)
     run_worker(pop, OPTS, StandIn(), handle_signals=False)
@@ -205,8 +205,8 @@ def test_a_raised_bound_on_resume_reaches_the_workers(tmp_path):
 def test_count_births_cache_gives_the_uncached_answer(tmp_path):
     """A worker's BirthCache only spares parsing: births added, renamed, collected, a history file
     removed, a foreign name and a symlink in individuals/ -- cached and uncached counts agree."""
-    from lse.records import IndividualName, new_id
-    from lse.worker import BirthCache
+    from lse.core.records import IndividualName, new_id
+    from lse.runners.worker import BirthCache
 
     pop = _pop(tmp_path)
     store = Store(pop)

@@ -29,8 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from lse.build import build_model
-from lse.dna import DNA
+from lse.nn.build import build_model
+from lse.core.dna import DNA
 
 
 class FlopCount(BaseModel):

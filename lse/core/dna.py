@@ -16,7 +16,7 @@ Structure
   primary edges form one path from the input vertex to the output vertex: the
   "convolutional backbone" of figure 1.  Skips are identity edges from an earlier to a later
   backbone vertex.  Where edges meet, the primary one fixes the vertex's shape and the skips
-  are reshaped to it (section 3.2; done in :mod:`lse.build`).  This invariant makes every DNA
+  are reshaped to it (section 3.2; done in :mod:`lse.nn.build`).  This invariant makes every DNA
   acyclic with every vertex on an input -> output path, by construction and by validation.
 * The **learning rate** is part of the DNA.
 * Ids (``"v3"``, ``"e7"``) come from the monotonic counter ``next_id`` and survive mutations,
@@ -136,7 +136,7 @@ def _id_number(field: str, ident: str, prefix: str) -> int:
 
 class DNA(BaseModel):
     """An individual's architecture and learning rate (section 3.2).  Immutable: mutations
-    return a new DNA (:func:`lse.mutations.mutate`)."""
+    return a new DNA (:func:`lse.core.mutations.mutate`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -352,7 +352,7 @@ def initial_dna(learning_rate: float = 0.1, input_channels: int = 3) -> DNA:
     """The initial individual of section 3.3: a single-layer model with no convolutions.
 
     The input vertex feeds the output vertex through an identity edge; the phenotype adds
-    global average pooling and a linear classifier (:mod:`lse.build`).  ``input_channels``
+    global average pooling and a linear classifier (:mod:`lse.nn.build`).  ``input_channels``
     is the data set's channel count, used only to size convolutions that mutations insert
     right after the input ("channels same as input", section 3.2).
     """

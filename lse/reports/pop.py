@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lse.errors import ConfigError, LseError
-from lse.records import IndividualRecord
+from lse.core.records import IndividualRecord
 from lse.store import Store
 
 SORT_KEYS = ("id", "accuracy", "params", "flops", "born")
@@ -115,7 +115,7 @@ def show_text(pop: Path, individual_id: str) -> str:
         rec = recs[matches[0]]
     lines = [f"individual {rec.id}", f"  state        {_state(rec)}"]
     try:
-        from lse.dna import DNA, render_line
+        from lse.core.dna import DNA, render_line
 
         num_classes = {"cifar100": 100}.get(store.config.dataset, 10)
         lines.append(f"  architecture {render_line(DNA.model_validate(rec.dna), num_classes)}")

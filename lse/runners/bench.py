@@ -8,7 +8,7 @@ per-individual overhead (load the parent's weights, build, inherit, first step) 
 
 Canonical individuals: the initial DNA (no convolution, section 3.3); a 3-convolution net; a
 10-convolution net with 3 skips.  They are grown with the real mutations and built with
-:func:`lse.build.build_model`; while that module does not exist yet, equivalent hand-written
+:func:`lse.nn.build.build_model`; while that module does not exist yet, equivalent hand-written
 modules stand in (the table says which).
 """
 
@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lse.data import Dataset, load_dataset
-from lse.train import resolve_device, set_threads, train
+from lse.nn.data import Dataset, load_dataset
+from lse.nn.train import resolve_device, set_threads, train
 
 PAPER_STEPS = 25_600
 
@@ -36,7 +36,7 @@ PAPER_STEPS = 25_600
 class Individual:
     name: str
     make: Callable[[], nn.Module]  # a fresh model, same init for a given torch seed
-    dna: object | None = None  # lse.dna.DNA when built from DNA
+    dna: object | None = None  # lse.core.dna.DNA when built from DNA
     built_from: str = "dna"
 
 
@@ -61,7 +61,7 @@ class BenchRow:
 def _shaped(dna, channels: list[int], strides: list[int]):
     """``dna`` with its backbone convolutions given these channels and log2-strides, all
     activations batch-norm + ReLU (mutations insert them with the input's channel count)."""
-    from lse.dna import DNA
+    from lse.core.dna import DNA
 
     d = dna.model_dump(mode="python")
     convs = [e.id for e in dna.backbone_edges() if e.kind == "conv"]
@@ -77,8 +77,8 @@ def _shaped(dna, channels: list[int], strides: list[int]):
 def canonical_dnas(input_channels: int) -> dict:
     """name -> DNA: initial; 3 convolutions (16/32/64, two of stride 2); 10 convolutions
     (16..64, two of stride 2) with 3 identity skips.  Grown with the real mutations."""
-    from lse.dna import initial_dna
-    from lse.mutations import add_skip, insert_convolution
+    from lse.core.dna import initial_dna
+    from lse.core.mutations import add_skip, insert_convolution
 
     rng = random.Random(0)
     init = initial_dna(0.1, input_channels)
@@ -96,7 +96,7 @@ def canonical_dnas(input_channels: int) -> dict:
 
 
 class _Fallback(nn.Module):
-    """Stand-in for lse.build while it does not exist: conv-bn-relu stack, global average
+    """Stand-in for lse.nn.build while it does not exist: conv-bn-relu stack, global average
     pooling, linear classifier; skips add the input of every third block to its output."""
 
     def __init__(self, in_ch: int, classes: int, channels: list[int], strides: list[int], skips: bool):
@@ -118,7 +118,7 @@ class _Fallback(nn.Module):
 
 def canonical_individuals(input_shape: tuple[int, int, int], num_classes: int) -> list[Individual]:
     try:
-        from lse.build import build_model
+        from lse.nn.build import build_model
     except ImportError:
         build_model = None
     if build_model is not None:
@@ -128,7 +128,7 @@ def canonical_individuals(input_shape: tuple[int, int, int], num_classes: int) -
     specs = {"initial": ([], []), "3-conv": ([16, 32, 64], [0, 1, 1]),
              "10-conv+skips": ([16] * 4 + [32] * 3 + [64] * 3, [0, 0, 0, 0, 1, 0, 0, 1, 0, 0])}
     return [Individual(n, (lambda ch=ch, st=st, n=n: _Fallback(c, num_classes, ch, st, n.endswith("skips"))),
-                       None, "stand-in (lse.build missing)") for n, (ch, st) in specs.items()]
+                       None, "stand-in (lse.nn.build missing)") for n, (ch, st) in specs.items()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,7 +205,7 @@ def _throughput(ind: Individual, ds: Dataset, steps: int, repeats: int, host: Da
 
 
 def _train_only(m: nn.Module, ds: Dataset, steps: int, lr: float, aug: bool, cuda_graph: bool = False) -> float:
-    """Seconds of the training loop of :func:`lse.train.train` (evaluation excluded: it is the
+    """Seconds of the training loop of :func:`lse.nn.train.train` (evaluation excluded: it is the
     same for both and reported on its own)."""
     empty_val = Dataset(ds.name, ds.train_x, ds.train_y, ds.val_x[:0], ds.val_y[:0], ds.test_x[:0], ds.test_y[:0],
                         ds.input_shape, ds.num_classes, ds.flip, ds.split, ds.mean, ds.std, ds.source, ds.device)
@@ -240,7 +240,7 @@ def _overhead(ind: Individual, ds: Dataset, cuda_graph: bool = False) -> tuple[d
     out["build"] = (time.perf_counter() - t) * 1e3
     t = time.perf_counter()
     try:
-        from lse.inherit import inherit_weights
+        from lse.nn.inherit import inherit_weights
 
         inherit_weights(child, loaded, None)
     except ImportError:
@@ -251,7 +251,7 @@ def _overhead(ind: Individual, ds: Dataset, cuda_graph: bool = False) -> tuple[d
     out["first_step"] = (time.perf_counter() - t) * 1e3
     out["total"] = sum(out.values())
     t = time.perf_counter()
-    from lse.train import evaluate
+    from lse.nn.train import evaluate
 
     evaluate(child, ds.val_x, ds.val_y, 1000, dataset=ds)
     _sync(dev)
@@ -278,7 +278,7 @@ def run_bench(
         set_threads(threads)
     dev = resolve_device(device)
     if dataset is None:
-        from lse.synthetic import write_synthetic
+        from lse.nn.synthetic import write_synthetic
 
         tmp = tempfile.mkdtemp(prefix="lse-bench-")
         write_synthetic(tmp, "idx", n_train=synthetic_size, n_test=1_000, seed=0)
@@ -310,7 +310,7 @@ def format_table(rows: list[BenchRow], header: str = "") -> str:
                      f"{r.trainer_aug_steps_s:>9.1f}{o['load']:>7.2f}{o['build']:>7.2f}{o['inherit']:>8.2f}"
                      f"{o['first_step']:>9.2f}{o['total']:>9.2f}{r.overhead_share:>9.3%}{r.eval_ms:>9.1f}")
     if any(r.built_from != "dna" for r in rows):
-        lines.append("models: hand-written stand-ins (lse.build not available yet)")
+        lines.append("models: hand-written stand-ins (lse.nn.build not available yet)")
     lines.append(f"clock: {'CPU time of this thread (1 torch thread)' if clock() is time.thread_time else 'wall'}; "
                  "steps/s: best of interleaved repeats; ratio = trainer / minimal loop (both without augmentation); "
                  "'of 25.6k' = overhead as a share of a 25,600-step training with augmentation")
@@ -355,7 +355,7 @@ def register_cli(app) -> None:
         data_dir: str = typer.Option(None, help="where to put it (default: $LSE_DATA, else ~/.local/share/lse/data)"),
     ) -> None:
         """Download a data set from its official source (needs internet) and check its MD5s."""
-        from lse.data import fetch_dataset
+        from lse.nn.data import fetch_dataset
 
         try:
             dest = fetch_dataset(name, data_dir)

@@ -1,6 +1,6 @@
 """The report's figures, drawn with matplotlib (Agg backend: no display needed on a cluster).
 
-Each function takes what :mod:`lse.curves` computed plus plain strings, draws one figure and
+Each function takes what :mod:`lse.reports.curves` computed plus plain strings, draws one figure and
 saves it as a PNG; none reads the population.  Accuracies are drawn in percent.
 """
 
@@ -17,7 +17,7 @@ matplotlib.use("Agg")  # before pyplot: a worker node or a test has no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lse.curves import Band, Curve, Individual  # noqa: E402
+from lse.reports.curves import Band, Curve, Individual  # noqa: E402
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 STYLES = ["-", "--", "-.", ":"]

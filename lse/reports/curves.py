@@ -1,6 +1,6 @@
 """What a report computes, as pure functions over plain data (no torch, no filesystem).
 
-The report (:mod:`lse.report`) reads the population, turns every record into an
+The report (:mod:`lse.reports.report`) reads the population, turns every record into an
 :class:`Individual` and calls the functions below; the figures and the HTML page only draw
 what these return.  Keeping the arithmetic here means the curve of Figure 2, the repeat band
 and the ensemble vote are unit-tested on hand-made data in milliseconds.
@@ -76,7 +76,7 @@ def from_record(record: object, alive: bool | None = None) -> Individual:
     val = _get(record, "val_accuracy")
     born_at = _get(record, "born_at")
     if born_at is None:  # an old or hand-written record: the id carries the birth stamp
-        from lse.records import id_time  # pure module
+        from lse.core.records import id_time  # pure module
 
         born_at = id_time(str(_get(record, "id")))
     return Individual(

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lse.errors import ConfigError, LaunchError
 
 #: The sbatch template, beside the package in a source checkout (``launcher/``).
-TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "launcher" / "lse-array.sbatch.tmpl"
+TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "launcher" / "lse-array.sbatch.tmpl"
 
 _TIME_RE = re.compile(r"^(\d+-)?\d+(:\d+){0,2}$|^\d+-\d+$")
 _MEM_RE = re.compile(r"^\d+[KMGT]?$", re.IGNORECASE)

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lse import curves as cv
+from lse.reports import curves as cv
 from lse.errors import LseError
 
 
@@ -87,10 +87,10 @@ def _liveness(store, worker_id: str) -> str:
 
 
 def snapshot(store, now: float | None = None) -> Status:
-    """Read the population behind ``store`` (an opened lse.store.Store) once."""
-    from lse.records import is_worker_id
+    """Read the population behind ``store`` (an opened lse.store.population.Store) once."""
+    from lse.core.records import is_worker_id
 
-    from lse.report import created_at
+    from lse.reports.report import created_at
 
     now = time.time() if now is None else now
     cfg = store.config
@@ -156,7 +156,7 @@ def render(st: Status):
     from rich.panel import Panel
     from rich.table import Table
 
-    from lse.report import duration
+    from lse.reports.report import duration
 
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
@@ -196,7 +196,7 @@ def show(pop: str | os.PathLike, watch: bool = False, every: float = 5.0, consol
     from rich.console import Console
     from rich.live import Live
 
-    from lse.store import Store
+    from lse.store.population import Store
 
     console = console or Console()
     store = Store(pop).open()  # one Store: it remembers heartbeat observations between refreshes

@@ -1,10 +1,10 @@
 """Weight inheritance (paper, section 3.6).
 
-The child is built fresh (He-initialised, :mod:`lse.build`); then every tensor of the parent's
+The child is built fresh (He-initialised, :mod:`lse.nn.build`); then every tensor of the parent's
 state dict whose NAME and exact SHAPE match a tensor of the child is copied into it --
 parameters and buffers alike (batch-norm running mean/var and ``num_batches_tracked``).
 Names derive from stable DNA ids, so a tensor keeps its name across mutations.  Exceptions,
-taken from the :class:`lse.mutations.MutationRecord`:
+taken from the :class:`lse.core.mutations.MutationRecord`:
 
 * ``record.reset_all`` (reset-weights): nothing is copied;
 * ``record.changed_edges``: the tensors of these edges (``edges.<id>.*``) are not copied even
@@ -25,7 +25,7 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
-from lse.mutations import MutationRecord
+from lse.core.mutations import MutationRecord
 
 
 class InheritanceReport(BaseModel):

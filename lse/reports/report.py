@@ -2,9 +2,9 @@
 
 What is computed where:
 
-* :mod:`lse.curves` -- the arithmetic (pure): Figure 2's curve, repeat bands, lineage,
+* :mod:`lse.reports.curves` -- the arithmetic (pure): Figure 2's curve, repeat bands, lineage,
   mutation statistics, the majority vote.
-* :mod:`lse.figures` -- the drawing (matplotlib, Agg).
+* :mod:`lse.reports.figures` -- the drawing (matplotlib, Agg).
 * here -- the I/O: read each population, compute the test accuracies the report needs, write
   the files of ``OUT`` and print the terminal summary.
 
@@ -18,7 +18,7 @@ accuracy: it is reported as missing (NaN) and the curve carries the last known v
 so in its legend.
 
 Ensemble (section 3.4): majority vote of the top-2 individuals by validation accuracy, on
-their real test-set predictions (:func:`lse.train.predict`).  With two voters a vote is a tie
+their real test-set predictions (:func:`lse.nn.train.predict`).  With two voters a vote is a tie
 whenever they disagree; the tie goes to the class with the higher summed softmax probability
 of the two models.  Members whose weights are gone are replaced by the next by validation.
 """
@@ -41,10 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lse import curves as cv
+from lse.reports import curves as cv
 from lse.errors import ConfigError, DataError, LseError
 
-log = logging.getLogger("lse.report")
+log = logging.getLogger("lse.reports.report")
 
 ENSEMBLE_SIZE = 2
 #: Individuals drawn under Figure 1: the best and three ancestors, as in the paper.
@@ -76,7 +76,7 @@ class Experiment:
 
 
 def _store(pop: Path):
-    from lse.store import Store
+    from lse.store.population import Store
 
     return Store(pop).open()
 
@@ -117,7 +117,7 @@ def load_weights(pop: Path, individual_id: str):
     The store finds them wherever they are (alive, dead, or kept in history/ by GC, which
     keeps the record holders' and the top-2's weights for reports).  Corrupt weights count as
     gone: a report shows what it can rather than stopping."""
-    from lse.store import Store
+    from lse.store.population import Store
 
     try:
         return Store(pop).load_weights(individual_id)
@@ -137,7 +137,7 @@ def test_fingerprint(dataset) -> str:
 
 
 def _eval_path(pop: Path, individual_id: str) -> Path:
-    from lse.store import PopulationPaths
+    from lse.store.population import PopulationPaths
 
     return PopulationPaths(pop).eval_record(individual_id)
 
@@ -161,8 +161,8 @@ class Evaluator:
 
     def model(self, pop: Path, record):
         """The trained model of ``record`` in eval mode, or None when its weights are gone."""
-        from lse.build import build_model
-        from lse.dna import DNA
+        from lse.nn.build import build_model
+        from lse.core.dna import DNA
 
         state = load_weights(pop, record.id)
         if state is None:
@@ -188,7 +188,7 @@ class Evaluator:
         model = self.model(pop, record)
         if model is None:
             return None
-        from lse.train import evaluate
+        from lse.nn.train import evaluate
 
         acc = float(evaluate(model, self.dataset.test_x, self.dataset.test_y, self.batch_size))
         _write_json_atomic(_eval_path(pop, record.id), {
@@ -201,7 +201,7 @@ class Evaluator:
         """(labels (n,), softmax probabilities (n, C)) on the test split, or None."""
         import torch
 
-        from lse.train import predict
+        from lse.nn.train import predict
 
         model = self.model(pop, record)
         if model is None:
@@ -247,7 +247,7 @@ def ensemble(exp: Experiment, ev: Evaluator, size: int = ENSEMBLE_SIZE) -> dict:
 
 
 def _dna_info(record, num_classes: int | None) -> tuple[str, int | None]:
-    from lse.dna import DNA, render_line
+    from lse.core.dna import DNA, render_line
 
     try:
         dna = DNA.model_validate(record.dna)
@@ -302,7 +302,7 @@ def make_report(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from lse.data import load_dataset
+    from lse.nn.data import load_dataset
 
     console = console or Console()
     if not pops:
@@ -364,7 +364,7 @@ def _slug(text: str) -> str:
 
 def write_outputs(exps: list[Experiment], out: Path) -> dict:
     """Figures, tables and the HTML page of experiments whose curves and summaries are computed."""
-    from lse import figures
+    from lse.reports import figures
 
     files: dict[str, str] = {}
     groups: dict[str, list[cv.Curve]] = defaultdict(list)

@@ -146,7 +146,7 @@ class IndividualRecord(BaseModel):
     id: str = Field(description="individual id (see new_id)")
     parent_id: str | None = Field(None, description="None for an initial individual")
     generation: int = Field(0, ge=0, description="number of ancestors")
-    dna: dict = Field(description="lse.dna.DNA as JSON (model_dump(mode='json'))")
+    dna: dict = Field(description="lse.core.dna.DNA as JSON (model_dump(mode='json'))")
     mutation: dict | None = Field(None, description="MutationRecord as JSON; None for initial individuals")
     inheritance: Inheritance | None = Field(None, description="weights kept/reinitialised from the parent")
     val_accuracy: float | None = Field(None, ge=0.0, le=1.0, description="fitness; None when training failed")

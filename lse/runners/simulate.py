@@ -3,12 +3,12 @@ trainer, to measure the coordination layer before GPU-days are spent on it.
 
 The paper ran a population of 1,000 with 250 workers (section 3.1).  Training is what makes that
 expensive, so here training is replaced by :class:`StandInTrainer`; everything else is the code
-a real run uses: :func:`lse.worker.run_worker` (birth-slot claims, tournaments, kills, reads of the
-parent, births, GC, recovery, heartbeats) against a real :class:`lse.store.Store` directory.  The
-records are real :class:`~lse.records.IndividualRecord`\\ s with real (untrained) weights of the
+a real run uses: :func:`lse.runners.worker.run_worker` (birth-slot claims, tournaments, kills, reads of the
+parent, births, GC, recovery, heartbeats) against a real :class:`lse.store.population.Store` directory.  The
+records are real :class:`~lse.core.records.IndividualRecord`\\ s with real (untrained) weights of the
 right shapes, so ``lse status`` and ``lse report`` work on the result.
 
-How the workers run.  Each worker is a thread running :func:`~lse.worker.run_worker` with its own
+How the workers run.  Each worker is a thread running :func:`~lse.runners.worker.run_worker` with its own
 worker id, heartbeat and private folder, inside a few *processes* (``--processes``, default one per
 core).  Why not one process per worker: a Python process that imports torch costs ~300 MB of
 memory and ~3 s of CPU to start, so 250 of them need ~75 GB and minutes of start-up on a 2-core,
@@ -22,14 +22,14 @@ The stand-in trainer.  Fitness is a deterministic function of the DNA (:func:`st
 rises with depth and width up to a point, prefers a learning rate near 0.05, sometimes "diverges"
 at high learning rates so children are also born dead) plus noise seeded by the child's seed.
 "Training" sleeps for the time the model would take, proportional to its FLOPs
-(:func:`lse.flops.count_flops`, section 3.5), scaled down by ``--time-scale``.  Weights are the
-built model's initial weights with the parent's inherited (:func:`lse.inherit.inherit_weights`),
+(:func:`lse.nn.flops.count_flops`, section 3.5), scaled down by ``--time-scale``.  Weights are the
+built model's initial weights with the parent's inherited (:func:`lse.nn.inherit.inherit_weights`),
 so weight files grow as models do and reading a parent costs what it really costs.
 
 Measurement.  The store and the loop are timed from outside, without changing them:
-:class:`TimedStore` subclasses :class:`~lse.store.Store` and times each public operation, and the
-module-level helpers of :mod:`lse.worker` that list births and claims are wrapped; the workers are
-pointed at them by rebinding names inside :mod:`lse.worker` in the worker processes only.
+:class:`TimedStore` subclasses :class:`~lse.store.population.Store` and times each public operation, and the
+module-level helpers of :mod:`lse.runners.worker` that list births and claims are wrapped; the workers are
+pointed at them by rebinding names inside :mod:`lse.runners.worker` in the worker processes only.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from typing import Any
 
 from lse.config import ExperimentConfig, WorkerOptions
 from lse.errors import ConfigError, LostRace, StopRequested
-from lse.records import IndividualName, new_id
+from lse.core.records import IndividualName, new_id
 from lse.store import Store
 
 #: Simulated seconds an individual costs besides its FLOPs (data loading, evaluation, building).
@@ -108,14 +108,14 @@ def standin_accuracy(dna: Any, seed: int, dataset: str = "fashion-mnist") -> flo
 
 @lru_cache(maxsize=4096)
 def _flops(structure: str, input_shape: tuple[int, int, int], num_classes: int, batch: int, eval_batch: int):
-    from lse.dna import DNA
-    from lse.flops import count_flops
+    from lse.core.dna import DNA
+    from lse.nn.flops import count_flops
 
     return count_flops(DNA.from_json(structure), input_shape, num_classes, batch, eval_batch)
 
 
 class StandInTrainer:
-    """A :class:`lse.worker.Trainer` that does not train: fitness from :func:`standin_accuracy`,
+    """A :class:`lse.runners.worker.Trainer` that does not train: fitness from :func:`standin_accuracy`,
     training time = FLOPs / :data:`FLOPS_PER_SECOND` (+ :data:`FIXED_SECONDS`) times
     ``time_scale``, slept with ``should_stop`` polled; real weights of the right shapes."""
 
@@ -136,9 +136,9 @@ class StandInTrainer:
     def train_child(self, dna, parent_state, mutation, *, seed, should_stop):
         import torch
 
-        from lse.build import build_model
-        from lse.inherit import inherit_weights
-        from lse.worker import ChildResult
+        from lse.nn.build import build_model
+        from lse.nn.inherit import inherit_weights
+        from lse.runners.worker import ChildResult
 
         cfg = self.config
         assert cfg is not None, "prepare() first"
@@ -261,8 +261,8 @@ class TimedStore(Store):
 
 
 def _install_timing() -> None:
-    """Point lse.worker at TimedStore and timed listings (in a worker process only)."""
-    import lse.worker as w
+    """Point lse.runners.worker at TimedStore and timed listings (in a worker process only)."""
+    import lse.runners.worker as w
 
     def wrap(op: str, fn):
         def timed(store, *args, **kwargs):
@@ -291,7 +291,7 @@ def _process_main(pop: str, n_threads: int, time_scale: float, index: int) -> di
 
     import torch
 
-    from lse.worker import run_worker
+    from lse.runners.worker import run_worker
 
     torch.set_num_threads(1)
     _install_timing()
@@ -325,7 +325,7 @@ def _process_main(pop: str, n_threads: int, time_scale: float, index: int) -> di
             summary = run_worker(pop, WorkerOptions(device="cpu"), trainer, handle_signals=False, log_to_file=False)
         except Exception as e:  # noqa: BLE001 - reported by the parent, never silently
             error = f"{type(e).__name__}: {e}"
-            logging.getLogger("lse.simulate").exception("worker thread %d failed", j)
+            logging.getLogger("lse.runners.simulate").exception("worker thread %d failed", j)
         out = {
             "summary": asdict(summary) if summary else None,
             "error": error,
@@ -424,10 +424,10 @@ def listing_cost(sizes: list[int], where: str | os.PathLike | None = None, repea
     when GC falls behind, or an unsharded directory of a huge population), and the worker's
     per-step birth count (``count_births``) with N records in ``history/`` (a long experiment:
     history grows by one record and one death file per kill, forever): a first call (nothing
-    cached) and a worker's later call (its :class:`~lse.worker.BirthCache` parsed the names before).
+    cached) and a worker's later call (its :class:`~lse.runners.worker.BirthCache` parsed the names before).
     Median of ``repeats``.
     """
-    from lse.worker import BirthCache, count_births
+    from lse.runners.worker import BirthCache, count_births
 
     out = []
     base = Path(tempfile.mkdtemp(prefix=".lse-listing-", dir=where))
@@ -503,7 +503,7 @@ def simulate(
     say(f"{workers} workers as threads of {n_proc} process(es) ({', '.join(map(str, per))} each); "
         f"population {population_size}, stop at {individuals or '-'} births / {seconds or '-'} s")
 
-    from lse.worker import count_births
+    from lse.runners.worker import count_births
 
     ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent; fresh interpreters
     stopped_by_us = False

@@ -5,7 +5,7 @@ Training is where all the compute goes, so the hot loop does only what a minimal
 PyTorch loop does (``lse bench`` measures the two side by side):
 
 * the data set is already on the device as uint8; each step gathers a batch, augments it on
-  the device (:func:`lse.data.augment_batch`) and converts it to float with one fused op;
+  the device (:func:`lse.nn.data.augment_batch`) and converts it to float with one fused op;
 * gradients are set to None rather than zeroed; ``channels_last`` for convolutions;
 * a NaN/inf loss ends training early with ``failed_reason`` (the child dies; no crash);
   out-of-memory likewise;
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lse.data import Dataset, augment_batch, dataset_of, normalize
+from lse.nn.data import Dataset, augment_batch, dataset_of, normalize
 from lse.errors import StopRequested
 
 #: steps between two polls of ``should_stop`` (a poll may touch the filesystem)

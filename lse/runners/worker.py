@@ -10,8 +10,8 @@ Every worker runs the same loop, alone, talking to the others only through the s
 3. **Initial or evolved.**  While fewer than ``population_size`` births exist (section 3.3),
    or fewer than two individuals are alive (nothing to compare), the child is an initial
    individual: no convolution, learning rate ``initial_learning_rate``.  Otherwise a tournament
-   (:mod:`lse.selection`): two random alive individuals, kill the worse (lost race: retry),
-   read the better (lost race: retry), mutate a copy (:func:`lse.mutations.mutate`, with a
+   (:mod:`lse.core.selection`): two random alive individuals, kill the worse (lost race: retry),
+   read the better (lost race: retry), mutate a copy (:func:`lse.core.mutations.mutate`, with a
    per-worker seeded rng).
 4. **Train** through the injectable :class:`Trainer` (build, inherit weights unless the
    experiment disabled inheritance, train, evaluate on the validation split, count FLOPs as
@@ -47,14 +47,14 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from lse.config import ExperimentConfig, WorkerOptions
-from lse.dna import DNA, initial_dna
+from lse.core.dna import DNA, initial_dna
 from lse.errors import DiskFull, LostRace, StopRequested
-from lse.mutations import MutationRecord, mutate
-from lse.records import IndividualName, IndividualRecord, is_id, is_worker_id, new_id
-from lse.selection import decide
+from lse.core.mutations import MutationRecord, mutate
+from lse.core.records import IndividualName, IndividualRecord, is_id, is_worker_id, new_id
+from lse.core.selection import decide
 from lse.store import Store
 
-log = logging.getLogger("lse.worker")
+log = logging.getLogger("lse.runners.worker")
 
 #: seconds between two garbage collections / recoveries of a worker
 MAINTENANCE_SECONDS = 30.0
@@ -113,7 +113,7 @@ class Trainer(Protocol):
 
 
 class TorchTrainer:
-    """The real trainer: lse.build, lse.inherit, lse.flops and lse.train on one device."""
+    """The real trainer: lse.nn.build, lse.nn.inherit, lse.nn.flops and lse.nn.train on one device."""
 
     def __init__(self, options: WorkerOptions) -> None:
         self.options = options
@@ -125,8 +125,8 @@ class TorchTrainer:
     def prepare(self, config: ExperimentConfig) -> None:
         import torch
 
-        from lse.data import load_dataset
-        from lse.train import resolve_device, set_threads
+        from lse.nn.data import load_dataset
+        from lse.nn.train import resolve_device, set_threads
 
         set_threads(self.options.threads)
         dev = resolve_device(self.options.device)
@@ -148,10 +148,10 @@ class TorchTrainer:
     def train_child(self, dna, parent_state, mutation, *, seed, should_stop) -> ChildResult:
         import torch
 
-        from lse.build import build_model
-        from lse.flops import count_flops
-        from lse.inherit import inherit_weights
-        from lse.train import train
+        from lse.nn.build import build_model
+        from lse.nn.flops import count_flops
+        from lse.nn.inherit import inherit_weights
+        from lse.nn.train import train
 
         cfg, ds = self.config, self.dataset
         assert cfg is not None and ds is not None, "prepare() first"
@@ -749,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="worker.py",
         description="One evolution worker (paper section 3.1) on an existing population; "
-        "create the population with `python -m lse.launch` first.  Exits 0 on any stop "
+        "create the population with `python -m lse.runners.launch` first.  Exits 0 on any stop "
         "condition (max-individuals/hours/FLOPs, STOP file, SIGTERM/SIGINT).",
     )
     p.add_argument("--pop", required=True, help="population folder (holds experiment.json)")

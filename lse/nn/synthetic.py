@@ -1,7 +1,7 @@
 """Small, learnable stand-in data sets written in exactly the standard on-disk formats.
 
 Tests, `lse simulate`, `lse bench` and the worker/launcher tests need a data set that loads
-through the real readers of :mod:`lse.data` but is tiny and available offline.  Each class
+through the real readers of :mod:`lse.nn.data` but is tiny and available offline.  Each class
 gets a fixed smooth random pattern; an image is that pattern plus pixel noise, so a tiny model
 (even a linear one) beats chance within a few hundred SGD steps, and random crops of up to
 4 pixels (the augmentation of section 3.4) keep the class recognisable.
@@ -16,7 +16,7 @@ Formats written (byte for byte what the official downloads contain):
 * ``fmt="cifar100"``: ``folder/cifar-100-python/`` with ``train``, ``test``, ``meta``
   (``b"fine_labels"``, ``b"coarse_labels"``).
 
-In every case pass ``folder`` itself as ``data_dir`` to :func:`lse.data.load_dataset`.
+In every case pass ``folder`` itself as ``data_dir`` to :func:`lse.nn.data.load_dataset`.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ from pydantic import ValidationError
 
 from lse.config import ExperimentConfig
 from lse.errors import ConfigError, CorruptIndividual, DiskFull, DNAError, LostRace, StoreError
-from lse.records import (
+from lse.core.records import (
     IndividualName,
     IndividualRecord,
     State,
@@ -63,7 +63,7 @@ __all__ = [
     "new_id",
 ]
 
-log = logging.getLogger("lse.store")
+log = logging.getLogger("lse.store.population")
 
 # ESTALE: NFS file handle of a directory that another client renamed or removed.
 _GONE = frozenset({errno.ENOENT, errno.ESTALE})
@@ -155,7 +155,7 @@ class PopulationPaths:
         return self.history / f"{_checked_id(individual_id)}.weights.safetensors"
 
     def claim(self, worker_id: str, individual_id: str) -> Path:
-        """A worker's claim of a birth slot for ``individual_id`` (see lse.worker)."""
+        """A worker's claim of a birth slot for ``individual_id`` (see lse.runners.worker)."""
         return self.worker(worker_id) / f"claim-{_checked_id(individual_id)}"
 
     def worker(self, worker_id: str) -> Path:
@@ -265,9 +265,9 @@ def _load_weights(data: bytes) -> dict:
 
 
 def _validate_dna(dna: dict) -> None:
-    """Validate a record's DNA with lse.dna.DNA (raises DNAError/ValidationError/ValueError)."""
+    """Validate a record's DNA with lse.core.dna.DNA (raises DNAError/ValidationError/ValueError)."""
     try:
-        from lse.dna import DNA
+        from lse.core.dna import DNA
     except ImportError:  # the DNA module is not there yet: accept any mapping
         if not isinstance(dna, dict):
             raise ValueError("dna is not a mapping")
@@ -491,7 +491,7 @@ class Store:
     def open(self) -> "Store":
         """Check that ``root`` is a population (raises StoreError saying what to do)."""
         if not self.root.is_dir():
-            raise StoreError(f"no population at {self.root}", "create one with `python -m lse.launch --pop DIR`")
+            raise StoreError(f"no population at {self.root}", "create one with `python -m lse.runners.launch --pop DIR`")
         missing = [p.name for p in (self.paths.experiment, self.paths.individuals) if not p.exists()]
         if missing:
             raise StoreError(
@@ -514,7 +514,7 @@ class Store:
                 text = self.paths.experiment.read_text()
             except FileNotFoundError:
                 raise StoreError(
-                    f"{self.paths.experiment} does not exist", "create the experiment with `python -m lse.launch`"
+                    f"{self.paths.experiment} does not exist", "create the experiment with `python -m lse.runners.launch`"
                 ) from None
             except OSError as e:
                 raise StoreError(f"cannot read {self.paths.experiment}: {os.strerror(e.errno or 0)}") from None

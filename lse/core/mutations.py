@@ -1,13 +1,13 @@
 """The 11 mutations of section 3.2 and :func:`mutate`.
 
-PURE: plain functions over :class:`lse.dna.DNA`; no torch, no filesystem.
+PURE: plain functions over :class:`lse.core.dna.DNA`; no torch, no filesystem.
 
 Each mutation takes a parent DNA and a ``random.Random`` and returns a *new* DNA (the parent
 is immutable) and a :class:`MutationRecord` saying what changed.  ``changed_edges`` lists the
 edges whose tensors the child must not inherit even where names and shapes match (e.g. the
 convolution whose filter size changed); ``reset_all`` (reset-weights) means inherit nothing.
 Everything else is left to inheritance by name and exact shape (section 3.6,
-:mod:`lse.inherit`).
+:mod:`lse.nn.inherit`).
 
 A mutation that cannot apply to a DNA (remove-skip without a skip) raises
 :class:`lse.errors.MutationError`; :func:`mutate` then draws another name among those not yet
@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lse.dna import DNA, round_half_up
+from lse.core.dna import DNA, round_half_up
 from lse.errors import ConfigError, MutationError
 
 MUTATION_NAMES: tuple[str, ...] = (

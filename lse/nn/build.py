@@ -4,7 +4,7 @@
   of the rounded DNA sizes, stride ``2 ** round(stride_log2)``); each bn_relu vertex becomes
   ``vertices.<vertex id>.bn`` (``BatchNorm2d``, then ReLU); global average pooling over the
   OUTPUT vertex feeds ``classifier`` (``Linear``).  Names derive from the stable DNA ids, so
-  a child inherits its parent's tensors by name (section 3.6, :mod:`lse.inherit`), e.g.
+  a child inherits its parent's tensors by name (section 3.6, :mod:`lse.nn.inherit`), e.g.
   ``edges.e7.weight``, ``vertices.v3.bn.running_mean``, ``classifier.weight``.
 * Where edges meet at a vertex their outputs are SUMMED, then the vertex's activation is
   applied.  The primary (non-skip) edge fixes the vertex's shape; each skip is reshaped to it
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lse.dna import DNA
+from lse.core.dna import DNA
 
 
 class VertexActivation(nn.Module):

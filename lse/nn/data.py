@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from lse.errors import DataError
-from lse.synthetic import CIFAR10_DIR, CIFAR100_DIR, IDX_FILES
+from lse.nn.synthetic import CIFAR10_DIR, CIFAR100_DIR, IDX_FILES
 
 #: Debian's `dataset-fashion-mnist` package puts the four IDX files here.
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -510,8 +510,23 @@ def fetch_dataset(name: str, data_dir: str | os.PathLike | None = None, timeout:
             _download(url, final, md5, timeout)
         if spec.kind == "cifar":
             with tarfile.open(final, "r:gz") as tar:
-                tar.extractall(dest, filter="data")  # 'data' filter: no absolute paths, links or devices
+                _safe_extract(tar, dest)
     return dest
+
+
+def _safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extract only regular files and folders that stay inside ``dest``.
+
+    Python's 'data' filter does this, but Debian 12's own Python (3.11.2) predates it
+    (``extractall(filter=...)`` is a TypeError there), so the same rule is applied by hand:
+    no absolute paths, no '..', no links or devices."""
+    root = dest.resolve()
+    for m in tar.getmembers():
+        target = (root / m.name).resolve()
+        if not (m.isfile() or m.isdir()) or m.name.startswith("/") or not target.is_relative_to(root):
+            raise DataError(f"refusing to extract {m.name!r} from {tar.name}: not a plain file inside {dest}",
+                            "the download is not the official archive; delete it and fetch again")
+    tar.extractall(dest)
 
 
 def _download(url: str, final: Path, md5: str, timeout: float) -> None:

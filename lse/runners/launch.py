@@ -1,0 +1,662 @@
+"""Launchers: start (or resume) an experiment and run its workers, locally or on Slurm.
+
+One interface, one backend each (STYLE.md 5): :func:`prepare_experiment` creates or resumes
+the population's ``experiment.json``; then either :func:`launch_local` runs N ``worker.py``
+processes on this machine, or :func:`launch_slurm` submits them as a job array
+(:mod:`lse.runners.slurm`).  ``python -m lse.runners.launch`` and ``lse launch`` parse options and call these.
+
+Local backend:
+
+* each worker is a subprocess of ``worker.py`` with its share of the CPU cores as torch/OMP
+  threads (oversubscription made training 6x slower here, NOTES.md), or its GPU round robin
+  (``--workers-per-gpu`` workers share one GPU);
+* a crashed worker is restarted with exponential backoff (1, 2, 4, ... 60 s); a worker that
+  exits with a usage/configuration error (exit 2) stops the launch with its message;
+* Ctrl-C / SIGTERM: SIGTERM to every worker (each drops the child it is training and
+  publishes nothing half-done), a grace period, then SIGKILL;
+* a progress line refreshed about once a second from the store, and a closing summary.
+
+Resuming: launching on a population that exists continues it.  Options given on the command
+line must match its identity (everything but the stop conditions) or the launch is refused
+with the list of differences, unless ``--force``; stop conditions may change freely.  A second
+launch on another machine with the same ``--pop`` simply adds its workers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, TextIO
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lse.config import ExperimentConfig
+from lse.errors import ConfigError, LaunchError, LseError
+from lse.store import Store
+from lse.runners.worker import LAUNCHER_PID_ENV, count_births
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WORKER_SCRIPT = REPO_ROOT / "worker.py"
+NUM_CLASSES = {"fashion-mnist": 10, "mnist": 10, "cifar10": 10, "cifar100": 100}
+#: exit status of worker.py for a usage or configuration error: restarting cannot help
+WORKER_CONFIG_ERROR = 2
+#: a worker that ran at least this long before crashing resets its backoff
+STABLE_SECONDS = 60.0
+
+Echo = Callable[[str], None]
+
+
+class LaunchOptions(BaseModel):
+    """How the local launcher runs its workers (machine-specific, not saved)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workers: int = Field(1, ge=1, description="worker processes on this machine")
+    workers_per_gpu: int = Field(1, ge=1, description="workers sharing one GPU (round robin over GPUs)")
+    device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto: cuda when available, else cpu")
+    threads: int | None = Field(None, ge=1, description="torch threads per worker; None: its share of the cores")
+    grace_seconds: float = Field(30.0, gt=0, description="after SIGTERM, seconds before workers are killed")
+    max_restarts: int = Field(8, ge=0, description="consecutive quick crashes of one worker before giving up on it")
+
+    @classmethod
+    def parse(cls, data: dict) -> "LaunchOptions":
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(map(str, err["loc"]))
+            hint = "valid devices: auto, cpu, cuda" if loc == "device" else "fix the value and try again"
+            raise ConfigError(f"--{loc.replace('_', '-')}: {err['msg']} (got {err.get('input')!r})", hint) from None
+
+
+# --------------------------------------------------------------------------------------------
+# experiment creation / resume
+
+
+def parse_mutation_probs(items: list[str] | None) -> dict[str, float] | None:
+    """``["insert_convolution=2", "identity=0.5"]`` -> dict; names not given weigh 0."""
+    if not items:
+        return None
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--mutation-prob {item!r} is not NAME=WEIGHT", "e.g. --mutation-prob insert_convolution=2") from None
+    return out
+
+
+def prepare_experiment(
+    pop_dir: str | os.PathLike,
+    given: dict,
+    *,
+    workers: int = 1,
+    force: bool = False,
+    echo: Echo = print,
+    check_data: bool = True,
+) -> ExperimentConfig:
+    """Create the population with ``given`` options (defaults for the rest), or resume it.
+
+    ``given`` holds only the options the user passed.  On resume they are checked against the
+    saved experiment: identity differences raise ConfigError listing them (``force``: the saved
+    configuration is replaced, with a warning); stop conditions are updated.  A leftover STOP
+    file is removed (launching means "run").  ``check_data``: a new experiment's data set must
+    load here first (a typo in --data-dir is reported now, not by every worker).
+    """
+    given = {k: v for k, v in given.items() if v is not None}
+    if given.get("data_dir"):
+        given["data_dir"] = str(Path(given["data_dir"]).expanduser().resolve())
+    store = Store(pop_dir)
+    if not store.paths.experiment.exists():
+        wanted = ExperimentConfig.parse({"population_size": 4 * workers, **given}, "options")
+        if check_data:
+            from lse.nn.data import load_dataset
+
+            load_dataset(wanted.dataset, wanted.data_dir, validation_size=wanted.validation_size, seed=wanted.seed,
+                         cache=False)
+        saved = store.create(wanted)
+        if saved == wanted:
+            echo(f"created experiment in {store.root} (population {saved.population_size}, {saved.selection} selection)")
+            _warn_ratio(saved, workers, echo)
+            return saved
+        # another launcher created it first: resume theirs like any existing population
+    store.open()
+    saved = store.config
+    wanted = ExperimentConfig.parse({**saved.model_dump(), **given}, "options")
+    diffs = saved.differences(wanted)
+    if diffs and not force:
+        raise ConfigError(
+            f"{store.root} holds a different experiment ({'; '.join(diffs)})",
+            "launch with its options (or none), use another --pop, or pass --force to replace them",
+        )
+    if diffs:
+        echo(f"warning: --force: replacing the experiment's configuration ({'; '.join(diffs)})")
+    if wanted != saved:
+        changed = [k for k in ("max_individuals", "max_hours", "max_flops") if getattr(wanted, k) != getattr(saved, k)]
+        if changed:
+            echo("updated stop conditions: " + ", ".join(f"{k}={getattr(wanted, k)}" for k in changed))
+        store.replace_config(wanted, force=force)
+    if store.stop_requested():
+        store.clear_stop()
+        echo("removed the STOP file left by an earlier stop")
+    echo(f"resuming the experiment in {store.root} ({len(count_births(store))} individuals so far)")
+    _warn_ratio(wanted, workers, echo)
+    return wanted
+
+
+def _warn_ratio(cfg: ExperimentConfig, workers: int, echo: Echo) -> None:
+    if workers > cfg.population_size / 2:
+        echo(
+            f"warning: {workers} workers for a population of {cfg.population_size}: with more than half as many "
+            "workers as individuals, workers keep killing each other's parents (the paper uses 1/4)"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# progress and summary (read from the store, like any other reader)
+
+
+@dataclass
+class Snapshot:
+    births: int
+    alive: int
+    best: float | None
+    flops: float
+    rate_per_min: float
+
+
+class Progress:
+    """Cheap periodic view of a population: listings every tick, record reads only when the
+    number of births changed (and at most every ``read_every`` seconds)."""
+
+    def __init__(self, store: Store, read_every: float = 2.0) -> None:
+        self.store = store
+        self.read_every = read_every
+        self.t0 = time.monotonic()
+        self.births0: int | None = None
+        self.best: float | None = None
+        self.flops = 0.0
+        self._flops_by_id: dict[str, float] = {}
+        self._last_read = -float("inf")
+        self._read_births = -1
+
+    def snapshot(self) -> Snapshot:
+        births = len(count_births(self.store))
+        if self.births0 is None:
+            self.births0 = births
+        entries = self.store.entries()
+        alive = sum(e.state == "alive" for e in entries)
+        for e in entries:
+            if e.fitness is not None and (self.best is None or e.fitness > self.best):
+                self.best = e.fitness
+        now = time.monotonic()
+        if births != self._read_births and now - self._last_read >= self.read_every:
+            self._read(now, births)
+        minutes = max((now - self.t0) / 60.0, 1e-9)
+        return Snapshot(births, alive, self.best, self.flops, (births - self.births0) / minutes)
+
+    def _read(self, now: float, births: int) -> None:
+        self._last_read, self._read_births = now, births
+        for rec in self.store.records():
+            if rec.id not in self._flops_by_id:
+                self._flops_by_id[rec.id] = rec.flops.total if rec.flops else 0.0
+            if rec.val_accuracy is not None and (self.best is None or rec.val_accuracy > self.best):
+                self.best = rec.val_accuracy
+        self.flops = sum(self._flops_by_id.values())
+
+
+def format_line(s: Snapshot, limit: int | None, running: int, workers: int) -> str:
+    births = f"{s.births}/{limit}" if limit else str(s.births)
+    best = "-" if s.best is None else f"{s.best:.4f}"
+    return (
+        f"individuals {births} | alive {s.alive} | best val acc {best} | FLOPs {s.flops:.3g} | "
+        f"{s.rate_per_min:.1f}/min | workers {running}/{workers}"
+    )
+
+
+def summary_text(store: Store, stop_reason: str) -> str:
+    """The closing summary: counts, best initial vs best, the best individual and its architecture."""
+    from lse.core.dna import DNA, render_line
+
+    recs = store.records()
+    cfg = store.config
+    lines = [f"stopped: {stop_reason}"]
+    failed = sum(r.failed_reason is not None for r in recs)
+    flops = sum(r.flops.total for r in recs if r.flops)
+    lines.append(f"individuals: {len(recs)} ({failed} failed), FLOPs spent: {flops:.3g}")
+    scored = [r for r in recs if r.val_accuracy is not None]
+    if scored:
+        best = max(scored, key=lambda r: (r.val_accuracy, r.id))
+        initial = [r.val_accuracy for r in scored if r.parent_id is None]
+        if initial:
+            lines.append(f"best initial val accuracy: {max(initial):.4f}")
+        try:
+            arch = render_line(DNA.model_validate(best.dna), NUM_CLASSES.get(cfg.dataset))
+        except LseError as e:
+            arch = f"(unreadable DNA: {e})"
+        lines.append(f"best individual: {best.id}  val accuracy {best.val_accuracy:.4f}  generation {best.generation}")
+        lines.append(f"  architecture: {arch}  lr {best.dna.get('learning_rate', float('nan')):.4g}")
+    lines.append(f"report: lse report --pop {_shell_path(store.root)}")
+    return "\n".join(lines)
+
+
+def _shell_path(p: Path) -> str:
+    import shlex
+
+    return shlex.quote(str(p))
+
+
+# --------------------------------------------------------------------------------------------
+# local backend
+
+
+@dataclass
+class _Slot:
+    index: int
+    gpu: int | None
+    threads: int
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    quick_crashes: int = 0
+    next_start: float = 0.0
+    done: bool = False
+    exit_codes: list[int] = field(default_factory=list)
+    worker_id: str = ""  # id of the worker process now (or last) in this slot
+
+
+@dataclass
+class LaunchSummary:
+    pop: Path
+    stop_reason: str
+    births: int
+    best_val_accuracy: float | None
+    exit_codes: dict[int, list[int]]
+    text: str
+
+
+def _resolve_gpus(device: str) -> int:
+    """Number of GPUs the workers will use (0: CPU)."""
+    if device == "cpu":
+        return 0
+    try:
+        import torch
+
+        n = torch.cuda.device_count()
+    except ImportError:
+        n = 0
+    if device == "cuda" and n == 0:
+        raise ConfigError("--device cuda but no CUDA device is visible", "use --device cpu or auto")
+    return n
+
+
+def plan_slots(opts: LaunchOptions, gpus: int, cores: int) -> list[_Slot]:
+    """Worker i gets GPU i mod gpus (round robin), or cores // workers threads on CPU."""
+    if gpus:
+        threads = opts.threads or max(1, cores // opts.workers)
+        return [_Slot(i, i % gpus, threads) for i in range(opts.workers)]
+    threads = opts.threads or max(1, cores // opts.workers)
+    return [_Slot(i, None, threads) for i in range(opts.workers)]
+
+
+class LocalLauncher:
+    def __init__(self, pop_dir: Path, opts: LaunchOptions, *, echo: Echo = print, out: TextIO | None = None,
+                 progress: bool = True, python: str = sys.executable) -> None:
+        self.pop = Path(pop_dir).resolve()
+        self.opts = opts
+        self.echo = echo
+        self.out = out or sys.stdout
+        self.progress = progress
+        self.python = python
+        self.store = Store(self.pop).open()
+        self.stopping: str | None = None
+        self.kill_at: float | None = None
+        self.fatal: str | None = None
+        gpus = _resolve_gpus(opts.device)
+        self.device = "cuda" if gpus else "cpu"
+        self.slots = plan_slots(opts, gpus, os.cpu_count() or 1)
+        self.label = f"launch-{_host_label()}-{os.getpid()}"
+
+    # -- worker processes --
+    def _start(self, slot: _Slot) -> None:
+        argv = [self.python, str(WORKER_SCRIPT), "--pop", str(self.pop), "--device", self.device,
+                "--threads", str(slot.threads)]
+        if slot.gpu is not None:
+            argv += ["--gpu", str(slot.gpu)]
+        # A known worker id per run: on a crash, its log (logs/<id>.log) tells whether it made
+        # progress (see _on_exit).
+        slot.worker_id = f"{self.label}-w{slot.index}-{len(slot.exit_codes)}"
+        argv += ["--worker-id", slot.worker_id]
+        env = dict(os.environ)
+        env.update({"OMP_NUM_THREADS": str(slot.threads), "MKL_NUM_THREADS": str(slot.threads),
+                    LAUNCHER_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"})
+        # Workers' stderr (warnings, tracebacks) in a log file per slot; each worker also
+        # writes its full log to logs/<worker id>.log.
+        log_path = self.store.paths.log(f"{self.label}-w{slot.index}")
+        with open(log_path, "ab") as log:
+            # Own session: a terminal's Ctrl-C reaches the launcher only, which then stops the
+            # workers in order (SIGTERM, grace, SIGKILL) instead of racing them.
+            slot.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                         start_new_session=True)
+        slot.started = time.monotonic()
+
+    def _on_exit(self, slot: _Slot, rc: int) -> None:
+        slot.exit_codes.append(rc)
+        slot.proc = None
+        if rc == 0 or self.stopping:
+            slot.done = True
+            return
+        log_path = self.store.paths.log(f"{self.label}-w{slot.index}")
+        if rc == WORKER_CONFIG_ERROR:
+            self.fatal = f"worker {slot.index} refused to run: {_tail(log_path)}"
+            slot.done = True
+            return
+        ran = time.monotonic() - slot.started
+        # A worker that published before it died (killed by the OOM killer, an admin, a node
+        # failure) is not crash-looping: restart it at once instead of backing off towards
+        # giving up.  Without this, a storm of kills left evolution waiting 32 s per restart.
+        stable = ran >= STABLE_SECONDS or _published(self.store.paths.log(slot.worker_id))
+        slot.quick_crashes = 1 if stable else slot.quick_crashes + 1
+        if slot.quick_crashes > self.opts.max_restarts:
+            self.echo(f"\nworker {slot.index} crashed {slot.quick_crashes} times in a row; giving up on it "
+                      f"(see {log_path})")
+            slot.done = True
+            return
+        delay = min(60.0, 2.0 ** (slot.quick_crashes - 1))
+        slot.next_start = time.monotonic() + delay
+        self.echo(f"\nworker {slot.index} exited with {rc}; restarting in {delay:.0f} s (log: {log_path})")
+
+    def _signal(self, signum: int, _frame: object) -> None:
+        if self.stopping is None:
+            self.stopping = f"{signal.Signals(signum).name} (resume with the same command)"
+        else:  # a second Ctrl-C: do not wait for the grace period
+            self.kill_at = time.monotonic()
+
+    def _begin_stop(self, reason: str) -> None:
+        if self.stopping is None:
+            self.stopping = reason
+        if self.kill_at is None:
+            self.kill_at = time.monotonic() + self.opts.grace_seconds
+        for s in self.slots:
+            if s.proc is not None and s.proc.poll() is None:
+                try:
+                    s.proc.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+    def run(self) -> LaunchSummary:
+        previous = {sig: signal.signal(sig, self._signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        view = Progress(self.store)
+        limit = None
+        sigtermed = False
+        last_tick = -float("inf")
+        line_len = 0
+        tty = self.progress and getattr(self.out, "isatty", lambda: False)()
+        try:
+            for s in self.slots:
+                self._start(s)
+            self.echo(f"started {len(self.slots)} worker(s) on {self.device}"
+                      f" ({self.slots[0].threads} thread(s) each); logs in {self.store.paths.logs}")
+            while True:
+                now = time.monotonic()
+                for s in self.slots:
+                    if s.proc is not None:
+                        rc = s.proc.poll()
+                        if rc is not None:
+                            self._on_exit(s, rc)
+                    elif not s.done and not self.stopping and now >= s.next_start:
+                        self._start(s)
+                if self.fatal and not self.stopping:
+                    self.stopping = "a worker could not run"
+                if self.stopping and not sigtermed:
+                    self._begin_stop(self.stopping)
+                    sigtermed = True
+                if self.stopping:
+                    for s in self.slots:
+                        if s.proc is None:
+                            s.done = True
+                    if self.kill_at is not None and now >= self.kill_at:
+                        for s in self.slots:
+                            if s.proc is not None and s.proc.poll() is None:
+                                s.proc.kill()
+                if all(s.done for s in self.slots):
+                    break
+                if self.progress and now - last_tick >= 1.0:
+                    last_tick = now
+                    try:
+                        limit = self.store.config.max_individuals if limit is None else limit
+                        snap = view.snapshot()
+                        running = sum(s.proc is not None for s in self.slots)
+                        line = format_line(snap, _current_limit(self.store), running, len(self.slots))
+                        if tty:
+                            self.out.write("\r" + line.ljust(line_len))
+                            line_len = len(line)
+                            self.out.flush()
+                        elif now - getattr(self, "_last_plain", -1e9) >= 10.0:
+                            self._last_plain = now
+                            self.out.write(line + "\n")
+                            self.out.flush()
+                    except (OSError, LseError):
+                        pass  # a progress line is never worth a crash
+                time.sleep(0.2)
+        finally:
+            for s in self.slots:  # never leave a worker behind, whatever happened above
+                if s.proc is not None and s.proc.poll() is None:
+                    s.proc.kill()
+                    s.proc.wait()
+            for sig, h in previous.items():
+                signal.signal(sig, h)
+            if tty:
+                self.out.write("\n")
+        if self.fatal:
+            raise LaunchError(self.fatal, "fix the option or data set and launch again")
+        reason = self.stopping or _limit_reason(self.store) or "all workers exited"
+        text = summary_text(self.store, reason)
+        recs = self.store.records()
+        scored = [r.val_accuracy for r in recs if r.val_accuracy is not None]
+        return LaunchSummary(self.pop, reason, len(recs), max(scored) if scored else None,
+                             {s.index: s.exit_codes for s in self.slots}, text)
+
+
+def _current_limit(store: Store) -> int | None:
+    try:
+        return ExperimentConfig.from_json(store.paths.experiment.read_text()).max_individuals
+    except (OSError, LseError):
+        return None
+
+
+def _limit_reason(store: Store) -> str | None:
+    cfg = ExperimentConfig.from_json(store.paths.experiment.read_text())
+    if store.stop_requested():
+        return "STOP file (lse stop)"
+    if cfg.max_individuals is not None and len(count_births(store)) >= cfg.max_individuals:
+        return f"max_individuals={cfg.max_individuals} reached"
+    if cfg.max_hours is not None and time.time() - os.stat(store.paths.experiment).st_mtime >= cfg.max_hours * 3600:
+        return f"max_hours={cfg.max_hours} reached"
+    if cfg.max_flops is not None:
+        return f"max_flops={cfg.max_flops:.3g} (or another stop condition) reached"
+    return None
+
+
+def _published(worker_log: Path) -> bool:
+    """Whether the worker that wrote ``worker_log`` published an individual (lse.runners.worker logs
+    "born <id>" / "published <id> dead" for each birth)."""
+    try:
+        text = worker_log.read_text(errors="replace")
+    except OSError:
+        return False
+    return "born " in text or "published " in text
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return f"(no log at {path})"
+    errs = [ln for ln in text if "error" in ln.lower()]
+    return " | ".join((errs or text)[-lines:]) or f"(empty log {path})"
+
+
+def _host_label() -> str:
+    h = "".join(c if c.isalnum() or c == "-" else "-" for c in socket.gethostname())[:40].strip("-")
+    return h or "host"
+
+
+def launch_local(pop_dir, opts: LaunchOptions, *, echo: Echo = print, progress: bool = True) -> LaunchSummary:
+    """Run ``opts.workers`` local workers on the (prepared) population until they stop."""
+    summary = LocalLauncher(Path(pop_dir), opts, echo=echo, progress=progress).run()
+    echo(summary.text)
+    return summary
+
+
+# --------------------------------------------------------------------------------------------
+# Slurm backend
+
+
+def launch_slurm(pop_dir, slurm_opts, *, device: str = "auto", dry_run: bool = False, echo: Echo = print,
+                 env: dict | None = None, python: str = sys.executable) -> str | None:
+    """Render the job-array script; print it (``dry_run``) or submit it.  Returns the job id."""
+    from lse.runners import slurm
+    from lse.store.population import PopulationPaths
+
+    paths = PopulationPaths(Path(pop_dir).resolve())
+    script = slurm.render_sbatch(
+        slurm.load_template(), options=slurm_opts, pop_dir=str(paths.root), log_dir=str(paths.logs),
+        python=python, worker_script=str(WORKER_SCRIPT), worker_args=["--device", device],
+    )
+    if dry_run:
+        echo(script.rstrip("\n"))
+        return None
+    job = slurm.submit(script, env=env)
+    q = _shell_path(paths.root)
+    echo(f"submitted job array {job} ({slurm_opts.workers} task(s)); worker logs in {paths.logs}\n"
+         f"  progress: lse status --pop {q} --watch    queue: squeue -j {job}\n"
+         f"  stop gracefully: lse stop --pop {q}    (or scancel {job}: workers stop on SIGTERM)")
+    return job
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+
+
+def _command():
+    import typer
+
+    def launch_cmd(
+        pop: Path = typer.Option(Path("population"), "--pop", help="population folder (created if missing, resumed if it exists)"),
+        workers: int = typer.Option(None, "--workers", "-w", min=1, help="workers: local processes or Slurm array tasks (default: one per core on CPU, GPUs x --workers-per-gpu on GPU)"),
+        workers_per_gpu: int = typer.Option(1, "--workers-per-gpu", min=1, help="local workers sharing one GPU"),
+        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (auto: cuda when available)"),
+        threads: int = typer.Option(None, "--threads", min=1, help="torch threads per local worker (default: cores / workers)"),
+        dataset: str = typer.Option(None, "--dataset", help="fashion-mnist | mnist | cifar10 | cifar100 (default: fashion-mnist)"),
+        data_dir: Path = typer.Option(None, "--data-dir", help="folder with the data set's standard files (default: $LSE_DATA, system folders)"),
+        validation_size: int = typer.Option(None, "--validation-size", min=1, help="training examples held out for fitness (default: 5000)"),
+        population_size: int = typer.Option(None, "--population-size", min=2, help="alive individuals to maintain (default: 4 x workers, the paper's ratio)"),
+        steps: int = typer.Option(None, "--steps", min=1, help="SGD steps per individual, batch 50 (default: 25600)"),
+        selection: str = typer.Option(None, "--selection", help="tournament (section 3.1) | random (the random-search control) (default: tournament)"),
+        inheritance: bool = typer.Option(None, "--inheritance/--no-inheritance", help="children inherit the parent's weights (section 3.6) (default: on)"),
+        seed: int = typer.Option(None, "--seed", help="experiment seed: validation split, workers' seeds (default: 0)"),
+        initial_learning_rate: float = typer.Option(None, "--initial-learning-rate", help="learning rate of initial individuals (default: 0.1)"),
+        mutation_prob: list[str] = typer.Option(None, "--mutation-prob", help="NAME=WEIGHT, repeatable; names not given weigh 0 (default: uniform over the 11 mutations)"),
+        max_individuals: int = typer.Option(None, "--max-individuals", min=1, help="stop after this many births"),
+        max_hours: float = typer.Option(None, "--max-hours", help="stop this many hours after the experiment was created"),
+        max_flops: float = typer.Option(None, "--max-flops", help="stop when the experiment's FLOPs (section 3.5) exceed this"),
+        force: bool = typer.Option(False, "--force", help="resume even if the options differ from the saved experiment (replaces them)"),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="live progress line"),
+        prepare_only: bool = typer.Option(False, "--prepare-only", help="create or update experiment.json, start no worker (then run worker.py yourself, e.g. docker compose)"),
+        use_slurm: bool = typer.Option(False, "--slurm", help="submit the workers as a Slurm job array instead of running them here"),
+        partition: str = typer.Option(None, "--partition", help="Slurm partition"),
+        time_limit: str = typer.Option(None, "--time", help="Slurm time limit per task (e.g. 4:00:00); workers stop gracefully before it"),
+        gpus_per_task: int = typer.Option(None, "--gpus-per-task", min=1, help="Slurm GPUs per task"),
+        cpus_per_task: int = typer.Option(1, "--cpus-per-task", min=1, help="Slurm CPUs per task (= the worker's threads)"),
+        mem: str = typer.Option(None, "--mem", help="Slurm memory per task (e.g. 8G)"),
+        account: str = typer.Option(None, "--account", help="Slurm account"),
+        requeue: bool = typer.Option(False, "--requeue", help="requeue preempted Slurm tasks (they resume as new workers)"),
+        job_name: str = typer.Option("lse", "--job-name", help="Slurm job name"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="with --slurm: print the sbatch script, submit nothing"),
+    ) -> None:
+        """Create or resume an evolution experiment and run its workers (locally, or as a Slurm job array)."""
+        try:
+            given = dict(
+                dataset=dataset, data_dir=None if data_dir is None else str(data_dir), validation_size=validation_size,
+                population_size=population_size, steps=steps, selection=selection, inheritance=inheritance, seed=seed,
+                initial_learning_rate=initial_learning_rate, mutation_probabilities=parse_mutation_probs(mutation_prob),
+                max_individuals=max_individuals, max_hours=max_hours, max_flops=max_flops,
+            )
+            if prepare_only:
+                prepare_experiment(pop, given, workers=workers or 1, force=force, echo=typer.echo)
+                return
+            if use_slurm:
+                from lse.runners.slurm import SlurmOptions
+
+                sopts = SlurmOptions.parse(dict(
+                    workers=workers or 1, partition=partition, time=time_limit, gpus_per_task=gpus_per_task,
+                    cpus_per_task=cpus_per_task, mem=mem, account=account, requeue=requeue, job_name=job_name))
+                LaunchOptions.parse({"device": device})  # validates --device
+                if dry_run:
+                    # Nothing is created: the script only names the folder.
+                    launch_slurm(pop, sopts, device=device, dry_run=True, echo=typer.echo)
+                    return
+                prepare_experiment(pop, given, workers=sopts.workers, force=force, echo=typer.echo)
+                launch_slurm(pop, sopts, device=device, echo=typer.echo)
+                return
+            if dry_run:
+                raise ConfigError("--dry-run only applies to --slurm", "add --slurm, or drop --dry-run")
+            n = workers or _default_workers(device, workers_per_gpu)
+            opts = LaunchOptions.parse(dict(workers=n, workers_per_gpu=workers_per_gpu, device=device, threads=threads))
+            prepare_experiment(pop, given, workers=n, force=force, echo=typer.echo)
+            launch_local(pop, opts, echo=typer.echo, progress=progress)
+        except LseError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(1) from None
+
+    return launch_cmd
+
+
+def _default_workers(device: str, workers_per_gpu: int) -> int:
+    gpus = _resolve_gpus(device) if device != "cpu" else 0
+    return gpus * workers_per_gpu if gpus else max(1, os.cpu_count() or 1)
+
+
+def stop(pop_dir) -> Path:
+    """Ask every worker of the population to stop after its current step (the STOP file)."""
+    store = Store(pop_dir).open()
+    store.request_stop("lse stop")
+    return store.paths.stop
+
+
+def register_cli(app) -> None:
+    """``lse launch`` and ``lse stop``."""
+    import typer
+
+    app.command("launch")(_command())
+
+    @app.command("stop")
+    def stop_cmd(pop: Path = typer.Option(Path("population"), "--pop", help="population folder")) -> None:
+        """Stop every worker of a population gracefully (writes POP/STOP; a new launch removes it)."""
+        try:
+            path = stop(pop)
+        except LseError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"wrote {path}: workers stop within one training step; nothing half-done is published")
+
+
+def main() -> None:
+    import typer
+
+    app = typer.Typer(add_completion=False)
+    app.command()(_command())
+    app()
+
+
+if __name__ == "__main__":
+    main()
