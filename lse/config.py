@@ -17,13 +17,17 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lse.algorithms.base import AlgorithmSpec
 
 from lse.errors import ConfigError
 
 #: Version of the experiment.json schema this code writes.  A file with a higher version was
 #: written by a newer lse and is refused rather than misread.
-CONFIG_SCHEMA_VERSION = 1
+CONFIG_SCHEMA_VERSION = 2
+# Version 2 added ``algorithm`` and ``initial_dna``; a version-1 file (the paper's algorithm,
+# trivial initial individuals) reads unchanged, since both default to that.
 
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100")
 
@@ -63,14 +67,20 @@ class ExperimentConfig(_Validated):
 
     # --- population (section 3.1) ---
     population_size: int = Field(40, ge=2, description="alive individuals the workers maintain (paper: 1000)")
+    algorithm: AlgorithmSpec = Field(
+        default_factory=AlgorithmSpec, description="the algorithm (lse algorithms) and its typed options"
+    )
     selection: Literal["tournament", "random"] = Field(
-        "tournament", description="tournament: kill the worse of two; random: the paper's random-search control"
+        "tournament", description="tournament: the algorithm's selection; random: the random-search control (fitness ignored)"
     )
     inheritance: bool = Field(True, description="children inherit the parent's weights (section 3.6)")
     mutation_probabilities: dict[str, float] | None = Field(
         None, description="relative weight per mutation name; None: uniform over the 11 of section 3.2"
     )
     seed: int = Field(0, description="experiment seed: fixes the validation split; workers derive their own")
+    initial_dna: dict | None = Field(
+        None, description="DNA (JSON) of every initial individual (--initial-dna); None: section 3.3's trivial model"
+    )
 
     # --- training (section 3.4) ---
     steps: int = Field(25_600, ge=1, description="SGD steps per individual")
@@ -107,6 +117,40 @@ class ExperimentConfig(_Validated):
         if any(p < 0 for p in v.values()) or sum(v.values()) <= 0:
             raise ValueError("probabilities must be >= 0 with a positive sum")
         return v
+
+    @field_validator("algorithm")
+    @classmethod
+    def _known_algorithm(cls, v: AlgorithmSpec) -> AlgorithmSpec:
+        from lse.algorithms import algorithm_class
+
+        algo = algorithm_class(v.name)
+        try:
+            options = algo.Options.model_validate(v.options)
+        except ValidationError as e:
+            raise ValueError(f"{v.name} option {_first_error(e)}") from None
+        # Saved with every default filled in: a later default change cannot alter a resumed run.
+        return AlgorithmSpec(name=v.name, options=options.model_dump(mode="json"))
+
+    @field_validator("initial_dna")
+    @classmethod
+    def _valid_dna(cls, v: dict | None) -> dict | None:
+        if v is None:
+            return v
+        from lse.core.dna import DNA
+        from lse.errors import DNAError
+
+        try:
+            return DNA.model_validate(v).model_dump(mode="json")
+        except (ValidationError, DNAError) as e:
+            raise ValueError(f"not a valid DNA: {str(e).splitlines()[0]}") from None
+
+    @model_validator(mode="after")
+    def _control_supported(self) -> "ExperimentConfig":
+        from lse.algorithms import algorithm_class
+
+        if self.selection == "random" and not algorithm_class(self.algorithm.name).random_control:
+            raise ValueError(f"algorithm {self.algorithm.name} has no random-search control; use selection tournament")
+        return self
 
     # --- identity and persistence ---
     def identity(self) -> dict:

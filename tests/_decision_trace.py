@@ -36,7 +36,8 @@ class DeterministicTrainer:
     def prepare(self, config: ExperimentConfig) -> None:
         self.config = config
 
-    def train_child(self, dna, parent_state, mutation, *, seed, should_stop):
+    def train_child(self, child, parent_states, recipe, *, seed, should_stop):
+        dna, parent_state = child.dna, parent_states or None
         convs = dna.conv_edges()
         acc = min(0.95, 0.05 + 0.08 * len(convs) + 0.01 * (seed % 7) + 0.001 * len(dna.vertices))
         return ChildResult(

@@ -73,7 +73,8 @@ def test_inheritance_table(name, seed):
         assert torch.equal(cstate[n], pstate[n])
     for e in record.changed_edges:
         assert not any(n.startswith(f"edges.{e}.") for n in report.kept_names)
-    assert report.summary() == {"kept": report.kept, "reinitialised": report.reinitialised}
+    assert report.summary() == {"kept": report.kept, "reinitialised": report.reinitialised,
+                                "by_parent": {"parent": report.kept} if report.kept else {}}
 
 
 def test_identity_child_computes_exactly_what_the_parent_computes():

@@ -45,7 +45,11 @@ def test_ids_are_unique_and_sort_by_birth():
         "x",
         "../20240101T000000000000Z-0123abcd.alive.0.500000",
         "20240101T000000000000Z-0123abcd.alive.0.5",
-        "20240101T000000000000Z-0123abcd.alive.2.000000",
+        "20240101T000000000000Z-0123abcd.alive.02.000000",  # one spelling per fitness
+        "20240101T000000000000Z-0123abcd.alive.-0.000000",
+        "20240101T000000000000Z-0123abcd.alive.1234567890.000000",  # beyond FITNESS_LIMIT
+        "20240101T000000000000Z-0123abcd.alive.1e5",
+        "20240101T000000000000Z-0123abcd.alive.nan",
         "20240101T000000000000Z-0123abcd.alive.0.500000\n",
         "20240101T000000000000Z-0123abcd.dead.0.500000",  # dead needs the killer
         "20240101T000000000000Z-0123abcd.dead.0.500000.w/1",
@@ -60,8 +64,9 @@ def test_strict_names_refuse(name):
 
 def test_names_round_trip():
     i = new_id()
-    for n in (IndividualName(i, "alive", 0.25), IndividualName(i, "dead", None, "host-1_a"), IndividualName(i, "dead", 1.0, "w")):
-        assert IndividualName.parse(n.render()) == n
+    for n in (IndividualName(i, "alive", 0.25), IndividualName(i, "dead", None, "host-1_a"), IndividualName(i, "dead", 1.0, "w"),
+              IndividualName(i, "alive", 2.5), IndividualName(i, "alive", -3.25), IndividualName(i, "alive", 123456.0)):
+        assert IndividualName.parse(n.render()) == n  # fitness other than an accuracy (version 2)
 
 
 # ---- layout and experiment.json --------------------------------------------------------------

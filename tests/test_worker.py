@@ -37,7 +37,8 @@ class StandIn:
     def prepare(self, config: ExperimentConfig) -> None:
         self.config = config
 
-    def train_child(self, dna, parent_state, mutation, *, seed, should_stop):
+    def train_child(self, child, parent_states, recipe, *, seed, should_stop):
+        dna, parent_state = child.dna, parent_states or None
         with self.lock:
             self.calls += 1
             n = self.calls

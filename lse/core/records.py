@@ -3,8 +3,10 @@
 * :func:`new_id` -- ids unique without coordination across hosts and ordered by birth time, so
   that ``ls individuals/`` and ``sorted(ids)`` list the population in birth order.
 * :class:`IndividualName` -- the strict grammar of an individual's directory name
-  ``<id>.<state>.<acc>[.<by>]`` (paper footnote 2: the file name carries the state, and here
-  also the fitness, so that a tournament needs a directory listing and no file reads).
+  ``<id>.<state>.<fitness>[.<by>]`` (paper footnote 2: the file name carries the state, and
+  here also the fitness, so that a tournament needs a directory listing and no file reads).
+  The fitness is the algorithm's scalar: the validation accuracy for the paper's algorithm,
+  something else (possibly above 1 or below 0) for others.
 * :class:`IndividualRecord` -- the small JSON record kept for every individual forever.
 
 Pure: no filesystem access here (the store does that).
@@ -12,6 +14,7 @@ Pure: no filesystem access here (the store does that).
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import threading
@@ -20,11 +23,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: Version of record.json / history/<id>.json this code writes.  A newer file is refused with
 #: a message saying to upgrade (the store quarantines it: moved aside, never deleted).
-RECORD_SCHEMA_VERSION = 1
+RECORD_SCHEMA_VERSION = 2
+# Version 2 added parents, objectives, fitness, age, species and barrier_generation (the
+# algorithm seam).  A version-1 record reads as version 2: parents from parent_id, fitness and
+# objectives from val_accuracy (see IndividualRecord._upgrade).
 
 # 20240131T235959123456Z-9f2c04ab: UTC time to the microsecond (sorts by birth) and 32 random
 # bits (two hosts in the same microsecond still differ; no coordination, no shared counter).
@@ -35,7 +41,11 @@ _ID_FULL = re.compile(rf"^{ID_RE}$")
 WORKER_ID_RE = r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}"
 _WORKER_ID_FULL = re.compile(rf"^{WORKER_ID_RE}$")
 
-_ACC_RE = r"[01]\.[0-9]{6}|none"
+# Fitness: fixed 6 decimals, at most 9 integer digits, optional minus sign; "none" for a child
+# that failed.  The bound keeps names short and parsing exact.
+_ACC_RE = r"-?[0-9]{1,9}\.[0-9]{6}|none"
+#: largest |fitness| a directory name can carry
+FITNESS_LIMIT = 1e9
 _NAME_RE = re.compile(
     rf"^(?P<id>{ID_RE})\.(?:(?P<alive>alive)\.(?P<acc_a>{_ACC_RE})"
     rf"|(?P<dead>dead)\.(?P<acc_d>{_ACC_RE})\.(?P<by>{WORKER_ID_RE}))$"
@@ -84,12 +94,14 @@ def id_time(individual_id: str) -> float:
     return dt.timestamp()
 
 
-def format_acc(acc: float | None) -> str:
-    if acc is None:
+def format_fitness(fitness: float | None) -> str:
+    """The fitness as a directory name writes it (6 decimals); "none" for a failed child."""
+    if fitness is None:
         return "none"
-    if not 0.0 <= acc <= 1.0:
-        raise ValueError(f"accuracy must be in [0, 1], got {acc!r}")
-    return f"{acc:.6f}"
+    if not (math.isfinite(fitness) and abs(fitness) < FITNESS_LIMIT):
+        raise ValueError(f"fitness must be finite and below {FITNESS_LIMIT:g} in size, got {fitness!r}")
+    text = f"{fitness:.6f}"
+    return "0.000000" if text == "-0.000000" else text
 
 
 @dataclass(frozen=True)
@@ -98,7 +110,7 @@ class IndividualName:
 
     id: str
     state: State
-    fitness: float | None  # validation accuracy rounded to 6 decimals; None for a failed child
+    fitness: float | None  # the algorithm's fitness rounded to 6 decimals; None for a failed child
     by: str | None = None  # dead: the worker that killed it (or that published it dead)
 
     @classmethod
@@ -110,14 +122,14 @@ class IndividualName:
             return None
         acc = m["acc_a"] or m["acc_d"]
         fitness = None if acc == "none" else float(acc)
-        if fitness is not None and fitness > 1.0:
-            return None
+        if acc == "-0.000000" or (acc.startswith("0") and acc[1] != ".") or acc.startswith("-0") and acc[2] != ".":
+            return None  # one spelling per value: no "-0.000000", no leading zeros
         if m["alive"]:
             return cls(m["id"], "alive", fitness)
         return cls(m["id"], "dead", fitness, m["by"])
 
     def render(self) -> str:
-        acc = "none" if self.fitness is None else f"{self.fitness:.6f}"
+        acc = format_fitness(self.fitness)
         if self.state == "alive":
             return f"{self.id}.alive.{acc}"
         assert self.by is not None, "a dead name carries the worker that killed it"
@@ -126,8 +138,11 @@ class IndividualName:
 
 class Inheritance(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    kept: int = Field(0, ge=0, description="parent tensors copied by name and exact shape")
+    kept: int = Field(0, ge=0, description="child tensors copied (whole or in part) from a parent")
     reinitialised: int = Field(0, ge=0, description="child tensors freshly initialised")
+    by_parent: dict[str, int] = Field(
+        default_factory=dict, description="parent id -> child tensors copied from it (two-parent variation)"
+    )
 
 
 class Flops(BaseModel):
@@ -144,12 +159,19 @@ class IndividualRecord(BaseModel):
 
     schema_version: int = Field(RECORD_SCHEMA_VERSION, description="record schema version")
     id: str = Field(description="individual id (see new_id)")
-    parent_id: str | None = Field(None, description="None for an initial individual")
-    generation: int = Field(0, ge=0, description="number of ancestors")
+    parent_id: str | None = Field(None, description="the first parent (structure); None for an initial individual")
+    parents: list[str] = Field(default_factory=list, description="every parent, structure parent first")
+    generation: int = Field(0, ge=0, description="lineage depth: 1 + the first parent's")
+    algorithm: str = Field("real2017", description="the algorithm that made this individual")
     dna: dict = Field(description="lse.core.dna.DNA as JSON (model_dump(mode='json'))")
     mutation: dict | None = Field(None, description="MutationRecord as JSON; None for initial individuals")
     inheritance: Inheritance | None = Field(None, description="weights kept/reinitialised from the parent")
-    val_accuracy: float | None = Field(None, ge=0.0, le=1.0, description="fitness; None when training failed")
+    val_accuracy: float | None = Field(None, ge=0.0, le=1.0, description="validation accuracy; None when failed or not a classifier")
+    objectives: dict[str, float] = Field(default_factory=dict, description="objective name -> value (all maximised)")
+    fitness: float | None = Field(None, description="the scalar selection uses (in the folder name); None when failed")
+    age: int | None = Field(None, ge=0, description="age, for algorithms that count it (001: trainings survived)")
+    species: str | None = Field(None, description="species label, for algorithms with speciation")
+    barrier_generation: int | None = Field(None, ge=0, description="generation index under the generation barrier")
     failed_reason: str | None = Field(None, description="why the child was born dead (NaN loss, OOM, ...)")
     steps: int = Field(0, ge=0, description="SGD steps trained")
     examples: int = Field(0, ge=0, description="training examples seen")
@@ -165,6 +187,37 @@ class IndividualRecord(BaseModel):
     killed_by: str | None = Field(None, description="worker id that killed it")
     collected: bool = Field(False, description="weights garbage-collected; only the record remains")
     extra: dict = Field(default_factory=dict, description="free-form details (e.g. trainer info)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_from_v1(cls, data: object) -> object:
+        """Fields a version-1 record (before the algorithm seam) did not have, as version 2
+        would say them: parents from parent_id; fitness and objectives from val_accuracy (the
+        paper's fitness).  Writers that leave them out get the same defaults."""
+        if isinstance(data, dict):
+            data = dict(data)
+            if "parents" not in data:
+                data["parents"] = [data["parent_id"]] if data.get("parent_id") else []
+            acc = data.get("val_accuracy")
+            data.setdefault("fitness", acc)
+            if "objectives" not in data:
+                data["objectives"] = {} if acc is None else {"val_accuracy": acc}
+        return data
+
+    @field_validator("fitness")
+    @classmethod
+    def _finite_fitness(cls, v: float | None) -> float | None:
+        if v is not None and not (math.isfinite(v) and abs(v) < FITNESS_LIMIT):
+            raise ValueError(f"fitness must be finite and below {FITNESS_LIMIT:g} in size, got {v!r}")
+        return v
+
+    @field_validator("parents")
+    @classmethod
+    def _strict_parents(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if not is_id(p):
+                raise ValueError(f"not an individual id: {p!r}")
+        return v
 
     @field_validator("schema_version")
     @classmethod

@@ -74,3 +74,21 @@ def decide(selection: str, candidates: Sequence[Candidate], rng: random.Random) 
     if selection == "random":
         return random_search(candidates, rng)
     raise ValueError(f"unknown selection {selection!r}; valid: {', '.join(SELECTIONS)}")
+
+
+def tournament_of(candidates: Sequence[Candidate], size: int, rng: random.Random) -> str:
+    """Regularized evolution's selection: draw ``size`` distinct candidates uniformly at random;
+    the fittest is the parent (a tie goes to the first drawn)."""
+    if not candidates:
+        raise ValueError("selection needs at least 1 alive individual")
+    drawn = [candidates[i] for i in rng.sample(range(len(candidates)), min(size, len(candidates)))]
+    best = drawn[0]
+    for c in drawn[1:]:
+        if _fitness(c[1]) > _fitness(best[1]):
+            best = c
+    return best[0]
+
+
+def oldest(ids: Sequence[str]) -> str | None:
+    """Aging: the individual born first.  Ids sort by birth time (lse.core.records.new_id)."""
+    return min(ids) if ids else None

@@ -13,6 +13,10 @@ taken from the :class:`lse.core.mutations.MutationRecord`:
 So identity and alter-learning-rate keep everything, filter-size loses only the mutated
 convolution, and a change of width re-initialises exactly the tensors whose shape changed.
 
+Two-parent variation generalises this to a provenance map (:mod:`lse.core.provenance`): each
+child tensor, or rows of it, from a named parent; :func:`inherit` carries it out and counts the
+tensors each parent gave.  :func:`inherit_weights` is the one-parent case of section 3.6.
+
 Inheritance off (``ExperimentConfig.inheritance == False``, the paper's control) is simply
 *not calling* this function: the child keeps its fresh initialisation.
 """
@@ -26,19 +30,21 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 from lse.core.mutations import MutationRecord
+from lse.core.provenance import Provenance, TensorSource
 
 
 class InheritanceReport(BaseModel):
     """What inheritance did; ``kept + reinitialised`` = number of tensors in the child's state."""
 
-    kept: int = Field(description="child tensors copied from the parent")
+    kept: int = Field(description="child tensors copied (whole or in part) from a parent")
     reinitialised: int = Field(description="child tensors left at their fresh initialisation")
     kept_names: list[str] = Field(default_factory=list)
     reinitialised_names: list[str] = Field(default_factory=list)
+    by_parent: dict[str, int] = Field(default_factory=dict, description="parent id -> child tensors it gave")
 
-    def summary(self) -> dict[str, int]:
-        """The part saved in an individual's record: ``{"kept": k, "reinitialised": r}``."""
-        return {"kept": self.kept, "reinitialised": self.reinitialised}
+    def summary(self) -> dict:
+        """The part saved in an individual's record: ``{"kept", "reinitialised", "by_parent"}``."""
+        return {"kept": self.kept, "reinitialised": self.reinitialised, "by_parent": dict(self.by_parent)}
 
 
 def inherit_weights(
@@ -47,20 +53,57 @@ def inherit_weights(
     """Copy into ``child`` (in place) each tensor of ``parent_state`` whose name and shape
     match, except those excluded by ``record`` (see the module docstring).  ``record`` None:
     no exclusions.  Tensors are copied across devices and dtypes as needed."""
-    blocked: tuple[str, ...] = ()
-    if record is not None:
-        if record.reset_all:
-            names = list(child.state_dict())
-            return InheritanceReport(kept=0, reinitialised=len(names), reinitialised_names=names)
-        blocked = tuple(f"edges.{eid}." for eid in record.changed_edges)
+    return inherit(child, {"parent": parent_state}, Provenance.from_mutation("parent", record))
+
+
+def inherit(
+    child: nn.Module, states: Mapping[str, Mapping[str, torch.Tensor]], provenance: Provenance
+) -> InheritanceReport:
+    """Carry out ``provenance`` (:mod:`lse.core.provenance`): copy into ``child`` (in place)
+    the tensors it names from ``states`` (parent id -> state dict).
+
+    A whole-tensor source is copied only when its shape matches exactly (section 3.6); a
+    row source copies the listed rows, and of their trailing dimensions the overlapping corner.
+    A source whose parent or tensor is missing, or whose rows are out of range, is skipped:
+    that part keeps its fresh initialisation.  A child tensor counts as kept when at least one
+    piece was copied, and is credited to each parent that gave a piece."""
     kept: list[str] = []
     fresh: list[str] = []
+    by_parent: dict[str, int] = {}
     with torch.no_grad():
         for name, tensor in child.state_dict().items():  # tensors share storage with the module
-            src = parent_state.get(name)
-            if src is None or tuple(src.shape) != tuple(tensor.shape) or name.startswith(blocked):
+            givers: set[str] = set()
+            for pieces in provenance.plan(name):
+                givers = {s.parent for s in pieces if _copy(tensor, states, s)}
+                if givers:
+                    break
+            if not givers:
                 fresh.append(name)
                 continue
-            tensor.copy_(src)
             kept.append(name)
-    return InheritanceReport(kept=len(kept), reinitialised=len(fresh), kept_names=kept, reinitialised_names=fresh)
+            for p in givers:
+                by_parent[p] = by_parent.get(p, 0) + 1
+    return InheritanceReport(kept=len(kept), reinitialised=len(fresh), kept_names=kept, reinitialised_names=fresh,
+                             by_parent=by_parent)
+
+
+def _copy(tensor: torch.Tensor, states: Mapping[str, Mapping[str, torch.Tensor]], s: TensorSource) -> bool:
+    src = states.get(s.parent, {}).get(s.name)
+    if src is None:
+        return False
+    if s.rows is None:
+        if tuple(src.shape) != tuple(tensor.shape):
+            return False
+        tensor.copy_(src)
+        return True
+    if src.dim() != tensor.dim() or src.dim() == 0:
+        return False
+    if max(s.rows, default=-1) >= src.shape[0] or max(s.into or (), default=-1) >= tensor.shape[0]:
+        return False
+    corner = tuple(slice(0, min(a, b)) for a, b in zip(src.shape[1:], tensor.shape[1:]))
+    rows_src = src[list(s.rows)].to(tensor.device, tensor.dtype)
+    idx = torch.tensor(s.into, device=tensor.device)
+    target = tensor.index_select(0, idx)
+    target[(slice(None), *corner)] = rows_src[(slice(None), *corner)]
+    tensor.index_copy_(0, idx, target)
+    return True

@@ -85,11 +85,16 @@ def train(
     eval_batch_size: int = 1000,
     channels_last: bool = True,
     cuda_graph: bool = False,
+    optimizer: str = "sgd",
+    data_fraction: float = 1.0,
 ) -> TrainResult:
     """Train ``model`` in place for ``steps`` SGD steps on ``dataset``'s training split, then
     return its accuracy on the validation split.  The test split is never touched.
 
     ``seed`` fixes the batch order and the augmentation (model initialisation is the caller's).
+    ``optimizer``: "sgd" (section 3.4) or "adadelta" (seed 002; ``learning_rate`` is its lr,
+    momentum unused).  ``data_fraction`` < 1: train on a random subset of the training split
+    of that size, drawn from ``seed`` (seed 002: a fresh 10% per generation).
     Batches are drawn by reshuffling the training split every epoch.  ``device`` defaults to
     the device the data set lives on.
     """
@@ -107,16 +112,22 @@ def train(
         # static shapes for 25,600 steps: per-shape kernel autotuning pays for itself
         torch.backends.cudnn.benchmark = True
 
-    opt_kwargs: dict = dict(lr=learning_rate, momentum=momentum, weight_decay=weight_decay)
-    if on_cuda:
-        opt_kwargs["fused"] = True
+    if optimizer not in ("sgd", "adadelta"):
+        raise ValueError(f"unknown optimizer {optimizer!r}; valid: sgd, adadelta")
+    if not 0.0 < data_fraction <= 1.0:
+        raise ValueError(f"data_fraction must be in (0, 1], got {data_fraction}")
     params = [p for p in model.parameters() if p.requires_grad]
-    if not params:  # e.g. a model with nothing to learn; evaluation still defines fitness
-        optimizer = None
-    else:
-        optimizer = torch.optim.SGD(params, **opt_kwargs)
+    opt: torch.optim.Optimizer | None = None
+    if params and optimizer == "sgd":
+        opt_kwargs: dict = dict(lr=learning_rate, momentum=momentum, weight_decay=weight_decay)
+        if on_cuda:
+            opt_kwargs["fused"] = True
+        opt = torch.optim.SGD(params, **opt_kwargs)
+    elif params:
+        opt = torch.optim.Adadelta(params, lr=learning_rate, weight_decay=weight_decay)
+    optimizer = opt  # None: a model with nothing to learn; evaluation still defines fitness
 
-    sampler = _Batches(ds, batch_size, seed, augment, dev, cl)
+    sampler = _Batches(ds, batch_size, seed, augment, dev, cl, data_fraction)
     failed: str | None = None
     done = 0
     if should_stop():
@@ -158,9 +169,9 @@ class _Batches:
     """Draws (x float, y long) training batches on the device: every epoch a fresh permutation
     (from a generator seeded by ``seed``), uint8 gather, augmentation, one fused normalisation."""
 
-    def __init__(self, ds: Dataset, batch_size: int, seed: int, augment: bool, dev: torch.device, cl: bool):
+    def __init__(self, ds: Dataset, batch_size: int, seed: int, augment: bool, dev: torch.device, cl: bool,
+                 fraction: float = 1.0):
         self.x, self.y = ds.train_x, ds.train_y
-        self.n = self.x.shape[0]
         self.batch_size = batch_size
         self.augment = augment
         self.flip = ds.flip
@@ -168,6 +179,10 @@ class _Batches:
         self.cl = cl
         self.gen = torch.Generator(device=dev)
         self.gen.manual_seed(int(seed))
+        if fraction < 1.0:  # one random subset for this whole training (seed 002's 10%)
+            keep = torch.randperm(self.x.shape[0], device=dev, generator=self.gen)[: max(1, round(fraction * self.x.shape[0]))]
+            self.x, self.y = self.x[keep], self.y[keep]
+        self.n = self.x.shape[0]
         self.dev = dev
         self.perm = torch.empty(0, dtype=torch.int64, device=dev)
         self.pos = 0

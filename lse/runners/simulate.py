@@ -133,13 +133,14 @@ class StandInTrainer:
         self.config = config
         self.input_channels = DATASETS[config.dataset][0][0]
 
-    def train_child(self, dna, parent_state, mutation, *, seed, should_stop):
+    def train_child(self, child, parent_states, recipe, *, seed, should_stop):
         import torch
 
         from lse.nn.build import build_model
-        from lse.nn.inherit import inherit_weights
+        from lse.nn.inherit import inherit
         from lse.runners.worker import ChildResult
 
+        dna = child.dna
         cfg = self.config
         assert cfg is not None, "prepare() first"
         shape, classes, _, _ = DATASETS[cfg.dataset]
@@ -151,9 +152,8 @@ class StandInTrainer:
         total = fc.cost(cfg.steps, n_eval)
         torch.manual_seed(seed)
         model = build_model(dna, shape, classes)
-        if parent_state is not None:
-            rep = inherit_weights(model, parent_state, mutation)
-            inheritance = {"kept": rep.kept, "reinitialised": rep.reinitialised}
+        if parent_states and child.provenance is not None:
+            inheritance = inherit(model, parent_states, child.provenance).summary()
         else:
             inheritance = {"kept": 0, "reinitialised": len(model.state_dict())}
         acc = standin_accuracy(dna, seed, cfg.dataset)

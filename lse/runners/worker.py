@@ -44,15 +44,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable, Protocol
 
+from lse.algorithms import make_algorithm
+from lse.algorithms.base import Child, PopulationView, Recipe
 from lse.config import ExperimentConfig, WorkerOptions
-from lse.core.dna import DNA, initial_dna
-from lse.errors import DiskFull, LostRace, StopRequested
-from lse.core.mutations import MutationRecord, mutate
 from lse.core.records import IndividualName, IndividualRecord, is_id, is_worker_id, new_id
-from lse.core.selection import decide
+from lse.errors import DiskFull, LostRace, StopRequested
 from lse.store import Store
+from lse.store.view import ViewCache
 
 log = logging.getLogger("lse.runners.worker")
 
@@ -78,7 +79,7 @@ class ChildResult:
     val_accuracy: float | None  # None (or ignored) when failed_reason is set
     failed_reason: str | None = None
     state_dict: dict | None = None  # weights to publish (None for a failed child)
-    inheritance: dict | None = None  # {"kept": int, "reinitialised": int}; None: initial child
+    inheritance: dict | None = None  # {"kept", "reinitialised", "by_parent"}; None: initial child
     flops: dict | None = None  # {"train_per_batch", "eval_per_batch", "total"} (section 3.5)
     params: int | None = None
     steps: int = 0
@@ -92,7 +93,9 @@ class Trainer(Protocol):
     """Turns a DNA (and its parent's weights) into a trained, evaluated child.
 
     ``prepare`` is called once per worker process (load the data set there); ``input_channels``
-    is valid after it.  ``train_child`` must poll ``should_stop`` and let
+    is valid after it.  ``train_child`` builds ``child.dna``, inherits what ``child.provenance``
+    names from ``parent_states`` (parent id -> weights; empty: nothing is inherited), trains it
+    as ``recipe`` says and evaluates it on the validation split.  It must poll ``should_stop`` and let
     :class:`~lse.errors.StopRequested` propagate; any other failure of the child is reported in
     ``ChildResult.failed_reason`` rather than raised.
     """
@@ -103,9 +106,9 @@ class Trainer(Protocol):
 
     def train_child(
         self,
-        dna: DNA,
-        parent_state: dict | None,
-        mutation: MutationRecord | None,
+        child: Child,
+        parent_states: Mapping[str, dict],
+        recipe: Recipe,
         *,
         seed: int,
         should_stop: ShouldStop,
@@ -145,30 +148,36 @@ class TorchTrainer:
         )
         self.input_channels = self.dataset.input_shape[0]
 
-    def train_child(self, dna, parent_state, mutation, *, seed, should_stop) -> ChildResult:
+    def train_child(self, child, parent_states, recipe, *, seed, should_stop) -> ChildResult:
         import torch
 
         from lse.nn.build import build_model
         from lse.nn.flops import count_flops
-        from lse.nn.inherit import inherit_weights
+        from lse.nn.inherit import inherit
         from lse.nn.train import train
 
-        cfg, ds = self.config, self.dataset
+        cfg, ds, dna = self.config, self.dataset, child.dna
         assert cfg is not None and ds is not None, "prepare() first"
+        steps = recipe.steps if recipe.steps is not None else cfg.steps
+        if recipe.epochs is not None:
+            steps = math.ceil(recipe.epochs * ds.train_x.shape[0] * recipe.data_fraction / cfg.batch_size)
+        if recipe.optimizer == "none":
+            steps = 0  # no gradient training: the child is only evaluated
         try:
             fc = count_flops(dna, ds.input_shape, ds.num_classes, cfg.batch_size, cfg.eval_batch_size)
             torch.manual_seed(seed)  # model initialisation; train() seeds batches and augmentation
             model = build_model(dna, ds.input_shape, ds.num_classes)
-            if parent_state is not None:
-                rep = inherit_weights(model, parent_state, mutation)
-                inheritance = {"kept": rep.kept, "reinitialised": rep.reinitialised}
+            if parent_states and child.provenance is not None:
+                inheritance = inherit(model, parent_states, child.provenance).summary()
             else:
                 inheritance = {"kept": 0, "reinitialised": len(model.state_dict())}
             params = sum(p.numel() for p in model.parameters())
             res = train(
-                model, ds, learning_rate=dna.learning_rate, steps=cfg.steps, batch_size=cfg.batch_size,
+                model, ds, learning_rate=dna.learning_rate, steps=steps, batch_size=cfg.batch_size,
                 momentum=cfg.momentum, weight_decay=cfg.weight_decay, seed=seed, augment=cfg.augment,
                 should_stop=should_stop, device=self.device, eval_batch_size=cfg.eval_batch_size,
+                optimizer="sgd" if recipe.optimizer == "none" else recipe.optimizer,
+                data_fraction=recipe.data_fraction,
             )
         except StopRequested:
             raise
@@ -394,6 +403,7 @@ class WorkerSummary:
     failures: int = 0  # published dead with failed_reason
     kills: int = 0
     lost_races: int = 0
+    variation_failures: int = 0  # children given up because their mutation/crossover failed
     stop_reason: str = ""
 
 
@@ -497,6 +507,8 @@ class _Loop:
         self.births_seen: set[str] = set()  # every birth this worker ever counted
         self.flops_seen: dict[str, float] = {}
         self.birth_cache = BirthCache()  # names count_births parsed already (history/ only grows)
+        self.algorithm = make_algorithm(config)  # the seam: every decision of the paper's method
+        self.views = ViewCache(store)  # records of the alive, parsed once per folder name
 
     # -- stop checks --
     def _check_stop(self, limits: ExperimentConfig, births: set[str] | None) -> None:
@@ -603,15 +615,17 @@ class _Loop:
             except FileNotFoundError:
                 pass
 
-    def _select_parent(self, in_flight: int) -> tuple[IndividualRecord, dict] | None:
-        """Tournament (or the random control) until a parent was read; None: too few alive.
+    def _select_parents(self, in_flight: int) -> list[tuple[IndividualRecord, dict]] | None:
+        """The algorithm's selection until its parents were read; None: too few alive.
 
-        The loser is killed only while the population is full: alive + children in training
-        (``in_flight`` claims, ours included) > population_size.  Each kill makes room for the
-        child being trained, so the population stays at its size; and when a child died in
-        training, a stop discarded one, or a parent vanished after its rival was killed, the
-        next rounds reproduce without killing until the population is whole again.
+        Its kills are carried out only while the population is full: alive + children in
+        training (``in_flight`` claims, ours included) > population_size.  Each kill makes room
+        for the child being trained, so the population stays at its size; and when a child died
+        in training, a stop discarded one, or a parent vanished after its rival was killed, the
+        next rounds reproduce without killing until the population is whole again.  A kill or
+        a parent read lost to another worker is a lost race: select again.
         """
+        algo = self.algorithm
         while True:
             if self.stopper.should_stop():
                 raise StopRequested(self.stopper.reason() or "stop")
@@ -619,64 +633,84 @@ class _Loop:
             if len(alive) < 2:
                 return None
             by_id = {e.id: e for e in alive}
-            d = decide(self.config.selection, [(e.id, e.fitness) for e in alive], self.rng)
-            if len(alive) + in_flight <= self.config.population_size:
+            view = self.views.view(alive, algo.uses_records)
+            full = len(alive) + in_flight > self.config.population_size
+            sel = algo.select(view, self.rng, full=full)
+            if not full:
                 log.info("population below its size (%d alive, %d in training): %s reproduces, no kill",
-                         len(alive), in_flight, d.parent)
-            elif not self.store.kill(by_id[d.kill]):
-                self.summary.lost_races += 1
-                log.info("lost the race to kill %s; retrying", d.kill)
-                continue
-            else:
-                self.summary.kills += 1
-                log.info("killed %s (%s), parent %s (%s)", d.kill, by_id[d.kill].fitness, d.parent,
-                         by_id[d.parent].fitness)
+                         len(alive), in_flight, ", ".join(sel.parents))
+            elif sel.kills:
+                if not self._kill_all([by_id[k] for k in sel.kills], sel.parents, by_id):
+                    continue
                 if len(alive) >= self.config.population_size + 2:
-                    self._cull(alive, keep={d.kill, d.parent})
+                    self._cull(view.without(set(sel.kills) | set(sel.parents)), by_id)
             try:
-                return self.store.read_parent(by_id[d.parent])
+                return [self.store.read_parent(by_id[p]) for p in sel.parents]
             except LostRace as e:
                 self.summary.lost_races += 1
-                log.info("lost the race for parent %s (%s); retrying", d.parent, e)
+                log.info("lost the race for parent(s) %s (%s); retrying", ", ".join(sel.parents), e)
 
-    def _cull(self, alive: list, keep: set[str]) -> None:
-        """One extra tournament kill when the alive alone exceed the population by two.
+    def _kill_all(self, victims: list, parents: tuple[str, ...], by_id: dict) -> bool:
+        """Kill each victim; False at the first lost race (the caller selects again)."""
+        for victim in victims:
+            if not self.store.kill(victim):
+                self.summary.lost_races += 1
+                log.info("lost the race to kill %s; retrying", victim.id)
+                return False
+            self.summary.kills += 1
+            log.info("killed %s (%s), parent %s", victim.id, victim.fitness,
+                     ", ".join(f"{p} ({by_id[p].fitness})" for p in parents))
+        return True
+
+    def _cull(self, rest: PopulationView, by_id: dict) -> None:
+        """One extra kill when the alive alone exceed the population by two.
 
         Listings taken a moment apart can disagree by a birth or two, so the kill rule errs
         either way now and then; short heals by skipping kills, and over heals here, so the size
         cannot drift up over a long run.  Judged on the alive alone, not alive + in training:
         workers deciding at once on one snapshot would all cull (the first tournaments after
-        the initial population emptied it, 6 kills for 3 births).  A lost race is fine: someone
+        the initial population emptied it, 6 kills for 3 births).  The victim is the one the
+        algorithm's own selection would kill among the others.  A lost race is fine: someone
         else killed."""
-        rest = [(e.id, e.fitness) for e in alive if e.id not in keep]
-        if len(rest) < 2:
-            return
-        d = decide(self.config.selection, rest, self.rng)
-        victim = next(e for e in alive if e.id == d.kill)
-        if self.store.kill(victim):
+        victim_id = self.algorithm.cull(rest, self.rng)
+        if victim_id is not None and self.store.kill(by_id[victim_id]):
             self.summary.kills += 1
-            log.info("population over its size: also killed %s (%s)", victim.id, victim.fitness)
+            log.info("population over its size: also killed %s (%s)", victim_id, by_id[victim_id].fitness)
+
+    def _vary(self, parents: list[tuple[IndividualRecord, dict]] | None) -> tuple[Child, dict] | None:
+        """The child's DNA and the parents' weights it may inherit; None when the variation
+        failed (a mutation or crossover that produced something invalid): the worker gives up
+        on this child and tries again, as the paper's workers do -- it never dies of it."""
+        algo, cfg = self.algorithm, self.config
+        try:
+            if parents is None:
+                return algo.initial(self.rng, self.trainer.input_channels), {}
+            child = algo.vary([rec for rec, _ in parents], self.rng)
+        except Exception as e:  # noqa: BLE001  (whatever a variation raises, the worker lives)
+            self.summary.variation_failures += 1
+            log.warning("variation of %s failed (%s: %s); giving up on this child and trying again",
+                        ", ".join(r.id for r, _ in parents or ()), type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            return None
+        # the no-inheritance control (section 4): every child trains from scratch
+        states = {rec.id: state for rec, state in parents} if cfg.inheritance and child.provenance is not None else {}
+        return child, states
 
     def _make_child(self, child_id: str, initial: bool, in_flight: int = 1) -> None:
-        cfg = self.config
-        parent = None if initial else self._select_parent(in_flight)
-        if parent is None:
-            dna = initial_dna(cfg.initial_learning_rate, input_channels=self.trainer.input_channels)
-            mrec, parent_rec, parent_state = None, None, None
-        else:
-            parent_rec, parent_state = parent
-            dna, mrec = mutate(DNA.model_validate(parent_rec.dna), self.rng, cfg.mutation_probabilities)
-            if not cfg.inheritance:
-                parent_state = None  # the no-inheritance control (section 4): train from scratch
+        algo = self.algorithm
+        parents = None if initial else self._select_parents(in_flight)
+        varied = self._vary(parents)
+        if varied is None:
+            return
+        child, states = varied
+        by_id = {rec.id: rec for rec, _ in parents or ()}
+        first = by_id.get(child.parents[0]) if child.parents else None
         seed = self.rng.randrange(2**31)
-        what = "initial" if parent_rec is None else f"child of {parent_rec.id} by {mrec.name}"
-        log.info("training %s (%s), lr %.4g, seed %d", child_id, what, dna.learning_rate, seed)
+        what = "initial" if first is None else (
+            f"child of {', '.join(child.parents)} by {child.mutation.name if child.mutation else 'crossover'}")
+        log.info("training %s (%s), lr %.4g, seed %d", child_id, what, child.dna.learning_rate, seed)
         t0 = time.time()
         try:
-            res = self.trainer.train_child(
-                dna, parent_state, mrec if parent_state is not None else None, seed=seed,
-                should_stop=self.stopper.should_stop,
-            )
+            res = self.trainer.train_child(child, states, algo.recipe(), seed=seed, should_stop=self.stopper.should_stop)
         except StopRequested:
             log.info("stop during training of %s: discarded, nothing published", child_id)
             raise
@@ -684,14 +718,25 @@ class _Loop:
             log.exception("training %s failed", child_id)
             res = ChildResult(None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
         failed = res.failed_reason is not None or res.val_accuracy is None or not math.isfinite(res.val_accuracy)
+        objectives: dict[str, float] = {}
+        fitness = None
+        if not failed:
+            objectives = algo.objectives(float(res.val_accuracy), res.params)
+            fitness = algo.fitness(objectives)
+            if fitness is None or not math.isfinite(fitness):
+                failed, res.failed_reason = True, f"non-finite fitness {fitness!r}"
         record = IndividualRecord(
             id=child_id,
-            parent_id=None if parent_rec is None else parent_rec.id,
-            generation=0 if parent_rec is None else parent_rec.generation + 1,
-            dna=dna.model_dump(mode="json"),
-            mutation=None if mrec is None else mrec.model_dump(mode="json"),
-            inheritance=res.inheritance if parent_rec is not None else None,
+            parent_id=first.id if first is not None else None,
+            parents=list(child.parents),
+            generation=0 if first is None else first.generation + 1,
+            algorithm=algo.name,
+            dna=child.dna.model_dump(mode="json"),
+            mutation=None if child.mutation is None else child.mutation.model_dump(mode="json"),
+            inheritance=res.inheritance if first is not None else None,
             val_accuracy=None if failed else float(res.val_accuracy),
+            objectives=objectives,
+            fitness=None if failed else fitness,
             failed_reason=(res.failed_reason or "no validation accuracy") if failed else None,
             steps=res.steps,
             examples=res.examples,
@@ -701,17 +746,17 @@ class _Loop:
             host=self.store.host,
             train_seconds=res.train_seconds,
             eval_seconds=res.eval_seconds,
-            extra={**res.extra, "seed": seed, "started_at": t0,
-                   "inherited": parent_rec is not None and parent_state is not None},
+            extra={**res.extra, **child.details, "seed": seed, "started_at": t0,
+                   "inherited": first is not None and bool(states)},
         )
         self._publish_when_space(record, None if failed else res.state_dict, alive=not failed)
         self.summary.births += 1
-        self.summary.initial += parent_rec is None
+        self.summary.initial += first is None
         self.summary.failures += failed
         if failed:
             log.warning("published %s dead: %s", child_id, record.failed_reason)
         else:
-            log.info("born %s: val accuracy %.4f, %d steps in %.1f s", child_id, record.val_accuracy, res.steps,
+            log.info("born %s: fitness %.4f, %d steps in %.1f s", child_id, record.fitness, res.steps,
                      res.train_seconds)
 
     def _publish_when_space(self, record: IndividualRecord, state: dict | None, alive: bool) -> None:

@@ -46,7 +46,7 @@ from lse.core.records import (
     IndividualName,
     IndividualRecord,
     State,
-    format_acc,
+    format_fitness,
     is_id,
     is_worker_id,
     new_id,
@@ -669,8 +669,8 @@ class Store:
         is removed and DiskFull is raised.
         """
         w = self.worker
-        if alive and record.val_accuracy is None:
-            raise ValueError("an alive individual needs val_accuracy (publish a failed child with alive=False)")
+        if alive and record.fitness is None:
+            raise ValueError("an alive individual needs a fitness (publish a failed child with alive=False)")
         rec = record.model_copy(
             update={
                 "state": "alive" if alive else "dead",
@@ -681,11 +681,8 @@ class Store:
         )
         IndividualRecord.model_validate(rec.model_dump(mode="json"))  # validators on updated fields
         _validate_dna(rec.dna)  # never publish what every reader would quarantine
-        if alive:
-            name = IndividualName(rec.id, "alive", float(format_acc(rec.val_accuracy)))
-        else:
-            acc = None if rec.val_accuracy is None else float(format_acc(rec.val_accuracy))
-            name = IndividualName(rec.id, "dead", acc, w.id)
+        fitness = None if rec.fitness is None else float(format_fitness(rec.fitness))
+        name = IndividualName(rec.id, "alive", fitness) if alive else IndividualName(rec.id, "dead", fitness, w.id)
         child = self.paths.child(w.id, rec.id)
         dst = self.paths.individual(name)
         try:
@@ -797,7 +794,7 @@ class Store:
                 if rec is not None:
                     by_id[rec.id] = rec
         for e in self.entries():
-            rec = self._read_entry_record(e)
+            rec = self.read_entry_record(e)
             if rec is not None:
                 by_id[e.id] = rec
         out = []
@@ -825,7 +822,7 @@ class Store:
         if rec is None:
             entry = self.find(individual_id)
             if entry is not None:
-                rec = self._read_entry_record(entry)
+                rec = self.read_entry_record(entry)
         if rec is None:
             for name, path in _listdir(self.paths.gc):
                 parsed = _parse_gc_name(name)
@@ -838,7 +835,7 @@ class Store:
         death = _read_death(self.paths.history_death(individual_id))
         return rec if death is None else rec.model_copy(update=death)
 
-    def _read_entry_record(self, e: Entry) -> IndividualRecord | None:
+    def read_entry_record(self, e: Entry) -> IndividualRecord | None:
         """The record of an individual listed in individuals/, with the state and killer its
         name gives; None if it moved on during the listing, or is unreadable or malformed
         (then quarantined)."""

@@ -1,0 +1,30 @@
+"""Every algorithm, one module per paper, behind the seam of :mod:`lse.algorithms.base`.
+
+``experiment.json`` names one (``algorithm: {name, options}``); ``lse algorithms`` lists them.
+"""
+
+from __future__ import annotations
+
+from lse.algorithms.base import Algorithm, AlgorithmSpec
+from lse.algorithms.real2017 import Real2017
+from lse.algorithms.regularized import Regularized
+from lse.algorithms.testbed import ParetoTestbed
+
+#: name -> class, in the order ``lse algorithms`` lists them
+ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (Real2017, Regularized, ParetoTestbed)}
+
+
+def algorithm_class(name: str) -> type[Algorithm]:
+    """The class registered as ``name``; ValueError naming the valid ones otherwise."""
+    try:
+        return ALGORITHMS[name]
+    except KeyError:
+        raise ValueError(f"unknown algorithm {name!r}; valid: {', '.join(ALGORITHMS)} (see `lse algorithms`)") from None
+
+
+def make_algorithm(config) -> Algorithm:
+    """The algorithm of an experiment, with its options."""
+    return algorithm_class(config.algorithm.name)(config)
+
+
+__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmSpec", "algorithm_class", "make_algorithm"]

@@ -1,0 +1,199 @@
+"""The algorithm seam: what an evolutionary algorithm decides, and nothing the workers do.
+
+The workers (:mod:`lse.runners.worker`), the store, the launcher, Slurm and the reports are
+the same for every paper.  An algorithm is the few decisions that differ, each a small method
+that composes pure pieces of :mod:`lse.core` (STYLE.md 13):
+
+=====================  ========================================================================
+``initial``            the DNA of an initial individual (section 3.3 for the paper)
+``select``             over a view of the alive population: which individuals are parents and,
+                       when the population is full, which die (the steady-state replacement)
+``vary``               mutation and/or crossover of the parents' records into a child DNA, with
+                       the provenance map of the weights it inherits (:mod:`lse.core.provenance`)
+``recipe``             how a child is trained: optimiser, steps or epochs, data subset, or none
+``objectives``         the objective vector of a trained child (name -> value, all maximised)
+``fitness``            the scalar selection uses; it is written in the folder name
+``replace``            generational algorithms only: P_{g+1} from P_g and its children
+=====================  ========================================================================
+
+The worker calls these in a fixed order (select, vary, then the training seed), each with the
+worker's own seeded :class:`random.Random`, so a run is reproducible from its seed and worker
+id.  Nothing here touches torch or the filesystem: an algorithm is plain decisions over plain
+data, testable in milliseconds.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lse.core.dna import DNA, initial_dna
+from lse.core.mutations import MutationRecord
+from lse.core.provenance import Provenance
+from lse.core.records import IndividualRecord
+
+if TYPE_CHECKING:  # only for annotations: the config imports the registry, not the reverse
+    from lse.config import ExperimentConfig
+
+
+@dataclass(frozen=True)
+class Member:
+    """One alive individual as a directory listing gives it: no file read."""
+
+    id: str
+    fitness: float | None
+
+
+class PopulationView:
+    """The alive population at one moment, for a selection step.
+
+    ``members`` come from one directory listing (ids sort by birth, so ``members[0]`` is the
+    oldest).  Whole-population selectors that need more than the fitness (objective vectors,
+    ages, species, DNA) ask :meth:`record`; the store's view caches parsed records by folder
+    name (records never change once published, and every transition renames the folder), so a
+    step reads only individuals it has not seen before.
+    """
+
+    def __init__(self, members: Sequence[Member], records: "Mapping[str, IndividualRecord] | None" = None) -> None:
+        self.members: tuple[Member, ...] = tuple(members)
+        self._records = records if records is not None else {}
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def record(self, individual_id: str) -> IndividualRecord | None:
+        """The record of an alive individual; None if it could not be read (it moved on, or
+        is malformed and was quarantined): treat it as absent."""
+        return self._records.get(individual_id)
+
+    def without(self, ids: set[str]) -> "PopulationView":
+        return PopulationView([m for m in self.members if m.id not in ids], self._records)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One selection step: read ``parents`` (in order) and kill ``kills`` first.
+
+    ``kills`` are carried out only while the population is full; the worker passes ``full``
+    to :meth:`Algorithm.select` so an algorithm can skip computing them.
+    """
+
+    parents: tuple[str, ...]
+    kills: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Child:
+    """A child before training: its DNA, where it came from and what it inherits."""
+
+    dna: DNA
+    parents: tuple[str, ...] = ()
+    mutation: MutationRecord | None = None  # recorded; also says which tensors changed
+    provenance: Provenance | None = None  # None: nothing inherited (fresh initialisation)
+    details: dict = field(default_factory=dict)  # recorded in the record's ``extra``
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a child is trained (paper 004: SGD, the experiment's steps, all of the training split).
+
+    ``optimizer`` "none": no gradient training (weights evolved directly, paper 003): the
+    child is only evaluated.  ``epochs`` (if set) replaces ``steps``: that many passes over the
+    (subset of the) training split.  ``data_fraction``: each child trains on a fresh random
+    subset of the training split of that size (paper 002: 10%).
+    """
+
+    optimizer: Literal["sgd", "adadelta", "none"] = "sgd"
+    steps: int | None = None  # None: ExperimentConfig.steps
+    epochs: float | None = None
+    data_fraction: float = 1.0
+
+
+@dataclass(frozen=True)
+class ReplacementPlan:
+    """What closing a generation does: kill these parents, keep these children alive, publish
+    the others dead.  Pure data, persisted before it is applied (lse.store.generations)."""
+
+    kill: tuple[str, ...]
+    alive: tuple[str, ...]
+    dead: tuple[str, ...] = ()
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Algorithm:
+    """Base class of every algorithm; subclasses set the class attributes and override the
+    methods their paper changes.  Registered by name in :mod:`lse.algorithms`."""
+
+    name: ClassVar[str]
+    paper: ClassVar[str]
+    summary: ClassVar[str]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    #: runs in generations on the store's barrier (replace() is used, select() kills nothing)
+    generational: ClassVar[bool] = False
+    #: select() reads records through the view (objectives, ages...), not only the fitness
+    uses_records: ClassVar[bool] = False
+    #: supports the random-search control (ExperimentConfig.selection == "random")
+    random_control: ClassVar[bool] = False
+
+    def __init__(self, config: "ExperimentConfig") -> None:
+        self.config = config
+        self.options = self.Options.model_validate(config.algorithm.options)
+
+    # -- the seam ----------------------------------------------------------------------------
+    def initial(self, rng: random.Random, input_channels: int) -> Child:
+        """An initial individual: the experiment's ``initial_dna`` if one was given
+        (``--initial-dna``), else section 3.3's trivial model."""
+        if self.config.initial_dna is not None:
+            return Child(DNA.model_validate(self.config.initial_dna))
+        return Child(initial_dna(self.config.initial_learning_rate, input_channels=input_channels))
+
+    def select(self, view: PopulationView, rng: random.Random, *, full: bool) -> Selection:
+        raise NotImplementedError
+
+    def cull(self, view: PopulationView, rng: random.Random) -> str | None:
+        """One extra kill when the alive alone exceed the population by two (listings taken a
+        moment apart err either way; see the worker).  Default: the victim ``select`` would
+        choose among ``view``."""
+        if len(view) < 2:
+            return None
+        kills = self.select(view, rng, full=True).kills
+        return kills[0] if kills else None
+
+    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random) -> Child:
+        raise NotImplementedError
+
+    def recipe(self) -> Recipe:
+        return Recipe()
+
+    def objectives(self, val_accuracy: float, params: int | None) -> dict[str, float]:
+        """The objective vector of a trained classifier (all maximised)."""
+        return {"val_accuracy": val_accuracy}
+
+    def fitness(self, objectives: Mapping[str, float]) -> float:
+        return objectives["val_accuracy"]
+
+    # -- generational algorithms -----------------------------------------------------------
+    def slots(self, generation: int) -> int:
+        """Children of ``generation`` (generation 0 is the initial population)."""
+        return self.config.population_size
+
+    def replace(self, parents: Sequence[IndividualRecord], children: Sequence[IndividualRecord]) -> ReplacementPlan:
+        """P_{g+1} from P_g and the children of g.  Must be a pure function of its arguments:
+        any worker may compute it, and the first plan written is the one applied."""
+        raise NotImplementedError
+
+
+class AlgorithmSpec(BaseModel):
+    """``experiment.json``'s ``algorithm``: a registered name and its typed options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field("real2017", description="a name from `lse algorithms`")
+    options: dict = Field(default_factory=dict, description="the algorithm's options (validated by its Options)")

@@ -1,0 +1,94 @@
+"""Where each tensor of a child comes from: the provenance map of weight inheritance.
+
+Section 3.6 of the paper copies every parent tensor whose *name* and exact *shape* match the
+child's, except those of the edges a mutation changed.  Two-parent variation (crossover,
+weight recombination, structure fusion) needs more: a child tensor may come from either
+parent, under another name, or row by row (a neuron or a filter with its fan-in, papers 002
+and 003).  A :class:`Provenance` says all of that as plain data; :func:`lse.nn.inherit.inherit`
+carries it out on tensors and counts what each parent gave.
+
+Pure: no torch, no filesystem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TensorSource:
+    """One child tensor's origin: ``parent``'s tensor ``name``.
+
+    ``rows``/``into``: copy source rows ``rows[i]`` (along dimension 0: output channels of a
+    convolution, output neurons of a linear layer) into child rows ``into[i]``; None copies the
+    whole tensor.  Where the trailing dimensions differ (a fan-in that grew or shrank), the
+    overlapping corner is copied and the rest keeps its fresh initialisation.
+    """
+
+    parent: str
+    name: str
+    rows: tuple[int, ...] | None = None
+    into: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.rows is None) != (self.into is None):
+            raise ValueError("rows and into go together")
+        if self.rows is not None and len(self.rows) != len(self.into or ()):
+            raise ValueError(f"rows {self.rows} and into {self.into} differ in length")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """The inheritance plan of one child.
+
+    * ``default``: the parent whose tensors are copied by the same name when the shape matches
+      exactly (section 3.6); None: only ``sources`` are copied.
+    * ``blocked``: name prefixes never copied from ``default`` (the edges a mutation changed).
+    * ``sources``: child tensor name -> its :class:`TensorSource` or a list of them (row
+      pieces from several parents); these win over everything else.
+    * ``by_prefix``: name prefix -> parent; tensors under the longest matching prefix come from
+      that parent by the same name, falling back to ``default`` where its shape differs.
+    """
+
+    default: str | None = None
+    blocked: tuple[str, ...] = ()
+    sources: Mapping[str, TensorSource | tuple[TensorSource, ...]] = field(default_factory=dict)
+    by_prefix: Mapping[str, str] = field(default_factory=dict)
+    reset_all: bool = False  # a reset-weights mutation: nothing is inherited
+
+    def parents(self) -> set[str]:
+        out = {self.default} if self.default is not None else set()
+        out.update(self.by_prefix.values())
+        for src in self.sources.values():
+            out.update(s.parent for s in _pieces(src))
+        return out
+
+    def plan(self, name: str) -> list[tuple[TensorSource, ...]]:
+        """The alternatives for child tensor ``name``, in order of preference: the first that
+        copies anything is used; none (or an empty list): fresh initialisation."""
+        if self.reset_all:
+            return []
+        if name in self.sources:
+            return [_pieces(self.sources[name])]
+        out = []
+        prefix = max((p for p in self.by_prefix if name.startswith(p)), key=len, default=None)
+        if prefix is not None:
+            out.append((TensorSource(self.by_prefix[prefix], name),))
+        if self.default is not None and not name.startswith(self.blocked):
+            out.append((TensorSource(self.default, name),))
+        return out
+
+    @classmethod
+    def from_mutation(cls, parent: str, record: object | None) -> "Provenance":
+        """Section 3.6 for one parent and a :class:`~lse.core.mutations.MutationRecord` (None:
+        no exclusions): same name and shape, minus the changed edges; nothing after a reset."""
+        if record is None:
+            return cls(default=parent)
+        if getattr(record, "reset_all", False):
+            return cls(reset_all=True)
+        return cls(default=parent, blocked=tuple(f"edges.{e}." for e in getattr(record, "changed_edges", ())))
+
+
+def _pieces(src: TensorSource | tuple[TensorSource, ...]) -> tuple[TensorSource, ...]:
+    return (src,) if isinstance(src, TensorSource) else tuple(src)
