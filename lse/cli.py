@@ -34,3 +34,22 @@ _launch.register_cli(app)
 from lse.runners import simulate as _simulate  # noqa: E402  (lse simulate)
 
 _simulate.register_cli(app)
+
+
+@app.command("algorithms")
+def algorithms_cmd(as_json: bool = typer.Option(False, "--json", help="machine-readable")) -> None:
+    """List every algorithm (lse launch --algorithm NAME), its paper, and its options."""
+    import json
+
+    from lse.algorithms import describe
+
+    rows = describe()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for r in rows:
+        kind = "generational" if r["generational"] else "steady-state"
+        typer.echo(f"{r['name']:<16} {r['summary']}  [{kind}]")
+        typer.echo(f"{'':<16} paper: {r['paper']}")
+        for o in r["options"]:
+            typer.echo(f"{'':<16} --algorithm-option {o['name']}=VALUE  (default {o['default']}) {o['meaning']}")

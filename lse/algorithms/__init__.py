@@ -27,4 +27,18 @@ def make_algorithm(config) -> Algorithm:
     return algorithm_class(config.algorithm.name)(config)
 
 
-__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmSpec", "algorithm_class", "make_algorithm"]
+def describe() -> list[dict]:
+    """Every algorithm with its paper, summary and options (name, default, meaning): what
+    ``lse algorithms`` prints."""
+    out = []
+    for name, cls in ALGORITHMS.items():
+        options = [
+            {"name": k, "default": f.default, "meaning": f.description or ""}
+            for k, f in cls.Options.model_fields.items()
+        ]
+        out.append({"name": name, "paper": cls.paper, "summary": cls.summary, "generational": cls.generational,
+                    "random_control": cls.random_control, "options": options})
+    return out
+
+
+__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmSpec", "algorithm_class", "describe", "make_algorithm"]

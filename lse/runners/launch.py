@@ -24,6 +24,7 @@ launch on another machine with the same ``--pop`` simply adds its workers.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -39,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lse.config import ExperimentConfig
 from lse.errors import ConfigError, LaunchError, LseError
 from lse.store import Store
+from lse.runners.warmstart import read_dna_file, seed_from
 from lse.runners.worker import LAUNCHER_PID_ENV, count_births
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -95,6 +97,23 @@ def parse_mutation_probs(items: list[str] | None) -> dict[str, float] | None:
     return out
 
 
+def parse_algorithm(name: str | None, items: list[str] | None) -> dict | None:
+    """``--algorithm NAME --algorithm-option KEY=VALUE ...`` -> ``{"name", "options"}``; values are
+    read as JSON where they parse (numbers, true/false), else as strings.  None: not given."""
+    if name is None and not items:
+        return None
+    options: dict = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--algorithm-option {item!r} is not KEY=VALUE", "e.g. --algorithm-option tournament_size=10")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return {"name": name or "real2017", "options": options}
+
+
 def prepare_experiment(
     pop_dir: str | os.PathLike,
     given: dict,
@@ -113,6 +132,7 @@ def prepare_experiment(
     load here first (a typo in --data-dir is reported now, not by every worker).
     """
     given = {k: v for k, v in given.items() if v is not None}
+    seed_source = given.pop("seed_from", None)
     if given.get("data_dir"):
         given["data_dir"] = str(Path(given["data_dir"]).expanduser().resolve())
     store = Store(pop_dir)
@@ -125,10 +145,16 @@ def prepare_experiment(
                          cache=False)
         saved = store.create(wanted)
         if saved == wanted:
-            echo(f"created experiment in {store.root} (population {saved.population_size}, {saved.selection} selection)")
+            echo(f"created experiment in {store.root} (population {saved.population_size}, algorithm "
+                 f"{saved.algorithm.name}, {saved.selection} selection)")
+            if seed_source is not None:
+                n = seed_from(store.open(), seed_source, saved, echo)
+                echo(f"seeded {n} individual(s) from {seed_source}")
             _warn_ratio(saved, workers, echo)
             return saved
         # another launcher created it first: resume theirs like any existing population
+    if seed_source is not None:
+        raise ConfigError(f"--seed-from: {store.root} already holds an experiment", "seed a new --pop")
     store.open()
     saved = store.config
     wanted = ExperimentConfig.parse({**saved.model_dump(), **given}, "options")
@@ -566,6 +592,10 @@ def _command():
         seed: int = typer.Option(None, "--seed", help="experiment seed: validation split, workers' seeds (default: 0)"),
         initial_learning_rate: float = typer.Option(None, "--initial-learning-rate", help="learning rate of initial individuals (default: 0.1)"),
         mutation_prob: list[str] = typer.Option(None, "--mutation-prob", help="NAME=WEIGHT, repeatable; names not given weigh 0 (default: uniform over the 11 mutations)"),
+        algorithm: str = typer.Option(None, "--algorithm", help="the algorithm, from `lse algorithms` (default: real2017, the paper's)"),
+        algorithm_option: list[str] = typer.Option(None, "--algorithm-option", "-o", help="KEY=VALUE, repeatable: an option of the algorithm (see `lse algorithms`)"),
+        initial_dna: Path = typer.Option(None, "--initial-dna", help="JSON file with the DNA of every initial individual (a DNA, or a record.json)"),
+        seed_from: Path = typer.Option(None, "--seed-from", help="a new experiment starts from this population's alive individuals, weights included"),
         max_individuals: int = typer.Option(None, "--max-individuals", min=1, help="stop after this many births"),
         max_hours: float = typer.Option(None, "--max-hours", help="stop this many hours after the experiment was created"),
         max_flops: float = typer.Option(None, "--max-flops", help="stop when the experiment's FLOPs (section 3.5) exceed this"),
@@ -590,7 +620,11 @@ def _command():
                 population_size=population_size, steps=steps, selection=selection, inheritance=inheritance, seed=seed,
                 initial_learning_rate=initial_learning_rate, mutation_probabilities=parse_mutation_probs(mutation_prob),
                 max_individuals=max_individuals, max_hours=max_hours, max_flops=max_flops,
+                algorithm=parse_algorithm(algorithm, algorithm_option),
+                initial_dna=None if initial_dna is None else read_dna_file(initial_dna),
             )
+            if seed_from is not None:
+                given["seed_from"] = str(seed_from)
             if prepare_only:
                 prepare_experiment(pop, given, workers=workers or 1, force=force, echo=typer.echo)
                 return
