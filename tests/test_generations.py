@@ -162,6 +162,9 @@ def test_the_plan_is_written_once_and_reused(store, weird_tmp_path):
     def never(parents, children):
         raise AssertionError("the plan was recomputed")
 
+    # A closer that looked before the plan existed computes its own, loses the plan's rename,
+    # and goes on with the plan in force, not with the one it computed.
+    assert Generations(other, slots=3)._make_plan(0, mu_plus_lambda(3)) == written
     assert Generations(other, slots=3).close(0, never) is True
     assert [e.fitness for e in store.list_alive()] == [0.8]
     assert Generations(other, slots=3).plan(0) == written
