@@ -123,6 +123,9 @@ class PopulationPaths:
         self.logs = self.root / "logs"
         self.eval = self.root / "eval"
         self.stop = self.root / "STOP"
+        # Generational algorithms only (lse.generations); created on first use, so populations
+        # of steady-state algorithms do not grow an empty folder.
+        self.generations = self.root / "generations"
 
     @property
     def folders(self) -> tuple[Path, ...]:
@@ -187,6 +190,39 @@ class PopulationPaths:
     def eval_record(self, individual_id: str) -> Path:
         return self.eval / f"{_checked_id(individual_id)}.json"
 
+    # ---- generations (lse.generations) ---------------------------------------------------
+
+    def generation(self, g: int) -> Path:
+        """generations/<g>/: exists iff generation ``g`` was opened."""
+        return self.generations / str(_checked_generation(g))
+
+    def generation_meta(self, g: int) -> Path:
+        """generations/<g>/generation.json: the generation's slot count, written by its opener."""
+        return self.generation(g) / "generation.json"
+
+    def generation_children(self, g: int) -> Path:
+        """generations/<g>/children/: slot k's child is children/<k>, until the generation is sealed."""
+        return self.generation(g) / "children"
+
+    def generation_child(self, g: int, slot: int) -> Path:
+        return self.generation_children(g) / str(_checked_generation(slot))
+
+    def generation_sealed(self, g: int) -> Path:
+        """generations/<g>/sealed/: children/ renamed once every slot is filled (no more entries)."""
+        return self.generation(g) / "sealed"
+
+    def generation_sealed_child(self, g: int, slot: int) -> Path:
+        return self.generation_sealed(g) / str(_checked_generation(slot))
+
+    def generation_plan(self, g: int) -> Path:
+        """generations/<g>/plan/: a folder holding plan.json (a folder: rename never replaces a
+        non-empty one, whereas renaming a file onto plan.json would replace a plan in use)."""
+        return self.generation(g) / "plan"
+
+    def generation_claim(self, worker_id: str, g: int, slot: int) -> Path:
+        """A worker's claim of slot ``slot`` of generation ``g`` (a hint that spreads work)."""
+        return self.worker(worker_id) / f"gen-{_checked_generation(g)}-{_checked_generation(slot)}"
+
 
 def _checked_id(individual_id: str) -> str:
     if not is_id(individual_id):
@@ -198,6 +234,12 @@ def _checked_wid(worker_id: str) -> str:
     if not is_worker_id(worker_id):
         raise ValueError(f"not a worker id: {worker_id!r} (letters, digits, '-', '_'; at most 80)")
     return worker_id
+
+
+def _checked_generation(n: int) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"not a generation or slot number: {n!r}")
+    return n
 
 
 def _parse_gc_name(name: str) -> tuple[str, str, str] | None:
@@ -704,6 +746,26 @@ class Store:
             shutil.rmtree(child, ignore_errors=True)
             raise
         return Entry(name.id, name.fitness, name.state, dst, name.by)
+
+    def adopt(self, folder: Path, name: IndividualName) -> bool:
+        """Move a complete individual folder written elsewhere in the population (a child of a
+        generation, lse.generations) into individuals/ as ``name``: one rename, then fsync.
+
+        True: it is in individuals/ now (moved by us or by another worker).  False: the source
+        is gone and the destination is not there (moved and since collected, or quarantined).  The
+        destination is the same for every worker that moves this folder (the caller takes it
+        from a plan), so after a lost NFS reply "destination exists, source gone" may also be
+        another worker's win: both outcomes are the same state, which is what makes the move
+        idempotent.  The caller has checked that the folder's record id is ``name.id``.
+        """
+        dst = self.paths.individual(name)
+        try:
+            if not self._rename(folder, dst):
+                return _exists(dst)
+            _fsync_dir(self.paths.individuals)
+        except OSError as e:
+            raise self._os_error(e, f"move {name.id} into individuals/") from None
+        return True
 
     def _publish_file(self, dst: Path, obj: object, label: str) -> None:
         """Write a small JSON file privately, fsync, rename into place (overwrites)."""

@@ -1,0 +1,708 @@
+"""A lock-free generation barrier on the store, for generational algorithms (papers 001, 003).
+
+A generational algorithm turns the population P_g into P_{g+1} in one step: P_g produces
+``slots`` children, then a replacement rule (``plan_fn``) picks P_{g+1} from P_g and the
+children.  Workers never talk to each other and take no lock, so the barrier is made of the same
+two things as the rest of the store: private writes published by one atomic rename, and names.
+
+    generations/<g>/generation.json   {"generation": g, "slots": n}: written by its opener
+    generations/<g>/children/<k>/     the child of slot k (record.json [+ weights])
+    generations/<g>/sealed/           children/, renamed once every slot holds a sound child
+    generations/<g>/plan/plan.json    the replacement plan: which parents die, which children live
+    workers/<wid>/gen-<g>-<k>         a claim on slot k: a hint that spreads work, nothing more
+
+Generation g moves through four states, each arrow ONE rename, each state judged by names only:
+
+    OPEN    private folder (generation.json + empty children/)    -> generations/<g>/
+    SEALED  generations/<g>/children/                             -> generations/<g>/sealed/
+    PLANNED private folder holding plan.json                      -> generations/<g>/plan/
+    CLOSED  after the plan is applied (one rename per kill, one per child moved into
+            individuals/), generation g+1 is opened as above.
+
+Why each step is exclusive and idempotent:
+
+* A child is published by renaming a *non-empty* folder onto ``children/<k>``; a second child
+  for the same slot fails (ENOTEMPTY/EEXIST): one child per slot, no lock.  Nothing of ours ever
+  leaves an empty folder there (an empty one would be silently replaced by a rename).
+* Sealing freezes the set of children: after it no publish can land (``children/`` is gone), so a
+  slow worker cannot add a child to a generation that is being replaced.  Without the seal a
+  late child could land in ``children/<k>`` after the plan moved the first one away.
+* The plan is a *folder* renamed onto ``plan/``: a second plan fails instead of replacing the
+  first.  (``rename`` of a file onto ``plan.json`` would replace it, and two closers that listed
+  the population at different moments -- one before the other began killing -- would disagree:
+  a plan must never be recomputed once written.)  Whoever loses reads the winner's plan.
+* Applying a plan: a parent to kill that is no longer alive was killed already; a child whose
+  ``sealed/<k>`` is gone was moved already (its destination name is in the plan, identical for
+  every worker).  Any worker that finds a plan and no generation g+1 re-applies it, so a worker
+  that dies while replacing is finished by the next one; a stale applier that comes late finds
+  every source gone and changes nothing.
+* Generation g+1 is opened only after the plan of g is applied.  A generation g > 0 whose
+  predecessor has no plan was not made by lse: it is quarantined with anything else foreign.
+
+Hostile or malformed entries (symlinks, files, garbage names, incomplete or unparseable
+children, a record that copies an existing id) are quarantined like the store does: moved aside,
+never deleted; their slot becomes free again.  A transient I/O error quarantines nothing: the
+generation is just not complete yet.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import random
+import re
+import secrets
+import shutil
+import stat
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError
+
+from lse.errors import CorruptIndividual, LostRace, StoreError
+from lse.records import IndividualName, IndividualRecord, format_acc, is_id, is_worker_id
+from lse.store import (
+    RECORD_FILE,
+    WEIGHTS_FILE,
+    Store,
+    _dumps,
+    _exists,
+    _fsync_dir,
+    _save_weights,
+    _scandir_entries,
+    _structure_problem,
+    _validate_dna,
+    _write_file,
+)
+
+__all__ = ["GenerationPlan", "GenerationStatus", "Generations", "Plan", "PlanFn", "PlannedChild"]
+
+log = logging.getLogger("lse.generations")
+
+#: rename of a folder onto a non-empty folder (or onto a file): the place is taken
+_OCCUPIED = frozenset({errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR})
+
+#: canonical decimal: "07" or "+7" is not a generation (two names for one number would let two
+#: openers both win)
+_NUMBER = re.compile(r"0|[1-9][0-9]{0,11}")
+
+PLAN_FILE = "plan.json"
+
+
+def _number(name: str) -> int | None:
+    return int(name) if _NUMBER.fullmatch(name) else None
+
+
+# --------------------------------------------------------------------------------------------
+# plans
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a replacement rule decides (returned by the caller's ``plan_fn``)."""
+
+    kill: Sequence[str]  # ids of parents that die
+    alive: Sequence[str]  # ids of children that join the population
+    dead: Sequence[str]  # ids of children recorded dead (never join); with ``alive``: every child
+
+
+#: ``plan_fn(parents, children) -> Plan``: parents are the alive individuals' records (sorted by
+#: id), children the generation's records (sorted by slot).  Must be pure: it runs once per
+#: generation, on whichever worker closes it.
+PlanFn = Callable[[list[IndividualRecord], list[IndividualRecord]], Plan]
+
+
+class PlannedChild(BaseModel):
+    slot: int = Field(ge=0, description="slot of the generation the child filled")
+    id: str = Field(description="the child's id")
+    name: str = Field(description="its folder name in individuals/ once moved (alive or dead)")
+
+
+class GenerationPlan(BaseModel):
+    """generations/<g>/plan/plan.json: the replacement, as applied (and re-applied) by anyone."""
+
+    generation: int = Field(ge=0)
+    slots: int = Field(ge=1)
+    parents: list[str] = Field(description="ids of the alive population the plan was computed from")
+    kill: list[str] = Field(description="parent ids that die")
+    children: list[PlannedChild] = Field(description="every child, sorted by slot")
+    planned_by: str = Field(description="worker id that wrote the plan")
+    planned_at: float = Field(description="unix seconds (planner's clock), informational")
+
+    @property
+    def survivors(self) -> list[str]:
+        """The population after the plan: parents not killed, plus the children born alive."""
+        killed = set(self.kill)
+        kids = [c.id for c in self.children if IndividualName.parse(c.name).state == "alive"]
+        return sorted([p for p in self.parents if p not in killed] + kids)
+
+
+@dataclass(frozen=True)
+class GenerationStatus:
+    """One generation, for reports."""
+
+    generation: int
+    slots: int
+    filled: int  # children published (after the plan: children in the plan)
+    claimed: int  # slots claimed by workers now (a hint)
+    state: str  # "open", "sealed", "planned", "closed"
+    kill: int | None = None  # from the plan, once there is one
+    alive: int | None = None
+    dead: int | None = None
+
+
+class _Unknown(Exception):
+    """A transient I/O error: decide nothing now, look again later."""
+
+
+# --------------------------------------------------------------------------------------------
+# the barrier
+
+
+class Generations:
+    """The generation barrier of one population, seen by one worker (``store.worker``).
+
+    ``slots`` children per generation; generation 0 (the initial population) gets
+    ``initial_slots`` (default ``slots``).  The count is written into each generation by its
+    opener, and every worker reads it from there: two workers started with different options
+    still agree on when a generation is complete.
+    """
+
+    def __init__(self, store: Store, *, slots: int, initial_slots: int | None = None,
+                 rng: random.Random | None = None) -> None:
+        if slots < 1 or (initial_slots is not None and initial_slots < 1):
+            raise ValueError(f"a generation needs at least one slot (slots={slots}, initial_slots={initial_slots})")
+        self.store = store
+        self.paths = store.paths
+        self.new_slots = slots
+        self.initial_slots = slots if initial_slots is None else initial_slots
+        self._rng = rng or random.Random()
+        self._verified = 0  # generations 0.._verified-1 are known legitimate (that never changes)
+        self._slots: dict[int, int] = {}
+
+    # ---- reading the barrier -------------------------------------------------------------
+
+    def current(self) -> int:
+        """The highest open generation (the one whose slots are being filled, or being
+        replaced); opens generation 0 when there is none."""
+        gens = self._generations()
+        if not gens:
+            self._open(0, self.initial_slots)
+            gens = self._generations()
+            if not gens:
+                raise StoreError(f"cannot open generation 0 in {self.paths.generations}")
+        return gens[-1]
+
+    def _generations(self) -> list[int]:
+        """Legitimate generations, ascending: 0..n-1 with each predecessor planned.  Anything
+        else in generations/ was not made by lse and is quarantined (never deleted)."""
+        found: dict[int, Path] = {}
+        for de in _scandir_entries(self.paths.generations):
+            g = _number(de.name)
+            if g is None or de.is_symlink() or not de.is_dir(follow_symlinks=False):
+                self._quarantine(Path(de.path), "not a generation (a folder named by a number)")
+                continue
+            found[g] = Path(de.path)
+        out: list[int] = []
+        for g in sorted(found):  # numerically: the listing order, or "10" < "9", is no order
+            if g < self._verified:
+                out.append(g)
+                continue
+            if g != len(out):
+                if self._is_dir(self.paths.generation(len(out))):
+                    break  # opened during our listing (readdir is no snapshot): look again later
+                self._quarantine(found[g], f"generation {g} without generation {len(out)}")
+                continue
+            if g > 0:
+                planned = self._planned(g - 1)
+                if planned is None:
+                    break  # cannot tell now: stop here, look again next time
+                if not planned:
+                    self._quarantine(found[g], f"generation {g} opened before generation {g - 1} had a plan")
+                    continue
+            out.append(g)
+            self._verified = max(self._verified, g + 1)
+        return out
+
+    def _planned(self, g: int) -> bool | None:
+        try:
+            return stat.S_ISDIR(os.lstat(self.paths.generation_plan(g)).st_mode)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return None
+
+    def slots(self, g: int) -> int:
+        """How many children generation ``g`` has (from its generation.json)."""
+        if g not in self._slots:
+            path = self.paths.generation_meta(g)
+            try:
+                meta = json.loads(path.read_bytes())
+                n = meta["slots"]
+                if not isinstance(n, int) or isinstance(n, bool) or n < 1 or meta.get("generation") != g:
+                    raise ValueError(f"bad slots {n!r}")
+            except FileNotFoundError:
+                raise StoreError(f"generation {g} is not open ({path} does not exist)") from None
+            except (ValueError, KeyError, TypeError) as e:
+                raise StoreError(f"{path} is malformed ({e})", "move the generation aside and restart the workers") from None
+            self._slots[g] = n
+        return self._slots[g]
+
+    def state(self, g: int) -> str:
+        """"open", "sealed", "planned" or "closed" (generation g+1 is open)."""
+        if self._planned(g):
+            return "closed" if self._is_dir(self.paths.generation(g + 1)) else "planned"
+        return "sealed" if self._is_dir(self.paths.generation_sealed(g)) else "open"
+
+    def plan(self, g: int) -> GenerationPlan | None:
+        """Generation g's plan, None while it has none."""
+        path = self.paths.generation_plan(g) / PLAN_FILE
+        try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                raise StoreError(f"{path} is not a regular file", "inspect it; lse never writes one that is not")
+            plan = GenerationPlan.model_validate_json(path.read_bytes())
+        except FileNotFoundError:
+            if self._is_dir(self.paths.generation_plan(g)):  # plan/ without plan.json: not ours
+                raise StoreError(f"{path.parent} holds no {PLAN_FILE}", "inspect it; lse renames complete plans only") from None
+            return None
+        except ValidationError as e:
+            # Part of it may be applied already: never quarantine or recompute it.
+            raise StoreError(f"{path} is malformed ({e.errors()[0]['msg']})", "inspect it by hand") from None
+        if plan.generation != g:
+            raise StoreError(f"{path} is the plan of generation {plan.generation}", "inspect it by hand")
+        return plan
+
+    # ---- claims -----------------------------------------------------------------------
+
+    def claim(self, g: int) -> int | None:
+        """A slot of generation ``g`` for this worker to fill: not filled, not claimed by a live
+        worker.  None: the generation is sealed, or every free slot is being worked on (poll).
+
+        The claim is a file in this worker's own folder, so it vanishes when the worker stops
+        or is reclaimed as dead.  It only spreads work: two workers that pick the same slot at
+        the same instant both train, and the second publish loses.
+        """
+        me = self.store.worker.id
+        n = self.slots(g)
+        filled = self._filled(g)
+        if filled is None:
+            return None  # sealed
+        free = [k for k in range(n) if k not in filled]
+        mine = self._my_claims()
+        for gk in mine:
+            if gk[0] == g and gk[1] in free:
+                return gk[1]  # already ours
+        self.release()
+        if not free:
+            return None
+        for _attempt in range(3):
+            claims = self._claims(g)
+            candidates = [k for k in free if not claims.get(k)]
+            if not candidates:
+                return None
+            k = self._rng.choice(candidates)
+            path = self.paths.generation_claim(me, g, k)
+            self.store.worker.dir.mkdir(exist_ok=True)  # recreated if a recoverer took our folder
+            path.touch(exist_ok=True)
+            # Two workers that chose k in the same instant: the older claim keeps it (creation
+            # time, then worker id: every worker sees the same order), the other chooses again.
+            rivals = self._claims(g, with_times=True).get(k, [])
+            mine_t = next((t for t, w in rivals if w == me), None)
+            if mine_t is None or not any((t, w) < (mine_t, me) for t, w in rivals if w != me):
+                return k
+            _unlink_quiet(path)
+            free.remove(k)
+        return None
+
+    def release(self) -> None:
+        """Drop this worker's claims (it holds at most one)."""
+        for g, k in self._my_claims():
+            _unlink_quiet(self.paths.generation_claim(self.store.worker.id, g, k))
+
+    def _my_claims(self) -> list[tuple[int, int]]:
+        out = []
+        for de in _scandir_entries(self.store.worker.dir):
+            gk = _parse_claim(de.name)
+            if gk is not None:
+                out.append(gk)
+        return out
+
+    def _claims(self, g: int, with_times: bool = False) -> dict[int, list[tuple[int, str]]]:
+        """slot -> [(creation ns or 0, worker id)] of other workers not known to be dead."""
+        me = self.store.worker.id
+        out: dict[int, list[tuple[int, str]]] = {}
+        for wde in _scandir_entries(self.paths.workers):
+            wid = wde.name
+            if not is_worker_id(wid):
+                continue
+            for de in _scandir_entries(Path(wde.path)):
+                gk = _parse_claim(de.name)
+                if gk is None or gk[0] != g:
+                    continue
+                if wid != me and self.store.is_dead_worker(wid) is True:
+                    continue  # its claim dies with it; recover() removes the file
+                t = 0
+                if with_times:
+                    try:
+                        t = os.lstat(de.path).st_mtime_ns
+                    except OSError:
+                        continue
+                out.setdefault(gk[1], []).append((t, wid))
+        if not with_times:
+            for k in list(out):
+                out[k] = [x for x in out[k] if x[1] != me]
+                if not out[k]:
+                    del out[k]
+        return out
+
+    def _filled(self, g: int) -> set[int] | None:
+        """Slots with an entry in children/ (one listing, no reads); None when sealed."""
+        folder = self.paths.generation_children(g)
+        try:
+            with os.scandir(folder) as it:
+                return {k for k in (_number(de.name) for de in it) if k is not None}
+        except FileNotFoundError:
+            return None
+
+    # ---- publishing a child -----------------------------------------------------------
+
+    def publish(self, g: int, slot: int, record: IndividualRecord, state_dict: dict | None,
+                alive: bool = True) -> IndividualRecord:
+        """Publish the child of ``slot`` of generation ``g``: written and fsynced in this
+        worker's folder, then ONE rename onto generations/<g>/children/<slot>.
+
+        Raises LostRace when the slot is filled already or the generation is sealed (the child
+        is discarded: it never existed).  ``alive=False`` publishes a failed child (it still
+        fills its slot).  Returns the record as published.
+        """
+        store = self.store
+        w = store.worker
+        n = self.slots(g)
+        if not 0 <= slot < n:
+            raise ValueError(f"slot {slot} is not in 0..{n - 1} (generation {g} has {n} slots)")
+        if alive and record.val_accuracy is None:
+            raise ValueError("an alive child needs val_accuracy (publish a failed child with alive=False)")
+        # As Store.publish does (the lead may share this when store.py becomes a package).
+        rec = record.model_copy(update={
+            "state": "alive" if alive else "dead",
+            "worker": record.worker or w.id,
+            "host": record.host or store.host,
+            "born_at": record.born_at if record.born_at is not None else time.time(),
+            "extra": {**record.extra, "generation": {"generation": g, "slot": slot}},
+        })
+        IndividualRecord.model_validate(rec.model_dump(mode="json"))
+        _validate_dna(rec.dna)  # never publish what every reader would quarantine
+        scratch = self.paths.private_file(w.id, "gchild")
+        dst = self.paths.generation_child(g, slot)
+        try:
+            w.dir.mkdir(exist_ok=True)
+            scratch.mkdir()
+            if state_dict is not None:
+                _write_file(self.paths.weights_file(scratch), _save_weights(state_dict))
+            _write_file(self.paths.record_file(scratch), _dumps(rec.model_dump(mode="json")))
+            _fsync_dir(scratch)
+            try:
+                won = store._rename(scratch, dst)
+            except OSError as e:
+                if e.errno in _OCCUPIED:
+                    raise LostRace(f"slot {slot} of generation {g} is filled already") from None
+                raise
+            if not won:  # children/ is gone (sealed), or our scratch was reclaimed
+                raise LostRace(f"generation {g} was sealed before the child of slot {slot} was published")
+            # _rename calls "destination there, source gone" a win; the destination is shared
+            # here, so make sure the child in the slot is ours.
+            if self._slot_id(g, slot) != rec.id:
+                raise LostRace(f"slot {slot} of generation {g} holds another worker's child")
+            _fsync_dir(dst.parent)
+        except OSError as e:
+            raise store._os_error(e, f"publish the child of slot {slot} of generation {g}") from None
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            _unlink_quiet(self.paths.generation_claim(w.id, g, slot))
+        return rec
+
+    def _slot_id(self, g: int, slot: int) -> str | None:
+        """The id of the child in ``slot``, wherever it is by now: children/, sealed/ (another
+        worker sealed right after our publish), or only in the plan (moved already)."""
+        for path in (self.paths.generation_child(g, slot), self.paths.generation_sealed_child(g, slot)):
+            try:
+                return self.store._read_record(path).id
+            except (OSError, CorruptIndividual):
+                continue
+        try:
+            plan = self.plan(g)
+        except StoreError:
+            return None
+        return next((c.id for c in plan.children if c.slot == slot), None) if plan else None
+
+    # ---- closing a generation ---------------------------------------------------------
+
+    def close(self, g: int, plan_fn: PlanFn) -> bool:
+        """Drive generation ``g`` as far as it goes: when every slot holds a sound child, seal,
+        plan (or read the plan already written), apply, open g+1.  True: g is closed (by us or
+        before).  False: g still has empty slots (or could not be judged because of an I/O
+        error).  Safe to call any number of times, by any number of workers, at any moment."""
+        plan = self.plan(g)
+        if plan is None:
+            if not self._is_dir(self.paths.generation_sealed(g)):
+                if not self._seal(g):
+                    return False
+            plan = self._make_plan(g, plan_fn)
+        elif self._is_dir(self.paths.generation(g + 1)):
+            return True
+        self._apply(g, plan)
+        self._open(g + 1, self.new_slots)
+        return True
+
+    def advance(self, plan_fn: PlanFn) -> int:
+        """Close every generation that can be closed; the open generation to work on."""
+        g = self.current()
+        while self.close(g, plan_fn):
+            g = self.current()
+        return g
+
+    def _seal(self, g: int) -> bool:
+        n = self.slots(g)
+        folder = self.paths.generation_children(g)
+        filled = self._filled(g)
+        if filled is None:
+            return self._is_dir(self.paths.generation_sealed(g))
+        if len([k for k in filled if k < n]) < n:
+            return False  # one listing, no reads: the common case of every publish but the last
+        try:
+            kids = self._sound_children(g, folder, check_unique=True)
+        except _Unknown:
+            return False
+        if len(kids) < n:
+            return False  # a malformed child was quarantined: its slot is free again
+        try:
+            self.store._rename(folder, self.paths.generation_sealed(g))
+        except OSError as e:
+            if e.errno in _OCCUPIED:
+                raise StoreError(f"generation {g} has both children/ and a non-empty sealed/",
+                                 "lse never makes that; inspect the generation by hand") from None
+            raise self.store._os_error(e, f"seal generation {g}") from None
+        return self._is_dir(self.paths.generation_sealed(g))
+
+    def _sound_children(self, g: int, folder: Path, check_unique: bool) -> dict[int, IndividualRecord]:
+        """slot -> record of every sound child in ``folder``; malformed entries are quarantined.
+        Raises _Unknown on a transient I/O error."""
+        n = self.slots(g)
+        known = {e.id for e in self.store.entries()} if check_unique else set()
+        out: dict[int, IndividualRecord] = {}
+        seen: set[str] = set()
+        for de in sorted(_scandir_entries(folder), key=lambda d: (_number(d.name) is None, _number(d.name) or 0, d.name)):
+            k = _number(de.name)
+            path = Path(de.path)
+            if k is None or k >= n:
+                self._quarantine(path, f"not a slot of generation {g} (0..{n - 1})")
+                continue
+            if de.is_symlink():
+                self._quarantine(path, "a symlink is never a child (it could point out of the population)")
+                continue
+            rec = self._read_child(path)
+            if rec is None:
+                continue
+            if rec.id in seen or rec.id in known:
+                self._quarantine(path, f"child {rec.id} is already in the population or in another slot")
+                continue
+            seen.add(rec.id)
+            out[k] = rec
+        return out
+
+    def _read_child(self, path: Path) -> IndividualRecord | None:
+        """The child's record; None if it moved away or was malformed (then quarantined)."""
+        try:
+            rec = self.store._read_record(path)
+            if rec.state == "alive":
+                if rec.val_accuracy is None:
+                    raise CorruptIndividual(f"{path}: an alive child without val_accuracy")
+                wf = self.paths.weights_file(path)
+                if not stat.S_ISREG(os.lstat(wf).st_mode):
+                    raise CorruptIndividual(f"{wf} is not a regular file")
+            return rec
+        except CorruptIndividual as e:
+            self._quarantine(path, e.message)
+            return None
+        except OSError as e:
+            files = (RECORD_FILE, WEIGHTS_FILE) if e.filename and str(e.filename).endswith(WEIGHTS_FILE) else (RECORD_FILE,)
+            problem = _structure_problem(path, files)
+            if problem is not None:
+                self._quarantine(path, problem)
+                return None
+            if e.errno in (errno.ENOENT, errno.ESTALE) and not _exists(path):
+                return None  # moved away meanwhile
+            raise _Unknown(str(e)) from None
+
+    def _make_plan(self, g: int, plan_fn: PlanFn) -> GenerationPlan:
+        """Compute the plan from the sealed children and the alive population, publish it
+        unless another worker did first; the plan in force either way."""
+        store = self.store
+        n = self.slots(g)
+        try:
+            kids = self._sound_children(g, self.paths.generation_sealed(g), check_unique=False)
+        except _Unknown as e:
+            raise StoreError(f"cannot read the children of generation {g} ({e})", "the next worker retries") from None
+        children = [kids[k] for k in sorted(kids)]
+        parents = [r for r in (store._read_entry_record(e) for e in store.list_alive()) if r is not None]
+        decided = plan_fn(list(parents), list(children))
+        _check_plan(decided, parents, children)
+        me = store.worker.id
+        alive = set(decided.alive)
+        planned = []
+        for k in sorted(kids):
+            rec = kids[k]
+            acc = None if rec.val_accuracy is None else float(format_acc(rec.val_accuracy))
+            if rec.id in alive:
+                name = IndividualName(rec.id, "alive", acc)
+            else:  # born dead: its publisher (as Store.publish names it); rejected: the planner
+                by = rec.worker if rec.state == "dead" and is_worker_id(rec.worker) else me
+                name = IndividualName(rec.id, "dead", acc, by)
+            planned.append(PlannedChild(slot=k, id=rec.id, name=name.render()))
+        body = GenerationPlan(generation=g, slots=n, parents=[p.id for p in parents], kill=sorted(decided.kill),
+                              children=planned, planned_by=me, planned_at=time.time())
+        tmp = self.paths.private_file(me, "gplan")
+        try:
+            store.worker.dir.mkdir(exist_ok=True)
+            tmp.mkdir()
+            _write_file(tmp / PLAN_FILE, _dumps(body.model_dump(mode="json")))
+            _fsync_dir(tmp)
+            try:
+                store._rename(tmp, self.paths.generation_plan(g))
+            except OSError as e:
+                if e.errno not in _OCCUPIED:
+                    raise
+            _fsync_dir(self.paths.generation(g))
+        except OSError as e:
+            raise store._os_error(e, f"write the plan of generation {g}") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        plan = self.plan(g)  # ours, or the one that won: never the one we computed, unread
+        if plan is None:
+            raise LostRace(f"the plan of generation {g} vanished (this worker's folder was reclaimed?)")
+        return plan
+
+    def _apply(self, g: int, plan: GenerationPlan) -> None:
+        """Kill the plan's parents, move its children into individuals/: one rename each,
+        skipped when done already (by us before a crash, or by another worker)."""
+        store = self.store
+        by_id = {e.id: e for e in store.entries()}
+        for pid in plan.kill:
+            e = by_id.get(pid)
+            if e is not None and e.state == "alive":
+                store.kill(e)  # False: killed (or collected) by another applier first
+        for c in plan.children:
+            src = self.paths.generation_sealed_child(g, c.slot)
+            if not _exists(src):
+                continue  # moved already
+            try:
+                rec = store._read_record(src)
+            except FileNotFoundError:
+                continue  # moved while we looked
+            except CorruptIndividual as e:
+                self._quarantine(src, e.message)
+                continue
+            if rec.id != c.id:
+                self._quarantine(src, f"slot {c.slot} holds {rec.id}, the plan names {c.id}")
+                continue
+            name = IndividualName.parse(c.name)
+            if name is None or name.id != c.id:
+                raise StoreError(f"the plan of generation {g} names {c.name!r} for {c.id}", "inspect it by hand")
+            store.adopt(src, name)
+
+    def _open(self, g: int, slots: int) -> None:
+        """Open generation g: a private folder (generation.json + empty children/) renamed onto
+        generations/<g>.  If another worker opened it first, the rename fails: fine."""
+        store = self.store
+        tmp = self.paths.private_file(store.worker.id, "gopen")
+        try:
+            store.worker.dir.mkdir(exist_ok=True)
+            self.paths.generations.mkdir(exist_ok=True)
+            tmp.mkdir()
+            (tmp / "children").mkdir()
+            _write_file(tmp / "generation.json", _dumps({"generation": g, "slots": slots, "opened_by": store.worker.id}))
+            _fsync_dir(tmp)
+            try:
+                store._rename(tmp, self.paths.generation(g))
+            except OSError as e:
+                if e.errno not in _OCCUPIED:
+                    raise
+            _fsync_dir(self.paths.generations)
+        except OSError as e:
+            raise store._os_error(e, f"open generation {g}") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    # ---- reports ----------------------------------------------------------------------
+
+    def status(self) -> list[GenerationStatus]:
+        """Every generation: slots, children, claims, state, and the plan's counts."""
+        out = []
+        for g in self._generations():
+            n = self.slots(g)
+            st = self.state(g)
+            plan = self.plan(g) if st in ("planned", "closed") else None
+            if plan is not None:
+                alive = sum(IndividualName.parse(c.name).state == "alive" for c in plan.children)
+                out.append(GenerationStatus(g, n, len(plan.children), 0, st, len(plan.kill), alive,
+                                            len(plan.children) - alive))
+                continue
+            if st == "open":
+                filled = len([k for k in (self._filled(g) or ()) if k < n])
+            else:
+                filled = len([de for de in _scandir_entries(self.paths.generation_sealed(g)) if _number(de.name) is not None])
+            claimed = len(self._claims(g, with_times=True)) if st == "open" else 0
+            out.append(GenerationStatus(g, n, filled, claimed, st))
+        return out
+
+    # ---- helpers ----------------------------------------------------------------------
+
+    def _quarantine(self, path: Path, reason: str) -> None:
+        self.store.paths.quarantine.mkdir(exist_ok=True)
+        self.store._quarantine(path, reason)
+
+    @staticmethod
+    def _is_dir(path: Path) -> bool:
+        try:
+            return stat.S_ISDIR(os.lstat(path).st_mode)
+        except OSError:
+            return False
+
+
+def _check_plan(plan: Plan, parents: list[IndividualRecord], children: list[IndividualRecord]) -> None:
+    """A plan_fn's answer must partition the children and kill only parents (a bug in an
+    algorithm, reported before anything is written)."""
+    pids = {p.id for p in parents}
+    cids = {c.id for c in children}
+    alive, dead, kill = set(plan.alive), set(plan.dead), set(plan.kill)
+    problems = []
+    if kill - pids:
+        problems.append(f"kills non-parents {sorted(kill - pids)}")
+    if alive & dead:
+        problems.append(f"children both alive and dead {sorted(alive & dead)}")
+    if alive | dead != cids:
+        problems.append(f"children missing {sorted(cids - alive - dead)}, unknown {sorted((alive | dead) - cids)}")
+    failed = {c.id for c in children if c.state == "dead" or c.val_accuracy is None} & alive
+    if failed:
+        problems.append(f"failed children cannot live {sorted(failed)}")
+    if problems:
+        raise ValueError("invalid replacement plan: " + "; ".join(problems))
+
+
+def _parse_claim(name: str) -> tuple[int, int] | None:
+    parts = name.split("-")
+    if len(parts) != 3 or parts[0] != "gen":
+        return None
+    g, k = _number(parts[1]), _number(parts[2])
+    return None if g is None or k is None else (g, k)
+
+
+def _unlink_quiet(p: Path) -> None:
+    try:
+        os.unlink(p)
+    except FileNotFoundError:
+        pass
