@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from lse.generations import GenerationPlan, Generations, Plan
-from lse.records import IndividualName, IndividualRecord
+from lse.store.generations import GenerationPlan, Generations, Plan
+from lse.core.records import IndividualName, IndividualRecord
 from lse.store import Store
 
 

@@ -18,16 +18,16 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import lse.generations  # noqa: E402
-from lse.dna import initial_dna  # noqa: E402
+import lse.store.generations  # noqa: E402
+from lse.core.dna import initial_dna  # noqa: E402
 from lse.errors import LostRace  # noqa: E402
-from lse.generations import Generations  # noqa: E402
-from lse.records import IndividualRecord, new_id  # noqa: E402
+from lse.store.generations import Generations  # noqa: E402
+from lse.core.records import IndividualRecord, new_id  # noqa: E402
 from lse.store import Store  # noqa: E402
 
 from _generation_helpers import mu_plus_lambda  # noqa: E402
 
-lse.generations._save_weights = lambda state_dict: b"stress weights"
+lse.store.generations._save_weights = lambda state_dict: b"stress weights"
 
 MU = int(os.environ.get("LSE_GEN_MU", "6"))
 LAMBDA = int(os.environ.get("LSE_GEN_LAMBDA", "4"))

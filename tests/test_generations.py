@@ -1,4 +1,4 @@
-"""The generation barrier (lse.generations) on a real population folder: slots, claims, the
+"""The generation barrier (lse.store.generations) on a real population folder: slots, claims, the
 exclusive publish, seal/plan/apply/open, a plan written once and reused, hostile entries
 quarantined, lost NFS replies."""
 
@@ -12,8 +12,8 @@ import shutil
 import pytest
 
 from lse.errors import LostRace
-from lse.generations import Generations, Plan
-from lse.records import IndividualName
+from lse.store.generations import Generations, Plan
+from lse.core.records import IndividualName
 from lse.store import Store
 
 from _generation_helpers import check_barrier, mu_plus_lambda

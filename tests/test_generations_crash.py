@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lse.generations import Generations
-from lse.records import IndividualName
+from lse.store.generations import Generations
+from lse.core.records import IndividualName
 from lse.store import Store
 
 from _generation_helpers import check_barrier, mu_plus_lambda
@@ -31,7 +31,7 @@ VICTIM = textwrap.dedent(
     import os, sys
     sys.path.insert(0, sys.argv[3])
     from lse.store import Store
-    from lse.generations import Generations
+    from lse.store.generations import Generations
     from _generation_helpers import mu_plus_lambda
     crash_at = int(sys.argv[2])
     s = Store(sys.argv[1])

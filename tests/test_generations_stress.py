@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from lse.generations import Generations
+from lse.store.generations import Generations
 from lse.store import Store
 
 from _generation_helpers import check_barrier

@@ -64,8 +64,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from lse.errors import CorruptIndividual, LostRace, StoreError
-from lse.records import IndividualName, IndividualRecord, format_acc, is_id, is_worker_id
-from lse.store import (
+from lse.core.records import IndividualName, IndividualRecord, format_fitness, is_id, is_worker_id
+from lse.store.population import (
     RECORD_FILE,
     WEIGHTS_FILE,
     Store,
@@ -384,8 +384,8 @@ class Generations:
         n = self.slots(g)
         if not 0 <= slot < n:
             raise ValueError(f"slot {slot} is not in 0..{n - 1} (generation {g} has {n} slots)")
-        if alive and record.val_accuracy is None:
-            raise ValueError("an alive child needs val_accuracy (publish a failed child with alive=False)")
+        if alive and record.fitness is None:
+            raise ValueError("an alive child needs a fitness (publish a failed child with alive=False)")
         # As Store.publish does (the lead may share this when store.py becomes a package).
         rec = record.model_copy(update={
             "state": "alive" if alive else "dead",
@@ -519,8 +519,8 @@ class Generations:
         try:
             rec = self.store._read_record(path)
             if rec.state == "alive":
-                if rec.val_accuracy is None:
-                    raise CorruptIndividual(f"{path}: an alive child without val_accuracy")
+                if rec.fitness is None:
+                    raise CorruptIndividual(f"{path}: an alive child without a fitness")
                 wf = self.paths.weights_file(path)
                 if not stat.S_ISREG(os.lstat(wf).st_mode):
                     raise CorruptIndividual(f"{wf} is not a regular file")
@@ -548,7 +548,7 @@ class Generations:
         except _Unknown as e:
             raise StoreError(f"cannot read the children of generation {g} ({e})", "the next worker retries") from None
         children = [kids[k] for k in sorted(kids)]
-        parents = [r for r in (store._read_entry_record(e) for e in store.list_alive()) if r is not None]
+        parents = [r for r in (store.read_entry_record(e) for e in store.list_alive()) if r is not None]
         decided = plan_fn(list(parents), list(children))
         _check_plan(decided, parents, children)
         me = store.worker.id
@@ -556,7 +556,7 @@ class Generations:
         planned = []
         for k in sorted(kids):
             rec = kids[k]
-            acc = None if rec.val_accuracy is None else float(format_acc(rec.val_accuracy))
+            acc = None if rec.fitness is None else float(format_fitness(rec.fitness))
             if rec.id in alive:
                 name = IndividualName(rec.id, "alive", acc)
             else:  # born dead: its publisher (as Store.publish names it); rejected: the planner
@@ -686,7 +686,7 @@ def _check_plan(plan: Plan, parents: list[IndividualRecord], children: list[Indi
         problems.append(f"children both alive and dead {sorted(alive & dead)}")
     if alive | dead != cids:
         problems.append(f"children missing {sorted(cids - alive - dead)}, unknown {sorted((alive | dead) - cids)}")
-    failed = {c.id for c in children if c.state == "dead" or c.val_accuracy is None} & alive
+    failed = {c.id for c in children if c.state == "dead" or c.fitness is None} & alive
     if failed:
         problems.append(f"failed children cannot live {sorted(failed)}")
     if problems:
