@@ -22,7 +22,7 @@ from lse.runners.worker import count_births
 REPO = Path(__file__).resolve().parent.parent
 WORKER = REPO / "worker.py"
 #: the real interpreter (fiu-run must preload into python itself, not into a pyenv shim)
-PYTHON = os.path.realpath(sys.executable)
+PYTHON = sys.executable
 
 #: a tiny experiment: 12x12 grey images, 5 SGD steps per child, so births come every second or so
 FAST_CONFIG = dict(dataset="fashion-mnist", validation_size=100, population_size=4, steps=5,

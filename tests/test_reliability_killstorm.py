@@ -48,11 +48,38 @@ def _workers_of(launcher: subprocess.Popen) -> list[psutil.Process]:
     return out
 
 
+def _finish_generations(pop) -> dict:
+    """Close whatever the storm left half-closed (as any worker would), then check the barrier:
+    every closed generation has all its children, each where its plan put it, every plan made
+    from its predecessor's survivors, nothing outside a plan (tests/_generation_helpers.py)."""
+    from _generation_helpers import check_barrier
+
+    from lse.algorithms import make_algorithm
+    from lse.store.generations import Generations, Plan
+
+    store = Store(pop).open()
+    store.register_worker("finisher", auto_heartbeat=False)
+    algo = make_algorithm(store.config)
+
+    def plan(parents, children):
+        r = algo.replace(parents, children)
+        return Plan(r.kill, r.alive, r.dead)
+
+    gens = Generations(store, slots=algo.slots(1), initial_slots=algo.slots(0))
+    g = gens.advance(plan)
+    figures = check_barrier(store, gens, g)
+    store.close()
+    return figures
+
+
 @pytest.mark.slow
-def test_kill_storm(tmp_path):
+@pytest.mark.parametrize("algorithm", ["real2017", "pareto-testbed"])
+def test_kill_storm(tmp_path, algorithm):
+    """real2017: the paper's steady-state loop; pareto-testbed: a generational algorithm with a
+    whole-population selector and two-parent recombination on the generation barrier."""
     data = write_data(tmp_path / "data")
     pop = tmp_path / "pop"
-    make_pop(pop, data, population_size=8)
+    make_pop(pop, data, population_size=8, algorithm={"name": algorithm})
     cmd = [PYTHON, "-m", "lse.launch", "--pop", str(pop), "--workers", "4", "--threads", "1", "--no-progress"]
     out = tmp_path / "launch.out"
     with open(out, "wb") as f:
@@ -99,6 +126,7 @@ def test_kill_storm(tmp_path):
     assert rc == 0, text[-3000:]
     restarts = text.count("restarting in")
 
+    generations = _finish_generations(pop) if algorithm == "pareto-testbed" else None
     check_individuals(pop)
     alive = check_alive_evaluate(pop)
     recs = check_history(pop)
@@ -125,6 +153,8 @@ def test_kill_storm(tmp_path):
     print(f"\nKILL STORM: {t1 - t0:.0f} s, {kills} SIGKILLs of workers, {restarts} restarts by the launcher, "
           f"{during} births during the storm (per third: {per_third}), {len(recs)} individuals in all, "
           f"{alive} alive all evaluated, {len(reclaimed)} dead workers' folders reclaimed at the end, "
-          f"0 lost")
+          f"0 lost" + (f"; generations {generations}" if generations else ""))
+    if generations:
+        assert generations["generations"] >= 3, generations  # the barrier kept closing under the storm
     assert kills >= STORM_SECONDS / 4.0
     assert all(n > 0 for n in per_third), (per_third, text[-3000:])

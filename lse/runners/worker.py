@@ -53,6 +53,7 @@ from lse.config import ExperimentConfig, WorkerOptions
 from lse.core.records import IndividualName, IndividualRecord, is_id, is_worker_id, new_id
 from lse.errors import DiskFull, LostRace, StopRequested
 from lse.store import Store
+from lse.store.generations import Generations, Plan
 from lse.store.view import ViewCache
 
 log = logging.getLogger("lse.runners.worker")
@@ -509,6 +510,10 @@ class _Loop:
         self.birth_cache = BirthCache()  # names count_births parsed already (history/ only grows)
         self.algorithm = make_algorithm(config)  # the seam: every decision of the paper's method
         self.views = ViewCache(store)  # records of the alive, parsed once per folder name
+        self.generations = None
+        if self.algorithm.generational:
+            self.generations = Generations(store, slots=self.algorithm.slots(1),
+                                           initial_slots=self.algorithm.slots(0), rng=self.rng)
 
     # -- stop checks --
     def _check_stop(self, limits: ExperimentConfig, births: set[str] | None) -> None:
@@ -574,6 +579,9 @@ class _Loop:
         births = self._count_births(limits)
         self._check_stop(limits, births)
         self._maintenance()
+        if self.generations is not None:
+            self._generational_step()
+            return
         child_id = new_id()
         claim = self.store.paths.claim(self.wid, child_id)
         claim.parent.mkdir(exist_ok=True)
@@ -614,6 +622,56 @@ class _Loop:
                 claim.unlink()
             except FileNotFoundError:
                 pass
+
+    # -- generational algorithms (the store's generation barrier) --
+    def _plan(self, parents: list[IndividualRecord], children: list[IndividualRecord]) -> Plan:
+        r = self.algorithm.replace(parents, children)
+        return Plan(kill=r.kill, alive=r.alive, dead=r.dead)
+
+    def _generational_step(self) -> None:
+        """One child of the open generation: close whatever can be closed, claim a free slot
+        (none: wait), breed the child from the current population P_g (generation 0: an
+        initial individual) and publish it into its slot.  Whoever fills the last slot closes
+        the generation; any worker finishes a closing whose closer died (lse.store.generations)."""
+        gens = self.generations
+        assert gens is not None
+        g = gens.advance(self._plan)
+        slot = gens.claim(g)
+        if slot is None:  # every free slot is being trained by a live worker: wait for them
+            time.sleep(SLOT_WAIT_SECONDS * self.rng.uniform(0.5, 1.5))
+            return
+        try:
+            parents = None if g == 0 else self._read_parents()
+            bred = self._breed(new_id(), parents, barrier_generation=g)
+            if bred is None:
+                return
+            record, state = bred
+            try:
+                self._publish_when_space(lambda: gens.publish(g, slot, record, state, alive=record.fitness is not None))
+            except LostRace as e:
+                log.info("child %s discarded: %s", record.id, e)
+                return
+            self._count_birth(record)
+        finally:
+            gens.release()
+        gens.advance(self._plan)
+
+    def _read_parents(self) -> list[tuple[IndividualRecord, dict]] | None:
+        """The algorithm's parents from P_g (no kills: replacement is the plan's); None when
+        fewer than two are alive (then the child is an initial individual)."""
+        while True:
+            if self.stopper.should_stop():
+                raise StopRequested(self.stopper.reason() or "stop")
+            alive = self.store.list_alive()
+            if len(alive) < 2:
+                return None
+            by_id = {e.id: e for e in alive}
+            sel = self.algorithm.select(self.views.view(alive, self.algorithm.uses_records), self.rng, full=False)
+            try:
+                return [self.store.read_parent(by_id[p]) for p in sel.parents]
+            except LostRace as e:
+                self.summary.lost_races += 1
+                log.info("lost the race for parent(s) %s (%s); retrying", ", ".join(sel.parents), e)
 
     def _select_parents(self, in_flight: int) -> list[tuple[IndividualRecord, dict]] | None:
         """The algorithm's selection until its parents were read; None: too few alive.
@@ -696,11 +754,32 @@ class _Loop:
         return child, states
 
     def _make_child(self, child_id: str, initial: bool, in_flight: int = 1) -> None:
-        algo = self.algorithm
         parents = None if initial else self._select_parents(in_flight)
+        bred = self._breed(child_id, parents)
+        if bred is None:
+            return
+        record, state = bred
+        self._publish_when_space(lambda: self.store.publish(record, state, alive=record.fitness is not None))
+        self._count_birth(record)
+
+    def _count_birth(self, record: IndividualRecord) -> None:
+        self.summary.births += 1
+        self.summary.initial += not record.parents
+        self.summary.failures += record.fitness is None
+        if record.fitness is None:
+            log.warning("published %s dead: %s", record.id, record.failed_reason)
+        else:
+            log.info("born %s: fitness %.4f, %d steps in %.1f s", record.id, record.fitness, record.steps,
+                     record.train_seconds or 0.0)
+
+    def _breed(self, child_id: str, parents: list[tuple[IndividualRecord, dict]] | None,
+               barrier_generation: int | None = None) -> tuple[IndividualRecord, dict | None] | None:
+        """Vary the parents (None: an initial individual), train and evaluate the child; its
+        record and weights (None for a failed child), or None when the variation failed."""
+        algo = self.algorithm
         varied = self._vary(parents)
         if varied is None:
-            return
+            return None
         child, states = varied
         by_id = {rec.id: rec for rec, _ in parents or ()}
         first = by_id.get(child.parents[0]) if child.parents else None
@@ -746,20 +825,13 @@ class _Loop:
             host=self.store.host,
             train_seconds=res.train_seconds,
             eval_seconds=res.eval_seconds,
+            barrier_generation=barrier_generation,
             extra={**res.extra, **child.details, "seed": seed, "started_at": t0,
                    "inherited": first is not None and bool(states)},
         )
-        self._publish_when_space(record, None if failed else res.state_dict, alive=not failed)
-        self.summary.births += 1
-        self.summary.initial += first is None
-        self.summary.failures += failed
-        if failed:
-            log.warning("published %s dead: %s", child_id, record.failed_reason)
-        else:
-            log.info("born %s: fitness %.4f, %d steps in %.1f s", child_id, record.fitness, res.steps,
-                     res.train_seconds)
+        return record, None if failed else res.state_dict
 
-    def _publish_when_space(self, record: IndividualRecord, state: dict | None, alive: bool) -> None:
+    def _publish_when_space(self, publish: Callable[[], object]) -> None:
         """Publish; on a full disk keep the trained child in memory and retry with backoff
         (1, 2, 4 ... 60 s), one log line per attempt.  A child may have cost hours of training,
         and its parent's rival was already killed: dropping it would waste both.  A stop (signal,
@@ -767,14 +839,14 @@ class _Loop:
         delay = 1.0
         while True:
             try:
-                self.store.publish(record, state, alive=alive)
+                publish()
                 return
             except DiskFull as e:
-                log.error("%s; keeping %s in memory, retrying in %.0f s", e, record.id, delay)
+                log.error("%s; keeping the child in memory, retrying in %.0f s", e, delay)
             deadline = time.monotonic() + delay
             while time.monotonic() < deadline:
                 if self.stopper.should_stop():
-                    log.info("stop while the disk is full: %s discarded, nothing published", record.id)
+                    log.info("stop while the disk is full: the child is discarded, nothing published")
                     raise StopRequested(self.stopper.reason() or "stop")
                 self.stopper.signalled.wait(min(0.5, max(0.0, deadline - time.monotonic())))
             delay = min(2 * delay, 60.0)

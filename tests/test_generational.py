@@ -1,0 +1,65 @@
+"""A generational algorithm on the real worker loop: the pareto-testbed (NSGA-II selection over
+objective vectors, two-parent recombination, the generation barrier) with several worker
+threads and the stand-in trainer of `lse simulate` (real weights, real inheritance)."""
+
+from __future__ import annotations
+
+import threading
+
+from _generation_helpers import check_barrier
+
+from lse.algorithms import make_algorithm
+from lse.config import ExperimentConfig, WorkerOptions
+from lse.runners.simulate import StandInTrainer
+from lse.runners.worker import run_worker
+from lse.store import Store
+from lse.store.generations import Generations, Plan
+
+
+def test_generations_close_with_two_parent_children(tmp_path):
+    pop = tmp_path / "pop"
+    cfg = ExperimentConfig(population_size=6, steps=10, max_individuals=36, algorithm={"name": "pareto-testbed"},
+                           mutation_probabilities={"insert_convolution": 1, "alter_channels": 1, "identity": 1})
+    Store(pop).create(cfg)
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            run_worker(pop, WorkerOptions(threads=1, heartbeat_seconds=0.5), StandInTrainer(time_scale=1e-4),
+                       worker_id=f"gw{i}", handle_signals=False, log_to_file=False)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=240)
+    assert not errors, errors
+
+    store = Store(pop).open()
+    store.register_worker("checker", auto_heartbeat=False)
+    algo = make_algorithm(store.config)
+    gens = Generations(store, slots=algo.slots(1), initial_slots=algo.slots(0))
+
+    def plan(parents, children):
+        r = algo.replace(parents, children)
+        return Plan(r.kill, r.alive, r.dead)
+
+    figures = check_barrier(store, gens, gens.advance(plan))
+    assert figures["generations"] >= 4, figures
+    recs = store.records()
+    by_gen: dict[int, int] = {}
+    for r in recs:
+        assert r.barrier_generation is not None and r.algorithm == "pareto-testbed"
+        by_gen[r.barrier_generation] = by_gen.get(r.barrier_generation, 0) + 1
+        assert (r.barrier_generation == 0) == (not r.parents)
+        assert set(r.objectives) == {"val_accuracy", "neg_params"} or r.fitness is None
+    assert all(n == 6 for g, n in by_gen.items() if g < figures["generations"]), by_gen
+    # two-parent children inherit from both parents, and say how much from each
+    both = [r for r in recs if len(r.parents) == 2 and r.inheritance and len(r.inheritance.by_parent) == 2]
+    assert both, "no child inherited tensors from two parents"
+    for r in both:
+        assert set(r.inheritance.by_parent) == set(r.parents)
+        assert sum(r.inheritance.by_parent.values()) >= r.inheritance.kept
+    store.close()
