@@ -191,3 +191,47 @@ def test_a_missing_data_set_is_reported_before_anything_is_created(tmp_path):
                         "--data-dir", str(tmp_path / "nowhere"), "--no-progress"], capture_output=True, text=True)
     assert r.returncode == 1 and "cifar10 not found" in r.stderr
     assert not (tmp_path / "pop" / "experiment.json").exists()
+
+
+def test_warm_starts_initial_dna_and_seed_from(tmp_path, data_dir):
+    """--initial-dna: every initial individual is the given net; --seed-from: a new experiment
+    starts from another's alive individuals, weights included, re-evaluated on its own split."""
+    import torch
+
+    from lse.core.dna import initial_dna
+    from lse.core.mutations import mutate
+    import random
+
+    dna = initial_dna(0.05, input_channels=3)
+    for _ in range(2):
+        dna, _ = mutate(dna, random.Random(1), {"insert_convolution": 1})
+    dna_file = tmp_path / "net.json"
+    dna_file.write_text(dna.to_json())
+    src = tmp_path / "src"
+    _launch(src, data_dir, "--workers", "1", "--population-size", "3", "--steps", "20", "--max-individuals", "3",
+            "--initial-dna", str(dna_file))
+    recs = _consistent(src)
+    assert len(recs) == 3 and all(r.dna == json.loads(dna.to_json()) and not r.parents for r in recs)
+    assert Store(src).open().config.initial_dna == json.loads(dna.to_json())
+
+    dst = tmp_path / "dst"
+    r = _launch(dst, data_dir, "--workers", "1", "--population-size", "3", "--steps", "20", "--max-individuals", "5",
+                "--seed-from", str(src), "--algorithm", "regularized", "--algorithm-option", "tournament_size=2")
+    assert "seeded 3 individual(s)" in r.stdout, r.stdout
+    store = Store(dst).open()
+    assert store.config.algorithm.name == "regularized" and store.config.algorithm.options == {"tournament_size": 2}
+    recs = _consistent(dst)
+    seeded = [x for x in recs if "seeded_from" in x.extra]
+    assert len(seeded) == 3 and len(recs) == 5  # the seeds are the initial population
+    src_ids = {x.id for x in Store(src).open().records()}
+    assert {x.extra["seeded_from"].rsplit(":", 1)[1] for x in seeded} <= src_ids
+    for x in seeded:  # weights came along: the copy's weights equal its source's
+        sid = x.extra["seeded_from"].rsplit(":", 1)[1]
+        w_src, w_dst = Store(src).open().load_weights(sid), store.load_weights(x.id)
+        if w_src is not None and w_dst is not None:
+            assert all(torch.equal(w_src[k], w_dst[k]) for k in w_src)
+    children = [x for x in recs if x.parents]
+    assert children and all(set(c.parents) <= {s.id for s in seeded} | {x.id for x in recs} for c in children)
+    bad = subprocess.run([sys.executable, "-m", "lse.launch", "--pop", str(tmp_path / "x"), "--data-dir", str(data_dir),
+                          *FAST, "--initial-dna", str(tmp_path / "missing.json")], capture_output=True, text=True)
+    assert bad.returncode == 1 and "--initial-dna" in bad.stderr and len(bad.stderr.strip().splitlines()) <= 2

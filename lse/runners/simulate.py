@@ -74,7 +74,10 @@ DATASETS: dict[str, tuple[tuple[int, int, int], int, float, float]] = {
 }
 
 #: Store operations timed per round, in the order they are printed.
-OPS = ("list_alive", "count_births", "list_claims", "read_config", "kill", "read_parent", "publish", "gc", "recover")
+OPS = ("list_alive", "count_births", "list_claims", "read_config", "kill", "read_parent", "publish", "gc", "recover",
+       "view", "select", "generations")
+# view: the population view (record reads for whole-population selectors); select: the
+# algorithm's selection math; generations: the generation barrier (advance, claim, publish).
 LISTING_OPS = ("list_alive", "count_births", "list_claims")
 
 
@@ -273,6 +276,31 @@ def _install_timing() -> None:
 
         return timed
 
+    def timed_tls(op: str, fn):
+        def timed(*args, **kwargs):
+            t = getattr(_tls, "timings", None)
+            if t is None:
+                return fn(*args, **kwargs)
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                t.seconds[op] += time.perf_counter() - t0
+                t.calls[op] += 1
+
+        return timed
+
+    make = w.make_algorithm
+
+    def timed_algorithm(config):
+        algo = make(config)
+        algo.select = timed_tls("select", algo.select)  # type: ignore[method-assign]
+        return algo
+
+    w.make_algorithm = timed_algorithm
+    w.ViewCache.view = timed_tls("view", w.ViewCache.view)  # type: ignore[method-assign]
+    for name in ("advance", "claim", "publish"):
+        setattr(w.Generations, name, timed_tls("generations", getattr(w.Generations, name)))
     w.Store = TimedStore  # type: ignore[misc]
     w.count_births = wrap("count_births", w.count_births)
     w.list_claims = wrap("list_claims", w.list_claims)
@@ -378,6 +406,8 @@ class SimulationReport:
     store_share: float
     standin_sleep_share: float
     standin_compute_share: float
+    algorithm: str
+    store_share_real: float  # the store's share of a step if training took its simulated (real) time
     directory: dict[str, int]
     listing: list[dict]
     errors: list[str]
@@ -478,6 +508,7 @@ def simulate(
     dataset: str = "fashion-mnist",
     listing_sizes: tuple[int, ...] = (1_000, 10_000, 50_000),
     progress=None,
+    algorithm: dict | None = None,
 ) -> SimulationReport:
     """Run ``workers`` real workers with the stand-in trainer on a NEW population ``pop`` until
     ``individuals`` births or ``seconds`` of wall time (whichever first); measure; report."""
@@ -494,9 +525,10 @@ def simulate(
         raise ConfigError(f"{pop} is not empty", "lse simulate writes a new population: give a new folder")
     n_proc = max(1, min(workers, processes or os.cpu_count() or 1))
     per = [workers // n_proc + (k < workers % n_proc) for k in range(n_proc)]
-    config = ExperimentConfig(
+    config = ExperimentConfig.parse(dict(
         dataset=dataset, population_size=population_size, max_individuals=individuals, seed=seed,
-    )
+        **({"algorithm": algorithm} if algorithm else {}),
+    ), "lse simulate")
     store = Store(pop)
     store.create(config)
     say = progress or (lambda _msg: None)
@@ -580,14 +612,27 @@ def _report(results, workers, n_proc, config, seconds, time_scale, wall, directo
         op_ms_per_birth={k: 1e3 * v / max(births, 1) for k, v in total.seconds.items()},
         store_share=store_seconds / ws, standin_sleep_share=sleep / ws, standin_compute_share=compute / ws,
         directory=directory, listing=listing, errors=errors, stop_reasons=reasons,
+        algorithm=config.algorithm.name,
+        store_share_real=_real_share(store_seconds, sleep, time_scale),
     )
+
+
+def _real_share(store_seconds: float, sleep_seconds: float, time_scale: float) -> float:
+    """The store's share of the workers' time had training taken its simulated time (the
+    stand-in sleeps ``time_scale`` of it): store / (store + simulated training).  The store's
+    own seconds are kept as measured (on 2 shared cores, an upper bound)."""
+    if time_scale <= 0 or sleep_seconds <= 0:
+        return 0.0
+    real_training = sleep_seconds / time_scale
+    return store_seconds / (store_seconds + real_training)
 
 
 def format_report(r: SimulationReport) -> str:
     """The figures, as printed at the end of ``lse simulate``."""
     d = r.directory
     lines = [
-        f"workers                 {r.workers} (threads in {r.processes} process(es)); population {r.population_size}",
+        f"workers                 {r.workers} (threads in {r.processes} process(es)); population {r.population_size}; "
+        f"algorithm {r.algorithm}",
         f"wall time               {r.wall_seconds:.1f} s",
         f"births                  {r.births} ({r.initial} initial, {r.failures} born dead); kills {r.kills}",
         f"births per second       {r.births_per_second:.2f}",
@@ -596,6 +641,8 @@ def format_report(r: SimulationReport) -> str:
         f"store operations        {r.store_share:.1%} of the workers' time "
         f"({sum(r.op_ms_per_birth.values()):.1f} ms per birth); stand-in: sleep {r.standin_sleep_share:.1%}, "
         f"compute {r.standin_compute_share:.1%}",
+        f"  at real training time {r.store_share_real:.3%} of the workers' time (store seconds as measured, training "
+        f"as simulated: {FIXED_SECONDS:g} s + FLOPs / {FLOPS_PER_SECOND:.0e} FLOP/s)",
     ]
     for op in OPS:
         lines.append(f"  {op:<21} {r.op_share[op]:6.1%}  {r.op_ms_per_birth[op]:8.2f} ms/birth  {r.op_calls[op]:>8} calls")
@@ -641,9 +688,12 @@ def register_cli(app) -> None:
         listing_sizes: str = typer.Option("1000,10000,50000", "--listing-sizes", help="entries for the listing-cost "
                                           "measurement, comma-separated ('' to skip)"),
         json_out: Path = typer.Option(None, "--json", help="also write the figures to this JSON file"),
+        algorithm: str = typer.Option(None, "--algorithm", help="the workers' algorithm (lse algorithms; default real2017)"),
+        algorithm_option: list[str] = typer.Option(None, "--algorithm-option", "-o", help="KEY=VALUE, repeatable"),
     ) -> None:
         """Real store + real worker loop at scale with a stand-in trainer; prints the store's costs."""
         from lse.errors import LseError
+        from lse.runners.launch import parse_algorithm
 
         try:
             sizes = tuple(int(s) for s in listing_sizes.split(",") if s.strip())
@@ -655,6 +705,7 @@ def register_cli(app) -> None:
                 pop, workers=workers, population_size=population_size, individuals=individuals or None,
                 seconds=seconds, time_scale=time_scale, seed=seed, processes=processes, dataset=dataset,
                 listing_sizes=sizes, progress=lambda m: typer.echo(m, err=True),
+                algorithm=parse_algorithm(algorithm, algorithm_option),
             )
         except LseError as err:
             typer.echo(f"error: {err}", err=True)
