@@ -88,6 +88,15 @@ def test_malformed_dna_is_quarantined(store, warnings_):
     _assert_quarantined(store, e, warnings_, "invalid DNA")
 
 
+def test_unknown_genome_kind_is_quarantined(store, warnings_):
+    """A record of a genome kind this lse does not know (a newer lse, or a forgery)."""
+    e = _good(store)
+    rec = json.loads((e.path / "record.json").read_text())
+    rec["genome"] = "quantum-foam"
+    (e.path / "record.json").write_text(json.dumps(rec))
+    _assert_quarantined(store, e, warnings_, "unknown genome kind 'quantum-foam'")
+
+
 def test_truncated_weights_are_quarantined(store, warnings_):
     e = _good(store)
     w = e.path / "weights.safetensors"

@@ -11,6 +11,8 @@ that composes pure pieces of :mod:`lse.core` (STYLE.md 13):
 ``vary``               mutation and/or crossover of the parents' records into a child DNA, with
                        the provenance map of the weights it inherits (:mod:`lse.core.provenance`)
 ``recipe``             how a child is trained: optimiser, steps or epochs, data subset, or none
+``make_trainer``       (optional) a trainer of its own, for a genome or a task the default
+                       trainer does not know (it builds classifiers from the genome registry)
 ``objectives``         the objective vector of a trained child (name -> value, all maximised)
 ``fitness``            the scalar selection uses; it is written in the folder name
 ``replace``            generational algorithms only: P_{g+1} from P_g and its children
@@ -27,7 +29,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,13 +90,19 @@ class Selection:
 
 @dataclass(frozen=True)
 class Child:
-    """A child before training: its DNA, where it came from and what it inherits."""
+    """A child before training: its genome, where it came from and what it inherits.
 
-    dna: DNA
+    ``dna`` is the genome, of kind ``genome`` (:mod:`lse.core.genomes`): the paper's DNA graph
+    for kind "dna", another paper's genome object otherwise (a pydantic model its kind dumps)."""
+
+    dna: Any
     parents: tuple[str, ...] = ()
     mutation: MutationRecord | None = None  # recorded; also says which tensors changed
     provenance: Provenance | None = None  # None: nothing inherited (fresh initialisation)
     details: dict = field(default_factory=dict)  # recorded in the record's ``extra``
+    genome: str = "dna"
+    age: int | None = None  # recorded, for algorithms that count ages
+    species: str | None = None  # recorded, for algorithms with species
 
 
 @dataclass(frozen=True)
@@ -172,9 +180,16 @@ class Algorithm:
     def recipe(self) -> Recipe:
         return Recipe()
 
-    def objectives(self, val_accuracy: float, params: int | None) -> dict[str, float]:
-        """The objective vector of a trained classifier (all maximised)."""
-        return {"val_accuracy": val_accuracy}
+    def make_trainer(self, options: object) -> object | None:
+        """A trainer (lse.runners.worker.Trainer) for this algorithm's children, or None for the
+        default one (builds the genome as a classifier, trains with ``recipe``, evaluates on the
+        validation split).  Torch lives there, never in the algorithm module: import it lazily."""
+        return None
+
+    def objectives(self, metrics: Mapping[str, float], params: int | None) -> dict[str, float]:
+        """The objective vector of a trained child (all maximised) from what its trainer
+        measured (``val_accuracy`` for classifiers, plus any metrics of its own)."""
+        return {"val_accuracy": metrics["val_accuracy"]}
 
     def fitness(self, objectives: Mapping[str, float]) -> float:
         return objectives["val_accuracy"]

@@ -70,8 +70,8 @@ class ParetoTestbed(Algorithm):
                                     by_prefix={p: q for p, q in provenance.by_prefix.items() if not p.startswith(blocked)})
         return Child(dna, tuple(p.id for p in parents), record, provenance)
 
-    def objectives(self, val_accuracy: float, params: int | None) -> dict[str, float]:
-        return {"val_accuracy": val_accuracy, "neg_params": -float(params or 0)}
+    def objectives(self, metrics: Mapping[str, float], params: int | None) -> dict[str, float]:
+        return {"val_accuracy": metrics["val_accuracy"], "neg_params": -float(params or 0)}
 
     def replace(self, parents: Sequence[IndividualRecord], children: Sequence[IndividualRecord]) -> ReplacementPlan:
         alive_children = [c for c in children if c.fitness is not None]

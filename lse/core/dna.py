@@ -416,3 +416,19 @@ def render_dot(dna: DNA) -> str:
     lines.append(f"  {dna.output_id} -> gap;")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _genome_kind():
+    from lse.core.genomes import GenomeKind
+
+    return GenomeKind(
+        name="dna",
+        parse=DNA.model_validate,
+        dump=lambda d: d.model_dump(mode="json"),
+        render=render_line,
+        depth=lambda d: d.depth(),
+    )
+
+
+#: the paper's DNA graph as a genome kind (lse.core.genomes)
+GENOME = _genome_kind()

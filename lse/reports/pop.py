@@ -115,10 +115,10 @@ def show_text(pop: Path, individual_id: str) -> str:
         rec = recs[matches[0]]
     lines = [f"individual {rec.id}", f"  state        {_state(rec)}"]
     try:
-        from lse.core.dna import DNA, render_line
+        from lse.core.genomes import describe
 
         num_classes = {"cifar100": 100}.get(store.config.dataset, 10)
-        lines.append(f"  architecture {render_line(DNA.model_validate(rec.dna), num_classes)}")
+        lines.append(f"  architecture {describe(rec.genome, rec.dna, num_classes)[0]}")
     except (ImportError, LseError, ValueError) as e:
         lines.append(f"  architecture (cannot render: {e})")
     lines += [

@@ -161,13 +161,12 @@ class Evaluator:
 
     def model(self, pop: Path, record):
         """The trained model of ``record`` in eval mode, or None when its weights are gone."""
-        from lse.nn.build import build_model
-        from lse.core.dna import DNA
+        from lse.nn.genomes import build
 
         state = load_weights(pop, record.id)
         if state is None:
             return None
-        model = build_model(DNA.model_validate(record.dna), tuple(self.dataset.input_shape), self.dataset.num_classes)
+        model = build(record.genome, record.dna, tuple(self.dataset.input_shape), self.dataset.num_classes)
         model.load_state_dict(state, strict=True)
         return model.to(self.device).eval()
 
@@ -247,13 +246,9 @@ def ensemble(exp: Experiment, ev: Evaluator, size: int = ENSEMBLE_SIZE) -> dict:
 
 
 def _dna_info(record, num_classes: int | None) -> tuple[str, int | None]:
-    from lse.core.dna import DNA, render_line
+    from lse.core.genomes import describe
 
-    try:
-        dna = DNA.model_validate(record.dna)
-        return render_line(dna, num_classes), dna.depth()
-    except LseError as e:  # a record with a malformed DNA is shown, not fatal
-        return f"(invalid DNA: {e.message})", None
+    return describe(getattr(record, "genome", "dna"), record.dna, num_classes)  # never raises
 
 
 def summarize(exp: Experiment, num_classes: int | None, ens: dict | None) -> dict:

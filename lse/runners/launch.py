@@ -251,7 +251,7 @@ def format_line(s: Snapshot, limit: int | None, running: int, workers: int) -> s
 
 def summary_text(store: Store, stop_reason: str) -> str:
     """The closing summary: counts, best initial vs best, the best individual and its architecture."""
-    from lse.core.dna import DNA, render_line
+    from lse.core.genomes import describe
 
     recs = store.records()
     cfg = store.config
@@ -266,7 +266,7 @@ def summary_text(store: Store, stop_reason: str) -> str:
         if initial:
             lines.append(f"best initial val accuracy: {max(initial):.4f}")
         try:
-            arch = render_line(DNA.model_validate(best.dna), NUM_CLASSES.get(cfg.dataset))
+            arch = describe(best.genome, best.dna, NUM_CLASSES.get(cfg.dataset))[0]
         except LseError as e:
             arch = f"(unreadable DNA: {e})"
         lines.append(f"best individual: {best.id}  val accuracy {best.val_accuracy:.4f}  generation {best.generation}")

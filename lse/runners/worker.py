@@ -50,6 +50,7 @@ from typing import Any, Callable, Protocol
 from lse.algorithms import make_algorithm
 from lse.algorithms.base import Child, PopulationView, Recipe
 from lse.config import ExperimentConfig, WorkerOptions
+from lse.core.genomes import genome_kind
 from lse.core.records import IndividualName, IndividualRecord, is_id, is_worker_id, new_id
 from lse.errors import DiskFull, LostRace, StopRequested
 from lse.store import Store
@@ -88,6 +89,7 @@ class ChildResult:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)  # further measurements the algorithm's objectives use
 
 
 class Trainer(Protocol):
@@ -152,8 +154,7 @@ class TorchTrainer:
     def train_child(self, child, parent_states, recipe, *, seed, should_stop) -> ChildResult:
         import torch
 
-        from lse.nn.build import build_model
-        from lse.nn.flops import count_flops
+        from lse.nn.genomes import build, flops
         from lse.nn.inherit import inherit
         from lse.nn.train import train
 
@@ -165,16 +166,17 @@ class TorchTrainer:
         if recipe.optimizer == "none":
             steps = 0  # no gradient training: the child is only evaluated
         try:
-            fc = count_flops(dna, ds.input_shape, ds.num_classes, cfg.batch_size, cfg.eval_batch_size)
+            fc = flops(child.genome, dna, ds.input_shape, ds.num_classes, cfg.batch_size, cfg.eval_batch_size)
             torch.manual_seed(seed)  # model initialisation; train() seeds batches and augmentation
-            model = build_model(dna, ds.input_shape, ds.num_classes)
+            model = build(child.genome, dna, ds.input_shape, ds.num_classes)
             if parent_states and child.provenance is not None:
                 inheritance = inherit(model, parent_states, child.provenance).summary()
             else:
                 inheritance = {"kept": 0, "reinitialised": len(model.state_dict())}
             params = sum(p.numel() for p in model.parameters())
             res = train(
-                model, ds, learning_rate=dna.learning_rate, steps=steps, batch_size=cfg.batch_size,
+                model, ds, learning_rate=getattr(dna, "learning_rate", cfg.initial_learning_rate), steps=steps,
+                batch_size=cfg.batch_size,
                 momentum=cfg.momentum, weight_decay=cfg.weight_decay, seed=seed, augment=cfg.augment,
                 should_stop=should_stop, device=self.device, eval_batch_size=cfg.eval_batch_size,
                 optimizer="sgd" if recipe.optimizer == "none" else recipe.optimizer,
@@ -474,7 +476,7 @@ def run_worker(
         logging.getLogger("lse").setLevel(logging.INFO)
     try:
         log.info("worker %s on %s started (pid %d, %s)", handle.id, store.host, os.getpid(), options.model_dump())
-        trainer = trainer or TorchTrainer(options)
+        trainer = trainer or make_algorithm(config).make_trainer(options) or TorchTrainer(options)
         trainer.prepare(config)
         _Loop(store, config, options, trainer, stopper, summary).run()
     finally:
@@ -786,7 +788,7 @@ class _Loop:
         seed = self.rng.randrange(2**31)
         what = "initial" if first is None else (
             f"child of {', '.join(child.parents)} by {child.mutation.name if child.mutation else 'crossover'}")
-        log.info("training %s (%s), lr %.4g, seed %d", child_id, what, child.dna.learning_rate, seed)
+        log.info("training %s (%s), seed %d", child_id, what, seed)
         t0 = time.time()
         try:
             res = self.trainer.train_child(child, states, algo.recipe(), seed=seed, should_stop=self.stopper.should_stop)
@@ -796,27 +798,37 @@ class _Loop:
         except Exception as e:  # a child the phenotype code cannot handle dies; the worker lives
             log.exception("training %s failed", child_id)
             res = ChildResult(None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-        failed = res.failed_reason is not None or res.val_accuracy is None or not math.isfinite(res.val_accuracy)
+        metrics = dict(res.metrics)
+        if res.val_accuracy is not None and math.isfinite(res.val_accuracy):
+            metrics["val_accuracy"] = float(res.val_accuracy)
+        failed = res.failed_reason is not None or not metrics
         objectives: dict[str, float] = {}
         fitness = None
         if not failed:
-            objectives = algo.objectives(float(res.val_accuracy), res.params)
-            fitness = algo.fitness(objectives)
+            try:
+                objectives = algo.objectives(metrics, res.params)
+                fitness = algo.fitness(objectives)
+            except (KeyError, ValueError, ZeroDivisionError) as e:  # e.g. a metric the trainer did not give
+                fitness, res.failed_reason = None, f"objectives: {type(e).__name__}: {e}"
             if fitness is None or not math.isfinite(fitness):
-                failed, res.failed_reason = True, f"non-finite fitness {fitness!r}"
+                failed = True
+                res.failed_reason = res.failed_reason or f"non-finite fitness {fitness!r}"
         record = IndividualRecord(
             id=child_id,
             parent_id=first.id if first is not None else None,
             parents=list(child.parents),
             generation=0 if first is None else first.generation + 1,
             algorithm=algo.name,
-            dna=child.dna.model_dump(mode="json"),
+            dna=genome_kind(child.genome).dump(child.dna),
             mutation=None if child.mutation is None else child.mutation.model_dump(mode="json"),
             inheritance=res.inheritance if first is not None else None,
-            val_accuracy=None if failed else float(res.val_accuracy),
+            val_accuracy=None if failed or res.val_accuracy is None else float(res.val_accuracy),
             objectives=objectives,
             fitness=None if failed else fitness,
             failed_reason=(res.failed_reason or "no validation accuracy") if failed else None,
+            genome=child.genome,
+            age=child.age,
+            species=child.species,
             steps=res.steps,
             examples=res.examples,
             flops=res.flops,

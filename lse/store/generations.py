@@ -395,7 +395,7 @@ class Generations:
             "extra": {**record.extra, "generation": {"generation": g, "slot": slot}},
         })
         IndividualRecord.model_validate(rec.model_dump(mode="json"))
-        _validate_dna(rec.dna)  # never publish what every reader would quarantine
+        _validate_dna(rec.dna, rec.genome)  # never publish what every reader would quarantine
         scratch = self.paths.private_file(w.id, "gchild")
         dst = self.paths.generation_child(g, slot)
         try:

@@ -306,15 +306,12 @@ def _load_weights(data: bytes) -> dict:
     return load(data)
 
 
-def _validate_dna(dna: dict) -> None:
-    """Validate a record's DNA with lse.core.dna.DNA (raises DNAError/ValidationError/ValueError)."""
-    try:
-        from lse.core.dna import DNA
-    except ImportError:  # the DNA module is not there yet: accept any mapping
-        if not isinstance(dna, dict):
-            raise ValueError("dna is not a mapping")
-        return
-    DNA.model_validate(dna)
+def _validate_dna(dna: dict, kind: str = "dna") -> None:
+    """Validate a record's genome by its kind (lse.core.genomes; raises DNAError, ValidationError,
+    ValueError for anything malformed or of an unknown kind)."""
+    from lse.core.genomes import parse_genome
+
+    parse_genome(kind, dna)
 
 
 def _safetensors_error() -> type[Exception]:
@@ -722,7 +719,7 @@ class Store:
             }
         )
         IndividualRecord.model_validate(rec.model_dump(mode="json"))  # validators on updated fields
-        _validate_dna(rec.dna)  # never publish what every reader would quarantine
+        _validate_dna(rec.dna, rec.genome)  # never publish what every reader would quarantine
         fitness = None if rec.fitness is None else float(format_fitness(rec.fitness))
         name = IndividualName(rec.id, "alive", fitness) if alive else IndividualName(rec.id, "dead", fitness, w.id)
         child = self.paths.child(w.id, rec.id)
@@ -1232,9 +1229,10 @@ def _parse_record(data: bytes, source: str, name: IndividualName | None) -> Indi
         loc = ".".join(str(p) for p in err["loc"]) or "record"
         raise CorruptIndividual(f"{source}: {loc}: {err['msg']}") from None
     try:
-        _validate_dna(rec.dna)
+        _validate_dna(rec.dna, rec.genome)
     except (DNAError, ConfigError, ValidationError, ValueError, TypeError, KeyError) as e:
-        raise CorruptIndividual(f"{source}: invalid DNA ({str(e).splitlines()[0]})") from None
+        what = "DNA" if rec.genome == "dna" else f"{rec.genome} genome"
+        raise CorruptIndividual(f"{source}: invalid {what} ({str(e).splitlines()[0]})") from None
     if name is not None and name.id != rec.id:
         raise CorruptIndividual(f"{source}: record id {rec.id} does not match its folder name")
     return rec
