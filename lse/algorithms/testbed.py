@@ -42,11 +42,24 @@ class ParetoTestbed(Algorithm):
     generational = True
     uses_records = True
 
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self._ranked: tuple[tuple[str, ...], list[tuple[int, float]]] = ((), [])
+
+    def _rank(self, view: PopulationView, ids: list[str]) -> list[tuple[int, float]]:
+        """NSGA-II keys of ``ids``, computed once per population: P_g does not change during
+        generation g, so every child of it reuses the ranking."""
+        key = tuple(ids)
+        if self._ranked[0] != key:
+            self._ranked = (key, rank_and_crowding([objective_vector(getattr(view.record(i), "objectives", None))
+                                                    for i in ids]))
+        return self._ranked[1]
+
     def select(self, view: PopulationView, rng: random.Random, *, full: bool) -> Selection:
         ids = [m.id for m in view.members if view.record(m.id) is not None]
         if len(ids) < 2:
             ids = [m.id for m in view.members]
-        key = rank_and_crowding([objective_vector(getattr(view.record(i), "objectives", None)) for i in ids])
+        key = self._rank(view, ids)
 
         def binary() -> str:
             a, b = rng.sample(range(len(ids)), 2)
