@@ -34,3 +34,7 @@ _launch.register_cli(app)
 from lse import simulate as _simulate  # noqa: E402  (lse simulate)
 
 _simulate.register_cli(app)
+
+from lse import dashboard as _dashboard  # noqa: E402  (lse dashboard)
+
+_dashboard.register_cli(app)
