@@ -238,12 +238,19 @@ class Server:
         self.url = f"http://{shown}:{self.httpd.server_address[1]}/" + (f"?token={token}" if token else "")
         self._thread: threading.Thread | None = None
 
+    def _warm(self) -> None:
+        """Read the populations now, in the background: the first page load then finds them read
+        (on 20k records the first read takes seconds, see docs/DASHBOARD.md)."""
+        threading.Thread(target=self.dash.refresh, kwargs={"force": True}, name="lse-dashboard-warm", daemon=True).start()
+
     def start(self) -> "Server":
+        self._warm()
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="lse-dashboard", daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
+        self._warm()
         self.httpd.serve_forever()
 
     def close(self) -> None:

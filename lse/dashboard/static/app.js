@@ -14,7 +14,11 @@ window.lseStats = state;  // read by the browser test and the benchmark
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  for (const [k, v] of Object.entries(attrs || {})) {
+    // CSP forbids style attributes; CSSOM properties are allowed (our own colours only).
+    if (k === "style") for (const d of String(v).split(";")) { const i = d.indexOf(":"); if (i > 0) e.style.setProperty(d.slice(0, i).trim(), d.slice(i + 1).trim()); }
+    else e.setAttribute(k, String(v));
+  }
   for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(c == null ? "" : String(c)));
   return e;
 }
@@ -94,8 +98,8 @@ async function poll() {
 
 function render(changed) {
   const pops = document.getElementById("pops");
-  state.pops.forEach((ps) => {
-    if (!ps.dom) { ps.dom = buildPop(ps); pops.append(ps.dom.root); }
+  state.pops.forEach((ps) => { if (!ps.dom) { ps.dom = buildPop(ps); pops.append(ps.dom.root); } });
+  state.pops.forEach((ps) => {  // after every column exists: the scatter's width is final
     if (changed.has(ps.k)) {
       renderOverview(ps); renderScatter(ps); renderAlive(ps); renderMutations(ps); renderExtras(ps);
     }
@@ -132,6 +136,7 @@ function buildPop(ps) {
   });
   dom.scatter.append(canvas);
   dom.canvas = canvas;
+  new ResizeObserver(() => { if (ps.drawnWidth !== canvas.clientWidth) renderScatter(ps); }).observe(canvas);
   return dom;
 }
 
@@ -193,6 +198,7 @@ function renderScatter(ps) {
   const canvas = ps.dom.canvas;
   const dpr = window.devicePixelRatio || 1;
   const W = canvas.clientWidth || 460, H = canvas.clientHeight || 300;
+  ps.drawnWidth = canvas.clientWidth;
   canvas.width = Math.round(W * dpr); canvas.height = Math.round(H * dpr);
   const ctx = canvas.getContext("2d");
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
@@ -387,7 +393,7 @@ function renderExtras(ps) {
     const t0 = sp.times[0], hs = sp.times.map((t) => (t - t0) / 3600);
     const ymax = Math.max(1, ...names.flatMap((n) => sp.species[n]));
     const svg = sv("svg", { class: "chart species", viewBox: "0 0 560 260" });
-    const { X, Y } = frame(svg, [0, hs[hs.length - 1] || 1], [0, ymax], { xfmt: hours, xlabel: "hours", yfmt: (v) => v.toFixed(0) });
+    const { X, Y } = frame(svg, [0, hs[hs.length - 1] || 1], [0, ymax], { xfmt: hours, xlabel: "hours", yfmt: num });
     const legend = el("div", { class: "legend" });
     names.forEach((n, i) => {
       const color = COLORS[i % COLORS.length];
