@@ -53,3 +53,7 @@ def algorithms_cmd(as_json: bool = typer.Option(False, "--json", help="machine-r
         typer.echo(f"{'':<16} paper: {r['paper']}")
         for o in r["options"]:
             typer.echo(f"{'':<16} --algorithm-option {o['name']}=VALUE  (default {o['default']}) {o['meaning']}")
+
+from lse import dashboard as _dashboard  # noqa: E402  (lse dashboard)
+
+_dashboard.register_cli(app)
