@@ -318,3 +318,48 @@ def test_a_transient_read_error_does_not_quarantine_a_sound_parent(tmp_path, mon
     assert os.listdir(store.paths.quarantine) == []
     assert store.read_parent(e)[0].id == e.id  # sound, still alive, readable next time
     store.close()
+
+
+def test_generational_worker_carries_on_through_hostile_entries(tmp_path):
+    """The pareto-testbed (whole-population selector reading every record through the view,
+    two parents, the generation barrier) meets hostile individuals and hostile entries in
+    generations/: they are quarantined, never trusted, and generations keep closing."""
+    data = write_data(tmp_path / "data")
+    pop = tmp_path / "pop"
+    make_pop(pop, data, population_size=4, algorithm={"name": "pareto-testbed"})
+    committed = seed_individuals(pop, 4, acc0=0.2)
+    store = Store(pop).open()
+    marker = tmp_path / "pwned"
+
+    def bad_dna(d, rec):
+        rec["dna"]["vertices"] = rec["dna"]["vertices"][:1]
+        (d / "record.json").write_text(json.dumps(rec))
+
+    def pickle_weights(d, rec):
+        (d / "weights.safetensors").write_bytes(pickle.dumps({"classifier.weight": Boom(str(marker))}))
+
+    def bad_objectives(d, rec):
+        rec["objectives"] = {"val_accuracy": "<script>alert(1)</script>"}
+        (d / "record.json").write_text(json.dumps(rec))
+
+    hostile = [_clone(store, None, 0.99, bad_dna), _clone(store, None, 0.98, pickle_weights),
+               _clone(store, None, 0.97, bad_objectives)]
+    gens = store.paths.root / "generations"
+    gens.mkdir(exist_ok=True)
+    (gens / "junk.txt").write_text("x")
+    os.symlink(tmp_path, gens / "7")
+    before = len(births(pop))
+    store.replace_config(store.config.model_copy(update={"max_individuals": before + 12}))
+    r = run_worker_cli(pop, timeout=240)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "Traceback" not in r.stderr and not marker.exists()
+    recs = Store(pop).records()
+    ids = {x.id for x in recs}
+    assert hostile[0].id not in ids and hostile[2].id not in ids  # malformed records never taken
+    assert not [x for x in recs if hostile[1].id in x.parents], "a child of the pickle-weights parent"
+    assert set(committed) <= ids  # nothing committed lost
+    closed = [g for g in sorted(os.listdir(gens)) if g.isdigit() and (gens / g / "plan").is_dir()]
+    assert len(closed) >= 2, os.listdir(gens)
+    assert not (gens / "junk.txt").exists() and not os.path.lexists(gens / "7")  # quarantined
+    assert any(len(x.parents) == 2 for x in recs)
+    check_alive_evaluate(pop)
