@@ -303,6 +303,11 @@ class Generations:
             claims = self._claims(g)
             candidates = [k for k in free if not claims.get(k)]
             if not candidates:
+                # Every free slot is claimed: those held only by dead workers are free again.
+                # Liveness is judged only here (a heartbeat read per claimant): checking every
+                # claim of 250 workers on every step made claiming the barrier's main cost.
+                candidates = [k for k in free if all(self.store.is_dead_worker(w) is True for _, w in claims[k])]
+            if not candidates:
                 return None
             k = self._rng.choice(candidates)
             path = self.paths.generation_claim(me, g, k)
@@ -310,9 +315,11 @@ class Generations:
             path.touch(exist_ok=True)
             # Two workers that chose k in the same instant: the older claim keeps it (creation
             # time, then worker id: every worker sees the same order), the other chooses again.
-            rivals = self._claims(g, with_times=True).get(k, [])
+            # A dead worker's claim never keeps a slot.
+            rivals = self._claims(g, with_times=True, slot=k).get(k, [])
             mine_t = next((t for t, w in rivals if w == me), None)
-            if mine_t is None or not any((t, w) < (mine_t, me) for t, w in rivals if w != me):
+            if mine_t is None or not any((t, w) < (mine_t, me) and self.store.is_dead_worker(w) is not True
+                                         for t, w in rivals if w != me):
                 return k
             _unlink_quiet(path)
             free.remove(k)
@@ -331,20 +338,20 @@ class Generations:
                 out.append(gk)
         return out
 
-    def _claims(self, g: int, with_times: bool = False) -> dict[int, list[tuple[int, str]]]:
-        """slot -> [(creation ns or 0, worker id)] of other workers not known to be dead."""
+    def _claims(self, g: int, with_times: bool = False, slot: int | None = None) -> dict[int, list[tuple[int, str]]]:
+        """slot -> [(creation ns or 0, worker id)] of the claims on generation ``g`` (only
+        ``slot``'s if given).  Without times: other workers' claims only.  Liveness is the
+        caller's to judge, and only where it decides something (see claim)."""
         me = self.store.worker.id
         out: dict[int, list[tuple[int, str]]] = {}
         for wde in _scandir_entries(self.paths.workers):
             wid = wde.name
-            if not is_worker_id(wid):
+            if not is_worker_id(wid) or (not with_times and wid == me):
                 continue
             for de in _scandir_entries(Path(wde.path)):
                 gk = _parse_claim(de.name)
-                if gk is None or gk[0] != g:
+                if gk is None or gk[0] != g or (slot is not None and gk[1] != slot):
                     continue
-                if wid != me and self.store.is_dead_worker(wid) is True:
-                    continue  # its claim dies with it; recover() removes the file
                 t = 0
                 if with_times:
                     try:
@@ -352,11 +359,6 @@ class Generations:
                     except OSError:
                         continue
                 out.setdefault(gk[1], []).append((t, wid))
-        if not with_times:
-            for k in list(out):
-                out[k] = [x for x in out[k] if x[1] != me]
-                if not out[k]:
-                    del out[k]
         return out
 
     def _filled(self, g: int) -> set[int] | None:
@@ -655,7 +657,10 @@ class Generations:
                 filled = len([k for k in (self._filled(g) or ()) if k < n])
             else:
                 filled = len([de for de in _scandir_entries(self.paths.generation_sealed(g)) if _number(de.name) is not None])
-            claimed = len(self._claims(g, with_times=True)) if st == "open" else 0
+            claimed = 0
+            if st == "open":  # slots claimed by workers not known to be dead
+                claims = self._claims(g, with_times=True)
+                claimed = sum(any(self.store.is_dead_worker(w) is not True for _, w in c) for c in claims.values())
             out.append(GenerationStatus(g, n, filled, claimed, st))
         return out
 
