@@ -86,6 +86,11 @@ class Selection:
 
     parents: tuple[str, ...]
     kills: tuple[str, ...] = ()
+    #: exactly one of these dies: the first that is still alive, tried in order (aging: "the
+    #: oldest still alive").  A kill lost to another worker moves on to the next instead of
+    #: selecting again -- with many workers all aiming at the oldest, re-selecting made 95% of
+    #: the rounds lost in a 250-worker simulation.
+    kill_first_of: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -171,7 +176,8 @@ class Algorithm:
         choose among ``view``."""
         if len(view) < 2:
             return None
-        kills = self.select(view, rng, full=True).kills
+        sel = self.select(view, rng, full=True)
+        kills = sel.kills or sel.kill_first_of
         return kills[0] if kills else None
 
     def vary(self, parents: Sequence[IndividualRecord], rng: random.Random) -> Child:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lse.algorithms.base import Algorithm, Child, PopulationView, Selection
 from lse.algorithms.real2017 import mutate_one
 from lse.core.records import IndividualRecord
-from lse.core.selection import oldest, tournament_of
+from lse.core.selection import tournament_of
 
 
 class RegularizedOptions(BaseModel):
@@ -46,8 +46,10 @@ class Regularized(Algorithm):
             parent = tournament_of(candidates, min(self.options.tournament_size, len(candidates)), rng)
         if not full:
             return Selection((parent,))
-        victim = oldest([m.id for m in view.members if m.id != parent])
-        return Selection((parent,), (victim,) if victim is not None else ())
+        # The oldest still alive dies: in birth order, the first whose kill succeeds (ids sort by
+        # birth).  Under concurrency each loser of the race takes the next oldest.
+        by_age = sorted(m.id for m in view.members if m.id != parent)
+        return Selection((parent,), kill_first_of=tuple(by_age[:64]))
 
     def vary(self, parents: Sequence[IndividualRecord], rng: random.Random) -> Child:
         return mutate_one(self, parents, rng)

@@ -88,7 +88,3 @@ def tournament_of(candidates: Sequence[Candidate], size: int, rng: random.Random
             best = c
     return best[0]
 
-
-def oldest(ids: Sequence[str]) -> str | None:
-    """Aging: the individual born first.  Ids sort by birth time (lse.core.records.new_id)."""
-    return min(ids) if ids else None

@@ -699,11 +699,13 @@ class _Loop:
             if not full:
                 log.info("population below its size (%d alive, %d in training): %s reproduces, no kill",
                          len(alive), in_flight, ", ".join(sel.parents))
-            elif sel.kills:
-                if not self._kill_all([by_id[k] for k in sel.kills], sel.parents, by_id):
+            elif sel.kills or sel.kill_first_of:
+                if sel.kills and not self._kill_all([by_id[k] for k in sel.kills], sel.parents, by_id):
+                    continue
+                if sel.kill_first_of and not self._kill_first_of([by_id[k] for k in sel.kill_first_of], sel.parents, by_id):
                     continue
                 if len(alive) >= self.config.population_size + 2:
-                    self._cull(view.without(set(sel.kills) | set(sel.parents)), by_id)
+                    self._cull(view.without(set(sel.kills) | set(sel.kill_first_of) | set(sel.parents)), by_id)
             try:
                 return [self.store.read_parent(by_id[p]) for p in sel.parents]
             except LostRace as e:
@@ -721,6 +723,18 @@ class _Loop:
             log.info("killed %s (%s), parent %s", victim.id, victim.fitness,
                      ", ".join(f"{p} ({by_id[p].fitness})" for p in parents))
         return True
+
+    def _kill_first_of(self, victims: list, parents: tuple[str, ...], by_id: dict) -> bool:
+        """Kill the first victim still alive, in the algorithm's order; False if all were gone."""
+        for victim in victims:
+            if self.store.kill(victim):
+                self.summary.kills += 1
+                log.info("killed %s (%s), parent %s", victim.id, victim.fitness,
+                         ", ".join(f"{p} ({by_id[p].fitness})" for p in parents))
+                return True
+            self.summary.lost_races += 1
+            log.info("%s was killed by another worker; trying the next", victim.id)
+        return False
 
     def _cull(self, rest: PopulationView, by_id: dict) -> None:
         """One extra kill when the alive alone exceed the population by two.
