@@ -63,3 +63,16 @@ def test_generations_close_with_two_parent_children(tmp_path):
         assert set(r.inheritance.by_parent) == set(r.parents)
         assert sum(r.inheritance.by_parent.values()) >= r.inheritance.kept
     store.close()
+
+
+def test_status_shows_the_open_generation(tmp_path):
+    from lse.reports.status import snapshot
+
+    pop = tmp_path / "pop"
+    Store(pop).create(ExperimentConfig(population_size=4, steps=10, max_individuals=10,
+                                       algorithm={"name": "pareto-testbed"}))
+    run_worker(pop, WorkerOptions(threads=1), StandInTrainer(time_scale=0), worker_id="s0",
+               handle_signals=False, log_to_file=False)
+    st = snapshot(Store(pop).open())
+    assert st.algorithm == "pareto-testbed"
+    assert st.generation is not None and st.generation.startswith("generation ") and "closed before it" in st.generation

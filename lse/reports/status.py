@@ -70,6 +70,8 @@ class Status:
     workers: list[WorkerStatus] = field(default_factory=list)
     stops: list[StopCondition] = field(default_factory=list)
     stop_file: bool = False
+    algorithm: str = "real2017"
+    generation: str | None = None  # generational algorithms: the open generation's progress
 
     @property
     def hours(self) -> float:
@@ -141,7 +143,25 @@ def snapshot(store, now: float | None = None) -> Status:
         StopCondition("FLOPs", cfg.max_flops, st.flops, ""),
     ]
     st.stop_file = bool(store.stop_requested())
+    st.algorithm = cfg.algorithm.name
+    if store.paths.generations.is_dir():
+        st.generation = _generation_line(store)
     return st
+
+
+def _generation_line(store) -> str | None:
+    """"generation 7: 12/20 children, 3 claimed (open)" for the highest generation, read-only."""
+    from lse.store.generations import Generations
+
+    try:
+        rows = Generations(store, slots=1).status()
+    except Exception as e:  # noqa: BLE001 - status must show something, never crash
+        return f"(unreadable: {str(e).splitlines()[0]})"
+    if not rows:
+        return None
+    r = rows[-1]
+    return (f"generation {r.generation}: {r.filled}/{r.slots} children, {r.claimed} claimed ({r.state}); "
+            f"{len(rows) - 1} closed before it")
 
 
 def _age(s: float | None) -> str:
@@ -162,7 +182,10 @@ def render(st: Status):
     head.add_column(style="bold")
     head.add_column()
     head.add_row("population", st.pop)
-    head.add_row("experiment", f"{st.dataset}, {st.selection} selection, population {st.population_size}")
+    head.add_row("experiment", f"{st.dataset}, algorithm {st.algorithm}, {st.selection} selection, "
+                 f"population {st.population_size}")
+    if st.generation:
+        head.add_row("generations", st.generation)
     head.add_row("individuals", f"{st.individuals} trained: {st.alive} alive, {st.dead} dead, "
                  f"{st.collected} collected; {st.failed} failed training")
     head.add_row("best validation", "-" if st.best_val is None else f"{100 * st.best_val:.2f}%  ({st.best_id})")
