@@ -200,6 +200,9 @@ class Timings:
 
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(OPS, 0.0))
     calls: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OPS, 0))
+    # CPU seconds of the calling thread (time.thread_time): what the operation costs without
+    # the wait for a core that 125 threads per core add to the wall time
+    cpu: dict[str, float] = field(default_factory=lambda: dict.fromkeys(OPS, 0.0))
     kill_attempts: int = 0
     lost_kill: int = 0  # kill() found the individual already dead or gone
     lost_read: int = 0  # read_parent() raised LostRace (killed/collected while being read)
@@ -208,6 +211,7 @@ class Timings:
         for k in OPS:
             self.seconds[k] += other.seconds[k]
             self.calls[k] += other.calls[k]
+            self.cpu[k] += other.cpu[k]
         self.kill_attempts += other.kill_attempts
         self.lost_kill += other.lost_kill
         self.lost_read += other.lost_read
@@ -229,11 +233,12 @@ class TimedStore(Store):
         if self._depth:
             return fn(*args)
         self._depth += 1
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         try:
             return fn(*args)
         finally:
             self.timings.seconds[op] += time.perf_counter() - t
+            self.timings.cpu[op] += time.thread_time() - c
             self.timings.calls[op] += 1
             self._depth -= 1
 
@@ -281,11 +286,12 @@ def _install_timing() -> None:
             t = getattr(_tls, "timings", None)
             if t is None:
                 return fn(*args, **kwargs)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
                 t.seconds[op] += time.perf_counter() - t0
+                t.cpu[op] += time.thread_time() - c0
                 t.calls[op] += 1
 
         return timed
@@ -408,6 +414,8 @@ class SimulationReport:
     standin_compute_share: float
     algorithm: str
     store_share_real: float  # the store's share of a step if training took its simulated (real) time
+    op_cpu_ms_per_birth: dict[str, float]  # CPU (thread) time per operation, per birth
+    store_share_real_cpu: float  # as store_share_real, with the store's CPU time instead of wall time
     directory: dict[str, int]
     listing: list[dict]
     errors: list[str]
@@ -614,6 +622,8 @@ def _report(results, workers, n_proc, config, seconds, time_scale, wall, directo
         directory=directory, listing=listing, errors=errors, stop_reasons=reasons,
         algorithm=config.algorithm.name,
         store_share_real=_real_share(store_seconds, sleep, time_scale),
+        op_cpu_ms_per_birth={k: 1e3 * v / max(births, 1) for k, v in total.cpu.items()},
+        store_share_real_cpu=_real_share(sum(total.cpu.values()), sleep, time_scale),
     )
 
 
@@ -641,11 +651,14 @@ def format_report(r: SimulationReport) -> str:
         f"store operations        {r.store_share:.1%} of the workers' time "
         f"({sum(r.op_ms_per_birth.values()):.1f} ms per birth); stand-in: sleep {r.standin_sleep_share:.1%}, "
         f"compute {r.standin_compute_share:.1%}",
-        f"  at real training time {r.store_share_real:.3%} of the workers' time (store seconds as measured, training "
-        f"as simulated: {FIXED_SECONDS:g} s + FLOPs / {FLOPS_PER_SECOND:.0e} FLOP/s)",
+        f"  at real training time {r.store_share_real:.3%} of the workers' time with the store's wall time, "
+        f"{r.store_share_real_cpu:.3%} with its CPU time (training as simulated: {FIXED_SECONDS:g} s + FLOPs / "
+        f"{FLOPS_PER_SECOND:.0e} FLOP/s)",
+        f"  {'operation':<21} {'share':>6}  {'wall ms/birth':>13}  {'CPU ms/birth':>12}  {'calls':>8}",
     ]
     for op in OPS:
-        lines.append(f"  {op:<21} {r.op_share[op]:6.1%}  {r.op_ms_per_birth[op]:8.2f} ms/birth  {r.op_calls[op]:>8} calls")
+        lines.append(f"  {op:<21} {r.op_share[op]:6.1%}  {r.op_ms_per_birth[op]:13.2f}  "
+                     f"{r.op_cpu_ms_per_birth[op]:12.2f}  {r.op_calls[op]:>8}")
     lines += [
         f"directory at the end    individuals/: {d['alive']} alive + {d['dead']} dead (not yet collected); "
         f"history/: {d['history_records']} records + {d['history_deaths']} death files; gc/: {d['gc']}; "
