@@ -150,6 +150,15 @@ def test_claims_spread_work_and_die_with_their_worker(store, weird_tmp_path):
         s.close()
 
 
+def _die(store, wid: str) -> None:
+    """Make worker ``wid`` provably dead to Store.is_dead_worker (same host, another process)."""
+    store.worker.close() if store.worker.id == wid else None
+    hb = store.paths.heartbeat(wid)
+    hb.parent.mkdir(parents=True, exist_ok=True)
+    body = json.loads(hb.read_text()) if hb.exists() else {"host": store.host, "pid": os.getpid()}
+    hb.write_text(json.dumps({**body, "create_time": 1.0}))
+
+
 def test_the_plan_is_written_once_and_reused(store, weird_tmp_path):
     """A plan, once written, is what every worker applies: a second closer with another rule
     (or the same rule on a population that already changed) never recomputes it."""
@@ -165,6 +174,10 @@ def test_the_plan_is_written_once_and_reused(store, weird_tmp_path):
     # A closer that looked before the plan existed computes its own, loses the plan's rename,
     # and goes on with the plan in force, not with the one it computed.
     assert Generations(other, slots=3)._make_plan(0, mu_plus_lambda(3)) == written
+    # While its planner lives, the plan is the planner's to apply: nobody else touches it.
+    assert Generations(other, slots=3).close(0, never) is False
+    assert sorted(e.fitness for e in store.list_alive()) == [] and gens.state(0) == "planned"
+    _die(store, "w0")  # the planner's heartbeat now names a process that is not this one
     assert Generations(other, slots=3).close(0, never) is True
     assert [e.fitness for e in store.list_alive()] == [0.8]
     assert Generations(other, slots=3).plan(0) == written

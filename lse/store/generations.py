@@ -456,9 +456,20 @@ class Generations:
             plan = self._make_plan(g, plan_fn)
         elif self._is_dir(self.paths.generation(g + 1)):
             return True
+        if plan.planned_by != self.store.worker.id and not self._planner_gone(plan.planned_by):
+            # Its planner is applying it.  Applying is idempotent, but 250 workers re-applying
+            # one plan of 1,000 renames at once made the barrier most of a simulated step; only
+            # a planner that is gone is taken over.
+            return False
         self._apply(g, plan)
         self._open(g + 1, self.new_slots)
         return True
+
+    def _planner_gone(self, wid: str) -> bool:
+        """The planner stopped or died: its private folder is gone (a live worker always has
+        one: it stops only after applying, and recovery removes a dead one's), or the store's
+        liveness rules prove it dead (its process is gone; another host: a stale heartbeat)."""
+        return not self._is_dir(self.paths.worker(wid)) or self.store.is_dead_worker(wid) is True
 
     def advance(self, plan_fn: PlanFn) -> int:
         """Close every generation that can be closed; the open generation to work on."""

@@ -1114,12 +1114,16 @@ class Store:
         if hb is not None and hb.get("host") == self.host and isinstance(hb.get("pid"), int):
             # Same host: the process table is the truth.  create_time guards against pid reuse.
             try:
-                ct = psutil.Process(hb["pid"]).create_time()
+                proc = psutil.Process(hb["pid"])
+                ct = proc.create_time()
+                if abs(ct - float(hb.get("create_time") or 0.0)) > 0.01:
+                    return True  # the pid was reused
+                # A killed process its parent has not reaped yet is a zombie: dead all the same.
+                return proc.status() == psutil.STATUS_ZOMBIE
             except psutil.NoSuchProcess:
                 return True
             except psutil.AccessDenied:
                 return False
-            return abs(ct - float(hb.get("create_time") or 0.0)) > 0.01
         # Other host (or no readable heartbeat yet): the counter must move within stale_after
         # seconds of *our* monotonic clock.
         token = None if hb is None else (hb.get("host"), hb.get("pid"), hb.get("counter"))
