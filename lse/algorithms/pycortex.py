@@ -1,5 +1,5 @@
-"""PyCortex (seed 002: Cantor et al., *Evolving deep convolutional networks with node-level
-crossover, kernels of different shapes and speciation*), on the steady-state worker loop.
+"""PyCortex (seed 002: deep CNNs evolved with node-level crossover, kernels of different shapes
+and speciation; gitlab.com/cantordust/pycortex), on the steady-state worker loop.
 
 A PyCortex generation trains every network of the ecosystem for one epoch on a random 10% of
 the training data, calibrates (eq. 2), breeds offspring by node-level crossover and mutation,
@@ -66,7 +66,7 @@ class PyCortexOptions(BaseModel):
 
 class PyCortex(Algorithm):
     name = "pycortex"
-    paper = "Cantor et al. 2018, PyCortex: node-level crossover, kernels of different shapes, speciation (seed 002)"
+    paper = "seed 002: PyCortex, evolution of deep CNNs with node-level crossover and speciation (gitlab.com/cantordust/pycortex)"
     summary = ("layered CNNs with per-kernel shapes; logistic calibration, node-level crossover, "
                "size-aware mutation, speciation, culling by age/(f_r c_r)")
     Options = PyCortexOptions

@@ -1,4 +1,4 @@
-"""The PyCortex genome (seed 002, Cantor et al.): a layered network, convolutions first, then
+"""The PyCortex genome (seed 002): a layered network, convolutions first, then
 fully connected layers, then the output layer; no pooling.
 
 Every convolution *kernel* is a node with its own odd height and width (section III-E): the
