@@ -158,7 +158,12 @@ def check_alive_evaluate(pop: Path, skip: frozenset[str] = frozenset()) -> int:
             if e.id in skip:
                 continue
             rec, state = store.read_parent(e)  # LostRace here would mean: malformed, quarantined
-            model = build_model(DNA.model_validate(rec.dna), ds.input_shape, ds.num_classes)
+            if rec.genome == "dna":
+                model = build_model(DNA.model_validate(rec.dna), ds.input_shape, ds.num_classes)
+            else:  # another paper's genome kind (lse.nn.genomes)
+                from lse.nn.genomes import build
+
+                model = build(rec.genome, rec.dna, ds.input_shape, ds.num_classes)
             model.load_state_dict(state, strict=True)  # every tensor present, every shape right
             if any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
                 # the layout lse.nn.train evaluated in: near-chance models have near-tied logits,

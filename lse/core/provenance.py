@@ -24,18 +24,32 @@ class TensorSource:
     convolution, output neurons of a linear layer) into child rows ``into[i]``; None copies the
     whole tensor.  Where the trailing dimensions differ (a fan-in that grew or shrank), the
     overlapping corner is copied and the rest keeps its fresh initialisation.
+
+    Two refinements of a row copy (paper 002's node-level crossover, where a node is a row
+    with its whole fan-in):
+
+    * ``cols``: the fan-in map along dimension 1: child column ``c`` takes source column
+      ``cols[c]``; None there (or beyond the source) keeps the fresh value.  Repairs a fan-in
+      whose inputs were added, removed or reordered, where the corner would misalign them.
+    * ``centred``: dimensions 2 and up (a kernel's height and width) are aligned at their
+      centres instead of their first element, so an odd kernel that grew or shrank by 2
+      keeps its central tiles where they were.
     """
 
     parent: str
     name: str
     rows: tuple[int, ...] | None = None
     into: tuple[int, ...] | None = None
+    cols: tuple[int | None, ...] | None = None
+    centred: bool = False
 
     def __post_init__(self) -> None:
         if (self.rows is None) != (self.into is None):
             raise ValueError("rows and into go together")
         if self.rows is not None and len(self.rows) != len(self.into or ()):
             raise ValueError(f"rows {self.rows} and into {self.into} differ in length")
+        if self.rows is None and (self.cols is not None or self.centred):
+            raise ValueError("cols and centred refine a row copy: give rows and into")
 
 
 @dataclass(frozen=True)

@@ -100,10 +100,33 @@ def _copy(tensor: torch.Tensor, states: Mapping[str, Mapping[str, torch.Tensor]]
         return False
     if max(s.rows, default=-1) >= src.shape[0] or max(s.into or (), default=-1) >= tensor.shape[0]:
         return False
-    corner = tuple(slice(0, min(a, b)) for a, b in zip(src.shape[1:], tensor.shape[1:]))
     rows_src = src[list(s.rows)].to(tensor.device, tensor.dtype)
     idx = torch.tensor(s.into, device=tensor.device)
     target = tensor.index_select(0, idx)
-    target[(slice(None), *corner)] = rows_src[(slice(None), *corner)]
+    src_ix: list = [slice(None)]
+    dst_ix: list = [slice(None)]
+    for d, (a, b) in enumerate(zip(src.shape[1:], tensor.shape[1:]), start=1):
+        m = min(a, b)
+        if d == 1 and s.cols is not None:
+            pairs = [(c, x) for c, x in enumerate(s.cols[:b]) if x is not None and 0 <= x < a]
+            if not pairs:
+                return False  # no column of this fan-in exists in the source
+            dst_ix.append(torch.tensor([c for c, _ in pairs], device=tensor.device))
+            src_ix.append(torch.tensor([x for _, x in pairs], device=tensor.device))
+        elif d >= 2 and s.centred:  # odd extents: (a - m) // 2 is the offset of the centre
+            src_ix.append(slice((a - m) // 2, (a - m) // 2 + m))
+            dst_ix.append(slice((b - m) // 2, (b - m) // 2 + m))
+        else:
+            src_ix.append(slice(0, m))
+            dst_ix.append(slice(0, m))
+    if s.cols is not None and src.dim() > 2:
+        # advanced indexing on dimension 1 only: move it first, slice the rest, move it back
+        piece = rows_src[tuple(src_ix[:1])].index_select(1, src_ix[1])[(slice(None), slice(None), *src_ix[2:])]
+        view = target[(slice(None), slice(None), *dst_ix[2:])]
+        view.index_copy_(1, dst_ix[1], piece)
+    elif s.cols is not None:
+        target.index_copy_(1, dst_ix[1], rows_src.index_select(1, src_ix[1]))
+    else:
+        target[tuple(dst_ix)] = rows_src[tuple(src_ix)]
     tensor.index_copy_(0, idx, target)
     return True

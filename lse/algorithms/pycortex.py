@@ -1,0 +1,231 @@
+"""PyCortex (seed 002: deep CNNs evolved with node-level crossover, kernels of different shapes
+and speciation; gitlab.com/cantordust/pycortex), on the steady-state worker loop.
+
+A PyCortex generation trains every network of the ecosystem for one epoch on a random 10% of
+the training data, calibrates (eq. 2), breeds offspring by node-level crossover and mutation,
+and culls above the ecosystem limit (eq. 9).  Here each worker step is ONE of those trainings:
+
+    view the ecosystem (records: species, age, fitness, parameters; superseded versions dropped)
+    cull: while it (plus the child in training) exceeds the limit, kill one network with
+          probability ~ age / (f_r c_r); new offspring and species champions are immune   (III-G)
+    with probability offspring_fraction: an OFFSPRING
+          parents ~ f_r (within one species; without speciation any pair, mating with
+          probability s = O / (N_i + N_j - O)), node-level crossover, one size-aware
+          mutation (refused at the species cap), evaluated before training         (III-D..F)
+    otherwise: CONTINUE one of the least recently trained networks: same genome, all its
+          weights, one more epoch (age + 1); the old version is killed by the next step
+    train (Adadelta, batch 128, a fresh random 10% of the training split), fitness =
+          validation accuracy                                                        (III-B, IV)
+
+Why this behaves like the paper's generations: networks are continued least-recently-trained
+first, so in every window of about N births (N = ecosystem size) each network trains about
+once -- a generation -- and ``offspring_fraction`` sets the offspring per generation
+(1/3 of births = N/2 offspring per N trainings, the cap PyCortex's public code puts on
+offspring per generation).  Culling happens one network at a time, each time the ecosystem
+would exceed its limit, with the paper's weights: the same distribution a generation's cull
+samples from one by one.  A new offspring is immune until it has been continued once (about
+one generation), where the paper protects it in the one cull after its birth.  Every removal
+and every superseded version is a kill by rename, so two workers can never cull one network
+twice.  docs/pycortex.md has the measured behaviour.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lse.algorithms.base import Algorithm, Child, PopulationView, Recipe, Selection
+from lse.core import cortex, ecosystem
+from lse.core.mutations import MutationRecord
+from lse.core.provenance import Provenance
+from lse.core.records import IndividualRecord
+
+GENOME = cortex.GENOME_NAME
+
+#: nominal input of the standard data sets, for drawing initial genomes before any data is seen
+NOMINAL_INPUT = {"fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
+
+
+class PyCortexOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    speciation: bool = Field(True, description="species = identical layer/node counts; crossover within a species")
+    initial_species: int = Field(8, ge=1, description="species of the initial ecosystem (speciation only)")
+    max_species: int = Field(16, ge=1, description="hard limit on the number of species")
+    ecosystem_limit: int = Field(111, ge=2, description="networks alive; above it culling (eq. 9) removes one at a time")
+    offspring_fraction: float = Field(1 / 3, gt=0.0, le=1.0,
+                                      description="share of births that are new offspring; the rest train an existing network one more epoch")
+    data_fraction: float = Field(0.1, gt=0.0, le=1.0, description="random share of the training split per epoch")
+    batch_size: int = Field(128, ge=1, description="training batch (Adadelta)")
+    learning_rate: float = Field(1.0, gt=0.0, description="Adadelta lr (1.0: PyTorch's default, no tuning)")
+    new_layer_nodes: int = Field(8, ge=1, description="nodes of a layer a mutation adds (the paper does not say)")
+    mating_tries: int = Field(20, ge=1, description="without speciation: partners drawn (each accepted with prob. s) before cloning")
+
+
+class PyCortex(Algorithm):
+    name = "pycortex"
+    paper = "seed 002: PyCortex, evolution of deep CNNs with node-level crossover and speciation (gitlab.com/cantordust/pycortex)"
+    summary = ("layered CNNs with per-kernel shapes; logistic calibration, node-level crossover, "
+               "size-aware mutation, speciation, culling by age/(f_r c_r)")
+    Options = PyCortexOptions
+    uses_records = True
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self._plan: dict = {}
+        self._founders: list[cortex.CortexGenome] | None = None
+        self._next_species: int | None = None
+
+    # -- the ecosystem as a view shows it -----------------------------------------------------
+    def ecosystem(self, view: PopulationView) -> tuple[list[ecosystem.Network], list[str], dict[str, IndividualRecord]]:
+        """(current networks, superseded ids, records): a network continued by a newer version
+        is superseded (its successor carries ``extra.continues``)."""
+        recs = {m.id: view.record(m.id) for m in view.members}
+        recs = {i: r for i, r in recs.items() if r is not None and r.fitness is not None}
+        # x is superseded by its continuation; when two workers continued x at once, the
+        # first continuation (smallest id) is x's next version and the other a duplicate: a
+        # race lost after training, killed like a superseded version
+        successors: dict[str, list[str]] = {}
+        for i, r in sorted(recs.items()):
+            if r.extra.get("continues"):
+                successors.setdefault(r.extra["continues"], []).append(i)
+        replaced = set(successors)
+        replaced |= {d for ids in successors.values() for d in ids[1:]}
+        superseded = [i for i in recs if i in replaced]
+        nets = [ecosystem.Network(id=i, species=r.species or "", fitness=float(r.fitness), params=int(r.params or 0),
+                                  age=int(r.age or 1), offspring=_is_new_offspring(r))
+                for i, r in recs.items() if i not in replaced]
+        return nets, superseded, recs
+
+    def select(self, view: PopulationView, rng: random.Random, *, full: bool) -> Selection:
+        opts = self.options
+        nets, superseded, recs = self.ecosystem(view)
+        if len(nets) < 1:  # nothing readable: reproduce the oldest member as a continuation
+            first = view.members[0].id
+            self._plan = {"step": "continue"}
+            return Selection((first,))
+        victims = ecosystem.cull(nets, opts.ecosystem_limit, rng, opts.speciation, incoming=1) if full else []
+        kills = (*superseded, *victims) if full else ()
+        alive = [n for n in nets if n.id not in victims] or nets
+        calib = ecosystem.calibrate(alive, opts.speciation)
+        species = {n.species for n in alive}
+        if rng.random() >= opts.offspring_fraction:
+            # the least recently trained networks: ids sort by birth, a continuation is a new id
+            oldest = sorted(alive, key=lambda n: n.id)[: max(2, len(alive) // 4)]
+            pick = rng.choice(oldest).id
+            self._plan = {"step": "continue", "parents": (pick,)}
+            return Selection((pick,), kills)
+        fr = {n.id: calib[n.id][0] for n in alive}
+        first = ecosystem.roulette(fr, rng)
+        by_id = {n.id: n for n in alive}
+        second = None
+        if opts.speciation:
+            mates = {n.id: fr[n.id] for n in alive if n.species == by_id[first].species and n.id != first}
+            if mates:
+                second = ecosystem.roulette(mates, rng)
+        else:
+            mates = {i: f for i, f in fr.items() if i != first}
+            a = cortex.CortexGenome.model_validate(recs[first].dna)
+            for _ in range(opts.mating_tries if mates else 0):
+                cand = ecosystem.roulette(mates, rng)
+                s = cortex.similarity(a, cortex.CortexGenome.model_validate(recs[cand].dna))
+                if rng.random() < s:
+                    second = cand
+                    break
+        parents = (first,) if second is None else (first, second)
+        self._plan = {"step": "offspring", "parents": parents, "fr": {p: fr[p] for p in parents},
+                      "species": species}
+        return Selection(parents, kills)
+
+    def cull(self, view: PopulationView, rng: random.Random) -> str | None:
+        """The worker's extra kill when the alive exceed population_size by two: PyCortex's
+        ecosystem grows from the initial size up to ``ecosystem_limit``, and ``select`` culls
+        above that limit itself, so nothing more here."""
+        return None
+
+    # -- variation ----------------------------------------------------------------------------
+    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random) -> Child:
+        plan = self._plan if tuple(self._plan.get("parents", ())) == tuple(p.id for p in parents) else {}
+        if plan.get("step") == "continue":
+            p = parents[0]
+            return Child(cortex.CortexGenome.model_validate(p.dna), (p.id,), None, Provenance(default=p.id),
+                         details={"step": "continue", "continues": p.id}, genome=GENOME,
+                         age=int(p.age or 1) + 1, species=p.species)
+        return self.offspring(parents, plan.get("fr", {}), plan.get("species", set()), rng)
+
+    def offspring(self, parents: Sequence[IndividualRecord], fr: Mapping[str, float], species: set,
+                  rng: random.Random) -> Child:
+        """Node-level crossover of one or two parents (III-F), then one size-aware mutation
+        (III-D), refused when it would found a species beyond the cap."""
+        opts = self.options
+        genomes = [_bound(p) for p in parents]
+        if len(parents) == 2:
+            draft = cortex.crossover(genomes[0], fr.get(parents[0].id, 0.5), genomes[1], fr.get(parents[1].id, 0.5), rng)
+            draft = cortex.repair(draft)
+        else:
+            draft = cortex.draft_of(genomes[0])
+        present = set(species) or {p.species for p in parents if p.species}
+        draft, m = cortex.mutate(
+            draft, rng, new_layer_nodes=opts.new_layer_nodes,
+            allowed=lambda key: (not opts.speciation) or ecosystem.species_allowed(key, present, opts.max_species))
+        dna = draft.genome()
+        prov = cortex.provenance(draft, [p.id for p in parents], genomes)
+        record = MutationRecord(name=m.name, details={**m.details, **({"failed": m.failed} if m.failed else {})})
+        return Child(dna, tuple(p.id for p in parents), record, prov,
+                     details={"step": "offspring", "crossover": len(parents) == 2}, genome=GENOME, age=1,
+                     species=cortex.species_key(dna))
+
+    def initial(self, rng: random.Random, input_channels: int) -> Child:
+        """Section III-A.  With speciation: ``initial_species`` founders (the minimal genome,
+        then isolated networks mutated until new), drawn from the experiment's seed so every
+        worker has the same; each initial network joins the next species in turn.  Without:
+        the minimal genome and one random mutation."""
+        opts = self.options
+        shape = (input_channels, *NOMINAL_INPUT.get(self.config.dataset, (1, 28, 28))[1:])
+        if opts.speciation:
+            if self._founders is None:
+                self._founders = cortex.species_founders(opts.initial_species, random.Random(f"{self.config.seed}:founders"),
+                                                         shape, new_layer_nodes=opts.new_layer_nodes)
+                self._next_species = rng.randrange(len(self._founders))
+            k = self._next_species % len(self._founders)
+            self._next_species += 1
+            g = self._founders[k]
+            details = {"step": "initial", "founder": k}
+        else:
+            draft = cortex.draft_of(cortex.minimal())
+            draft.input = shape
+            draft, m = cortex.mutate(draft, rng, new_layer_nodes=opts.new_layer_nodes)
+            g = cortex.CortexGenome(conv=draft.genome().conv, fc=draft.genome().fc)
+            details = {"step": "initial", "mutation": m.name}
+        return Child(g, genome=GENOME, age=1, species=cortex.species_key(g), details=details)
+
+    # -- training and fitness -----------------------------------------------------------------
+    def recipe(self) -> Recipe:
+        return Recipe(optimizer="adadelta", epochs=1.0, data_fraction=self.options.data_fraction)
+
+    def make_trainer(self, options: object) -> object:
+        from lse.runners.cortex import CortexTrainer
+
+        return CortexTrainer(options, self.options)
+
+    def objectives(self, metrics: Mapping[str, float], params: int | None) -> dict[str, float]:
+        out = {"val_accuracy": metrics["val_accuracy"]}
+        if "val_accuracy_before_training" in metrics:
+            out["val_accuracy_before_training"] = metrics["val_accuracy_before_training"]
+        return out
+
+
+def _is_new_offspring(r: IndividualRecord) -> bool:
+    """A new offspring: born by crossover/mutation and not yet continued (immune, III-G)."""
+    return r.extra.get("step") == "offspring"
+
+
+def _bound(r: IndividualRecord) -> cortex.CortexGenome:
+    """A parent's genome bound to the data set its trainer saw (recorded in ``extra``)."""
+    g = cortex.CortexGenome.model_validate(r.dna)
+    shape, classes = r.extra.get("input_shape"), r.extra.get("classes")
+    if shape and classes:
+        g = cortex.bind(g, shape, int(classes))
+    return g
