@@ -20,6 +20,7 @@ from typing import Any
 #: genome kind -> "module:attribute" of its GenomeKind (imported lazily)
 GENOME_MODULES: dict[str, str] = {
     "dna": "lse.core.dna:GENOME",
+    "layerlist": "lse.core.layerlist:GENOME",  # EA4CNN (seed 001)
 }
 
 

@@ -18,6 +18,7 @@ from lse.nn.flops import FlopCount, measure_flops
 #: genome kind -> "module:function" building its model
 BUILDERS: dict[str, str] = {
     "dna": "lse.nn.build:build_model",
+    "layerlist": "lse.nn.layerlist:build_layerlist",  # EA4CNN (seed 001)
 }
 
 
