@@ -128,6 +128,9 @@ def section51(args) -> None:
                               "final_mean_params": statistics.mean(c["params"] for c in rs),
                               "final_mean_depth": statistics.mean(len(c["genome"]["layers"]) for c in rs)})
         print(f"RS repeat {r}: best {best['val_accuracy'][-1]:.4f}, {time.time() - t0:.0f} s", flush=True)
+        # saved after every repeat: a run cut short still leaves its measured repeats
+        (out / "section51.json").write_text(json.dumps({"meta": _meta(args, time.time() - t0), "results": results},
+                                                       indent=1))
     meta = _meta(args, time.time() - t0)
     (out / "section51.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     _plot51(results, out / "section51.png")

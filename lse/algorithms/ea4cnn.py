@@ -49,7 +49,7 @@ class EA4CNNOptions(BaseModel):
     p_mut: float = Field(0.7, ge=0.0, le=1.0, description="probability that a child is mutated (MO1-MO6)")
     p_cross: float = Field(0.35, ge=0.0, le=1.0, description="probability of one-point crossover of the two parents")
     mutation_probabilities: dict[str, float] = Field(
-        default_factory=lambda: dict(PAPER_MUTATION_PROBABILITIES), description="MO1..MO6 -> probability (paper's)")
+        dict(PAPER_MUTATION_PROBABILITIES), description="MO1..MO6 -> probability (paper's)")
     k: float = Field(0.5, ge=0.0, description="weight of the size reward in the fitness (paper: 0.5; 1 in section 5.2)")
     a_min: float | None = Field(None, ge=0.0, le=1.0, description="minimal accuracy; None: 0.6 on CIFAR, 0.8 on (Fashion-)MNIST")
     s_rel_floor: float = Field(0.01, gt=0.0, description="floor on s_rel: no reward for being over 1/floor times smaller")
