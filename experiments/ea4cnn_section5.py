@@ -123,7 +123,7 @@ def section51(args) -> None:
         rs = random_search(r, population=P, generations=G, args=args, ds=ds)
         curve = [max(c["val_accuracy"][g] for c in rs) for g in range(G + 1)]
         best = max(rs, key=lambda c: c["val_accuracy"][-1])
-        results["RS"].append({"best_val_accuracy_per_generation": curve, "final_best": best["val_accuracy"][-1],
+        results["RS"].append({"networks": rs, "best_val_accuracy_per_generation": curve, "final_best": best["val_accuracy"][-1],
                               "final_best_params": best["params"],
                               "final_mean_params": statistics.mean(c["params"] for c in rs),
                               "final_mean_depth": statistics.mean(len(c["genome"]["layers"]) for c in rs)})
@@ -135,6 +135,38 @@ def section51(args) -> None:
     (out / "section51.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     _plot51(results, out / "section51.png")
     print(json.dumps(_summary51(results), indent=1))
+
+
+def fitness51(args) -> None:
+    """The size-aware fitness (equation 1, the run's k and a_min) of each arm's final networks:
+    EA populations are read from --work, RS networks from section51.json; the reference is each
+    run's best initial network (RS: the best after its first epoch)."""
+    from lse.algorithms import make_algorithm
+    from lse.core.size_fitness import SizeFitness
+    from lse.store import Store
+
+    out = Path(args.out)
+    data = json.loads((out / "section51.json").read_text())
+    f = SizeFitness(k=0.5, a_min=args.a_min)
+    table: dict = {}
+    for label, runs in data["results"].items():
+        for r, run in enumerate(runs):
+            if label == "RS":
+                nets = [(c["val_accuracy"][-1], c["params"]) for c in run.get("networks", [])]
+                if not nets:
+                    continue
+                ref = max(run["networks"], key=lambda c: (c["val_accuracy"][0], -c["params"]))["params"]
+            else:
+                store = Store(Path(args.work) / f"s51-{label}-{r}").open()
+                algo = make_algorithm(store.config)
+                final = populations(Path(args.work) / f"s51-{label}-{r}")[-1]
+                ref = algo.reference(store.records())
+                nets = [(x.val_accuracy, x.params) for x in final]
+            best = max(nets, key=lambda n: f(n[0], n[1], ref))
+            table.setdefault(label, []).append({"best_fitness": f(best[0], best[1], ref), "its_accuracy": best[0],
+                                                "its_params": best[1], "reference_params": ref})
+    (out / "section51-fitness.json").write_text(json.dumps(table, indent=1))
+    print(json.dumps(table, indent=1))
 
 
 def _summary51(results) -> dict:
@@ -302,7 +334,7 @@ def _meta(args, seconds: float) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("section", choices=["51", "52"])
+    p.add_argument("section", choices=["51", "52", "51-fitness"])
     p.add_argument("--out", default="docs/ea4cnn")
     p.add_argument("--work", default="/tmp/ea4cnn-work", help="populations go here (not committed)")
     p.add_argument("--population", type=int, default=8, help="|P| (paper: 8 MNIST, 12 CIFAR in 5.1; 15 in 5.2)")
@@ -314,7 +346,7 @@ def main() -> None:
     p.add_argument("--seed-epochs", type=float, default=1.0, help="epochs of the seed network's training (5.2)")
     args = p.parse_args()
     _env()
-    section51(args) if args.section == "51" else section52(args)
+    {"51": section51, "52": section52, "51-fitness": fitness51}[args.section](args)
 
 
 if __name__ == "__main__":
