@@ -192,12 +192,12 @@ def _plot51(results, path: Path) -> None:
         mean = [statistics.mean(c[g] for c in curves) for g in range(n)]
         lo = [min(c[g] for c in curves) for g in range(n)]
         hi = [max(c[g] for c in curves) for g in range(n)]
-        x = list(range(1, n + 1)) if label != "RS" else list(range(n))
+        x = list(range(n))  # EA: P_1 (initial networks trained once) .. ; RS: after epoch 1 ..
         ax.plot(x, mean, label=f"{label} (mean of {len(runs)})")
         ax.fill_between(x, lo, hi, alpha=0.2)
-    ax.set_xlabel("generation (RS: epochs of training)")
+    ax.set_xlabel("trainings per network (EA: P_1 = initial population trained once)")
     ax.set_ylabel("best validation accuracy in P")
-    ax.set_title("EA4CNN section 5.1 on Fashion-MNIST (small scale); band: min-max")
+    ax.set_title("EA4CNN 5.1, Fashion-MNIST, small scale (band: min-max)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
