@@ -224,7 +224,7 @@ def test_settle_resets_age_when_the_change_lowered_fitness():
     parent = _rec(1, 0.9, 1000, age=3, ref=1000, fitness=1.5)
     child = algo.vary([parent], rng)
     assert child.age == 4 and child.genome == "layerlist"
-    assert algo.settle(child, child.details["parent_score"] + 1).age == (4 if child.details["changed"] else 4)
+    assert algo.settle(child, child.details["parent_score"] + 1).age == 4  # not lowered: parent + 1
     lowered = algo.settle(child, -1.0)
     assert lowered.age == (INITIAL_AGE if child.details["changed"] else 4)
     assert lowered.species == f"age-{lowered.age}"
