@@ -145,6 +145,7 @@ def check_alive_evaluate(pop: Path, skip: frozenset[str] = frozenset()) -> int:
 
     from lse.nn.build import build_model
     from lse.nn.data import load_dataset
+    from lse.nn.genomes import build
     from lse.core.dna import DNA
     from lse.nn.train import predict
 
@@ -161,8 +162,6 @@ def check_alive_evaluate(pop: Path, skip: frozenset[str] = frozenset()) -> int:
             if rec.genome == "dna":
                 model = build_model(DNA.model_validate(rec.dna), ds.input_shape, ds.num_classes)
             else:  # another paper's genome kind (lse.nn.genomes)
-                from lse.nn.genomes import build
-
                 model = build(rec.genome, rec.dna, ds.input_shape, ds.num_classes)
             model.load_state_dict(state, strict=True)  # every tensor present, every shape right
             if any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):

@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 from lse.algorithms.base import Algorithm, AlgorithmSpec
+from lse.algorithms.ea4cnn import EA4CNN
 from lse.algorithms.real2017 import Real2017
 from lse.algorithms.regularized import Regularized
 from lse.algorithms.pycortex import PyCortex
 from lse.algorithms.testbed import ParetoTestbed
 
 #: name -> class, in the order ``lse algorithms`` lists them
-ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (Real2017, Regularized, ParetoTestbed, PyCortex)}
+ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (Real2017, Regularized, ParetoTestbed, PyCortex, EA4CNN)}
 
 
 def algorithm_class(name: str) -> type[Algorithm]:

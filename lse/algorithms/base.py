@@ -15,6 +15,7 @@ that composes pure pieces of :mod:`lse.core` (STYLE.md 13):
                        trainer does not know (it builds classifiers from the genome registry)
 ``objectives``         the objective vector of a trained child (name -> value, all maximised)
 ``fitness``            the scalar selection uses; it is written in the folder name
+``settle``             (optional) what the record keeps once the fitness is known (an age)
 ``replace``            generational algorithms only: P_{g+1} from P_g and its children
 =====================  ========================================================================
 
@@ -199,6 +200,12 @@ class Algorithm:
 
     def fitness(self, objectives: Mapping[str, float]) -> float:
         return objectives["val_accuracy"]
+
+    def settle(self, child: Child, fitness: float | None) -> Child:
+        """The child as recorded, once its fitness is known (None: it failed).  For what only
+        the trained child decides, e.g. seed 001 resets the age of a child whose variation
+        lowered its fitness.  Default: unchanged."""
+        return child
 
     # -- generational algorithms -----------------------------------------------------------
     def slots(self, generation: int) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 GENOME_MODULES: dict[str, str] = {
     "dna": "lse.core.dna:GENOME",
     "cortex": "lse.core.cortex:GENOME",
+    "layerlist": "lse.core.layerlist:GENOME",  # EA4CNN (seed 001)
 }
 
 

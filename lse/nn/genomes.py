@@ -19,6 +19,7 @@ from lse.nn.flops import FlopCount, measure_flops
 BUILDERS: dict[str, str] = {
     "dna": "lse.nn.build:build_model",
     "cortex": "lse.nn.cortex:build_cortex",
+    "layerlist": "lse.nn.layerlist:build_layerlist",  # EA4CNN (seed 001)
 }
 
 

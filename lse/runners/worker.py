@@ -827,6 +827,7 @@ class _Loop:
             if fitness is None or not math.isfinite(fitness):
                 failed = True
                 res.failed_reason = res.failed_reason or f"non-finite fitness {fitness!r}"
+        child = algo.settle(child, None if failed else fitness)
         record = IndividualRecord(
             id=child_id,
             parent_id=first.id if first is not None else None,
