@@ -145,6 +145,7 @@ def check_alive_evaluate(pop: Path, skip: frozenset[str] = frozenset()) -> int:
 
     from lse.nn.build import build_model
     from lse.nn.data import load_dataset
+    from lse.nn.genomes import build
     from lse.core.dna import DNA
     from lse.nn.train import predict
 
@@ -158,7 +159,8 @@ def check_alive_evaluate(pop: Path, skip: frozenset[str] = frozenset()) -> int:
             if e.id in skip:
                 continue
             rec, state = store.read_parent(e)  # LostRace here would mean: malformed, quarantined
-            model = build_model(DNA.model_validate(rec.dna), ds.input_shape, ds.num_classes)
+            model = (build_model(DNA.model_validate(rec.dna), ds.input_shape, ds.num_classes) if rec.genome == "dna"
+                     else build(rec.genome, rec.dna, ds.input_shape, ds.num_classes))
             model.load_state_dict(state, strict=True)  # every tensor present, every shape right
             if any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
                 # the layout lse.nn.train evaluated in: near-chance models have near-tied logits,

@@ -62,6 +62,9 @@ class WeightTrainer(TorchTrainer):
             inheritance = {"kept": len(shapes), "reinitialised": 0, "by_parent": by_parent}
         model = build_fixed_net(genome, ds.input_shape, ds.num_classes).to(self.device)
         model.load_state_dict(state, strict=True)
+        if any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+            # the layout lse.nn.train evaluates in (and anyone re-evaluating a stored individual)
+            model.to(memory_format=torch.channels_last)
         t1 = time.perf_counter()
         if should_stop():
             from lse.errors import StopRequested
