@@ -47,11 +47,14 @@ def run_ga(root: Path, scheme: str, encoding: str, args) -> Path:
         return pop
     if pop.exists():
         shutil.rmtree(pop)
+    options = {"encoding": encoding, "init_seed": args.init_seed}
+    if scheme == "ga-elitism":  # the paper's 10 elites and pool of 20 for 100, scaled with the population
+        options.update(elites=max(1, round(0.1 * args.population)), pool_size=max(2, round(0.2 * args.population)))
     cfg = ExperimentConfig(
         dataset="fashion-mnist", data_dir=args.data_dir, validation_size=args.fitness_size, seed=args.seed,
         population_size=args.population, eval_batch_size=args.fitness_size, batch_size=32,
         max_hours=args.seconds / 3600.0,
-        algorithm={"name": scheme, "options": {"encoding": encoding, "init_seed": args.init_seed}},
+        algorithm={"name": scheme, "options": options},
     )
     Store(pop).create(cfg)
     t = time.time()
