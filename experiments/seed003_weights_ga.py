@@ -53,7 +53,7 @@ def run_ga(root: Path, scheme: str, encoding: str, args) -> Path:
     cfg = ExperimentConfig(
         dataset="fashion-mnist", data_dir=args.data_dir, validation_size=args.fitness_size, seed=args.seed,
         population_size=args.population, eval_batch_size=args.fitness_size, batch_size=32,
-        max_hours=args.seconds / 3600.0,
+        max_hours=args.seconds / 3600.0, max_individuals=args.population + args.iterations,
         algorithm={"name": scheme, "options": options},
     )
     Store(pop).create(cfg)
@@ -155,7 +155,7 @@ def adam_baseline(pop: Path, args) -> dict:
     train_s, it = 0.0, 0
     marks = sorted({int(round(10 ** (k / 8))) for k in range(0, 40)})
     model.train()
-    while train_s < args.seconds:
+    while train_s < args.adam_seconds:
         t = time.perf_counter()
         idx = torch.randint(0, ds.train_x.shape[0], (32,), generator=g)
         loss = torch.nn.functional.cross_entropy(model(normalize(ds.train_x[idx], scale, shift)), ds.train_y[idx])
@@ -233,7 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("docs/seed003"))
     p.add_argument("--work", type=Path, default=Path("populations/seed003"), help="population folders")
     p.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: lse's search path)")
-    p.add_argument("--seconds", type=float, default=150.0, help="wall seconds per GA run, and of Adam training")
+    p.add_argument("--iterations", type=int, default=400,
+                   help="children evaluated after the initial population, per GA run (the same for every run: "
+                        "the machine's load changes, iterations do not)")
+    p.add_argument("--seconds", type=float, default=600.0, help="safety cap in wall seconds per GA run; Adam's training time")
+    p.add_argument("--adam-seconds", type=float, default=90.0, help="Adam's training time (evaluation excluded)")
     p.add_argument("--population", type=int, default=100)
     p.add_argument("--fitness-size", type=int, default=500, help="images in the fitness subset of the training split")
     p.add_argument("--seed", type=int, default=0)
