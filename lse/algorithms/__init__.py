@@ -11,9 +11,10 @@ from lse.algorithms.real2017 import Real2017
 from lse.algorithms.regularized import Regularized
 from lse.algorithms.pycortex import PyCortex
 from lse.algorithms.testbed import ParetoTestbed
+from lse.algorithms.weightga import WeightElitism, WeightGenerational, WeightSteadyState
 
 #: name -> class, in the order ``lse algorithms`` lists them
-ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (Real2017, Regularized, ParetoTestbed, PyCortex, EA4CNN)}
+ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (Real2017, Regularized, ParetoTestbed, PyCortex, EA4CNN, WeightSteadyState, WeightGenerational, WeightElitism)}
 
 
 def algorithm_class(name: str) -> type[Algorithm]:

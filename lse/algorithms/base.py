@@ -168,6 +168,13 @@ class Algorithm:
             return Child(DNA.model_validate(self.config.initial_dna))
         return Child(initial_dna(self.config.initial_learning_rate, input_channels=input_channels))
 
+    def begin_child(self, generation: int | None, slot: int | None) -> None:
+        """Told by the worker before each child: generational algorithms get the generation and
+        the slot the child fills; steady-state ones (generation None) get the index of an
+        initial child (births before it, as the worker counts them) and None otherwise.  An
+        algorithm whose children depend on their place (seed 003's complementary pairs, a shared
+        initial population) keeps it; the default ignores it."""
+
     def select(self, view: PopulationView, rng: random.Random, *, full: bool) -> Selection:
         raise NotImplementedError
 

@@ -22,6 +22,7 @@ GENOME_MODULES: dict[str, str] = {
     "dna": "lse.core.dna:GENOME",
     "cortex": "lse.core.cortex:GENOME",
     "layerlist": "lse.core.layerlist:GENOME",  # EA4CNN (seed 001)
+    "fixed-net": "lse.core.fixednet:GENOME",  # seed 003: a fixed net whose weights evolve
 }
 
 

@@ -88,3 +88,40 @@ def tournament_of(candidates: Sequence[Candidate], size: int, rng: random.Random
             best = c
     return best[0]
 
+
+def _weight(value: float | None) -> float:
+    # Roulette needs non-negative weights: a missing, NaN or negative fitness weighs nothing.
+    f = _fitness(value)
+    return f if f > 0 and math.isfinite(f) else 0.0
+
+
+def roulette(candidates: Sequence[Candidate], rng: random.Random) -> str:
+    """Fitness-proportional selection (seed 003, eq. 1): candidate i with P_i = f_i / sum f,
+    by one uniform draw against the cumulative sums.  All weights zero: uniform."""
+    if not candidates:
+        raise ValueError("selection needs at least 1 alive individual")
+    weights = [_weight(f) for _, f in candidates]
+    total = math.fsum(weights)
+    if total <= 0:
+        return candidates[rng.randrange(len(candidates))][0]
+    r = rng.random() * total
+    acc = 0.0
+    for (cid, _), w in zip(candidates, weights):
+        acc += w
+        if r < acc:
+            return cid
+    return next(cid for (cid, _), w in zip(reversed(candidates), reversed(weights)) if w > 0)
+
+
+def mating_pool(candidates: Sequence[Candidate], size: int, rng: random.Random) -> list[str]:
+    """``size`` roulette draws with replacement (seed 003's mating pool: the fitter may enter
+    it more than once), in draw order."""
+    return [roulette(candidates, rng) for _ in range(size)]
+
+
+def least_fit(candidates: Sequence[Candidate]) -> str | None:
+    """The least fit candidate (seed 003's steady-state replacement); a tie goes to the oldest
+    (ids sort by birth)."""
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: (_fitness(c[1]), c[0]))[0]

@@ -20,6 +20,7 @@ BUILDERS: dict[str, str] = {
     "dna": "lse.nn.build:build_model",
     "cortex": "lse.nn.cortex:build_cortex",
     "layerlist": "lse.nn.layerlist:build_layerlist",  # EA4CNN (seed 001)
+    "fixed-net": "lse.nn.fixednet:build_fixed_net",
 }
 
 

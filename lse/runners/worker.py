@@ -614,10 +614,9 @@ class _Loop:
                 return
             # The initial population (section 3.3): claims created before ours are initial
             # children in flight (initial_rank: why creation order, not ids).
-            initial = (
-                births is not None
-                and len(births) + initial_rank(child_id, claims, times) < self.config.population_size
-            )
+            index = None if births is None else len(births) + initial_rank(child_id, claims, times)
+            initial = index is not None and index < self.config.population_size
+            self.algorithm.begin_child(None, index if initial else None)
             self._make_child(child_id, initial, in_flight=n_claims)
         finally:
             try:
@@ -643,6 +642,7 @@ class _Loop:
             time.sleep(SLOT_WAIT_SECONDS * self.rng.uniform(0.5, 1.5))
             return
         try:
+            self.algorithm.begin_child(g, slot)
             parents = None if g == 0 else self._read_parents()
             bred = self._breed(new_id(), parents, barrier_generation=g)
             if bred is None:
