@@ -9,9 +9,11 @@ from lse.algorithms.base import Algorithm, AlgorithmSpec
 from lse.algorithms.real2017 import Real2017
 from lse.algorithms.regularized import Regularized
 from lse.algorithms.testbed import ParetoTestbed
+from lse.algorithms.twostep import TwoStepAutoencoder
 
 #: name -> class, in the order ``lse algorithms`` lists them
-ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (Real2017, Regularized, ParetoTestbed)}
+ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (Real2017, Regularized, ParetoTestbed,
+                                                                     TwoStepAutoencoder)}
 
 
 def algorithm_class(name: str) -> type[Algorithm]:

@@ -20,6 +20,7 @@ from typing import Any
 #: genome kind -> "module:attribute" of its GenomeKind (imported lazily)
 GENOME_MODULES: dict[str, str] = {
     "dna": "lse.core.dna:GENOME",
+    "autoencoder": "lse.core.autoencoder:GENOME",
 }
 
 

@@ -18,6 +18,7 @@ from lse.nn.flops import FlopCount, measure_flops
 #: genome kind -> "module:function" building its model
 BUILDERS: dict[str, str] = {
     "dna": "lse.nn.build:build_model",
+    "autoencoder": "lse.nn.autoencoder:build_autoencoder",
 }
 
 
