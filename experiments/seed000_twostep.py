@@ -40,7 +40,81 @@ def _machine() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), no GPU, shared with other jobs"
 
 
-def write_doc(run: Path, doc: Path) -> None:
+def same_architectures(run: Path, steps: int = 100, repeats: int = 2) -> dict:
+    """The input-size effect alone: every alive classifier of both stage-2 runs (the same
+    architectures) trained for ``steps`` steps on the raw images and on the codes, alternately
+    in this one process (1 thread), ``repeats`` times; seconds per network on each."""
+    import torch
+
+    from lse.core.dna import DNA
+    from lse.nn.build import build_model
+    from lse.nn.data import load_dataset
+    from lse.nn.train import train
+    from lse.store import Store
+
+    torch.set_num_threads(1)
+    s_raw = Store(run / "stage2-raw").open()
+    s_enc = Store(run / "stage2-encoded").open()
+    raw = load_dataset(s_raw.config.dataset, s_raw.config.data_dir, validation_size=s_raw.config.validation_size,
+                       seed=s_raw.config.seed)
+    enc = load_dataset("encoded", s_enc.config.data_dir, validation_size=s_enc.config.validation_size)
+    dnas = [DNA.model_validate(s.record(e.id).dna) for s in (s_raw, s_enc) for e in s.list_alive()]
+    secs = {"raw": 0.0, "encoded": 0.0}
+    for _ in range(repeats):
+        for i, dna in enumerate(dnas):
+            for name, ds in (("raw", raw), ("encoded", enc)):
+                torch.manual_seed(i)
+                m = build_model(dna, ds.input_shape, ds.num_classes)
+                r = train(m, ds, learning_rate=dna.learning_rate, steps=steps, seed=i, augment=False)
+                secs[name] += r.train_seconds + r.eval_seconds
+    n = len(dnas) * repeats
+    return {"architectures": len(dnas), "repeats": repeats, "steps": steps,
+            "seconds_per_network": {k: v / n for k, v in secs.items()}, "ratio_raw_over_encoded": secs["raw"] / secs["encoded"]}
+
+
+def _what_evolved(run: Path) -> list[str]:
+    from lse.core.dna import DNA
+    from lse.store import Store
+
+    rows = []
+    for name in ("stage2-raw", "stage2-encoded"):
+        if not (run / name).exists():
+            continue
+        rs = Store(run / name).open().records()
+        dnas = [DNA.model_validate(r.dna) for r in rs]
+        flops = [r.flops.total for r in rs if r.flops]
+        secs = [r.train_seconds for r in rs if r.train_seconds]
+        n = max(1, len(rs))
+        rows.append(f"| {name} | {len(rs)} | {sum(len(d.conv_edges()) for d in dnas) / n:.2f} | "
+                    f"{sum(d.total_channels() for d in dnas) / n:.1f} | {sum(flops) / max(1, len(flops)):.3g} | "
+                    f"{sum(secs) / max(1, len(secs)):.2f} | {sum(flops) / max(1e-9, sum(secs)):.3g} |")
+    return rows
+
+
+READING = """(Written for the committed run; rerunning the program regenerates every number above, not this text.)
+
+Where this run agrees with the paper: TOPSIS with equal weights picks a front member with an even
+trade-off (not the most compressed), and the classifiers evolved on its codes reach a useful accuracy; the
+composed model is evaluated on the untouched test split. For a FIXED architecture, codes make a network
+cheaper to train and evaluate (the same-architectures table), the effect the paper's Table 2 reports.
+
+Where it disagrees: over the whole stage-2 run, the encoded data gave FEWER networks per hour than the raw
+data, not more. The table of what each run evolved shows why: on the codes, evolution adopted convolutions
+and channels sooner (they paid off: its best validation accuracy is the higher one), so its average network
+cost more FLOPs, and small feature maps run at fewer FLOP/s on this CPU; the per-network overheads (FLOP
+counting, publishing, 5,000 validation images) weigh heavily at 300 steps per network. The paper's
+measure mixes the input size with the architectures evolution happens to choose; at this scale the second
+effect dominated. The two stage-2 runs ran one after the other on a machine shared with other jobs: their
+wall-clock rates also carry the load of the moment (the same-architectures comparison alternates the two
+inputs in one process to avoid that). One run each, no repeats: differences in accuracy are not
+significant.
+
+Also different from the paper: Fashion-MNIST is not CIFAR-10; the front here reaches much higher
+reconstruction values (a different, defined measure); the paper's 0.70 is its own undefined
+"reconstruction accuracy"; only one autoencoder (the pick) was encoded, not ten."""
+
+
+def write_doc(run: Path, doc: Path, bench: dict | None = None) -> None:
     from lse.core.topsis import topsis
     from lse.store import Store
 
@@ -124,12 +198,26 @@ def write_doc(run: Path, doc: Path) -> None:
         "stage 2 saw.",
         "",
     ]
+    shape_rows = _what_evolved(run)
+    if shape_rows:
+        lines += ["What each stage-2 run evolved (every network it trained):", "",
+                  "| run | networks | mean convolutions | mean channels | mean FLOPs per network | mean train s | FLOP/s achieved |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += shape_rows + [""]
     ratio = (enc["per_hour"] / raw["per_hour"]) if raw and raw.get("per_hour") and enc.get("per_hour") else None
+    if bench is not None:
+        sp = bench["seconds_per_network"]
+        lines += ["## The same architectures on raw and encoded data (measured, same process)", "",
+                  f"All {bench['architectures']} alive classifiers of both runs, each trained {bench['steps']} steps "
+                  f"and evaluated on the validation split, on raw images and on codes alternately, "
+                  f"{bench['repeats']} times, 1 thread: {sp['raw']:.3f} s per network on raw images, "
+                  f"{sp['encoded']:.3f} s on codes, ratio **{bench['ratio_raw_over_encoded']:.2f}** "
+                  "(networks per hour, encoded / raw, for a fixed architecture).", ""]
     lines += ["## Reading", ""]
     if ratio is not None:
         lines.append(f"Measured ratio of networks per hour, encoded / raw: **{ratio:.2f}** (paper: 1.15 for its "
                      "pick, up to 1.38 for its most compressed autoencoder).")
-    lines.append("<!-- reading -->")
+    lines += ["", READING]
     doc.write_text("\n".join(x for x in lines if x is not None) + "\n")
 
 
@@ -148,7 +236,9 @@ def main() -> int:
 
         run_pipeline(run, PipelineBudget(ae_minutes=a.ae_minutes, s2_minutes=a.stage2_minutes, ae_steps=300,
                                          s2_steps=300, ae_population=8, s2_population=8, workers=1, threads=1))
-    write_doc(run, a.doc)
+    bench = same_architectures(run)
+    (run / "report" / "same-architectures.json").write_text(json.dumps(bench, indent=2))
+    write_doc(run, a.doc, bench)
     print(f"wrote {a.doc}")
     return 0
 
