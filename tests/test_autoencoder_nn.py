@@ -16,7 +16,7 @@ import torch
 from lse.core.autoencoder import AutoencoderGenome, code_shape, initial_autoencoder, mutate
 from lse.core.provenance import Provenance
 from lse.errors import DataError
-from lse.nn.autoencoder import Autoencoder, Encoder, autoencoder_flops, measure
+from lse.nn.autoencoder import Autoencoder, autoencoder_flops, measure
 from lse.nn.inherit import inherit
 
 

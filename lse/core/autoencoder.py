@@ -180,7 +180,8 @@ def initial_autoencoder(input_shape: tuple[int, int, int]) -> AutoencoderGenome:
 
 
 # ---------------------------------------------------------------------------------- mutations
-def _new_conv(rng: random.Random, lid: str, filters: int) -> AELayer:
+def _new_conv(lid: str, filters: int) -> AELayer:
+    """An inserted convolution: 3x3, stride 1, as many filters as its input has channels."""
     return AELayer(id=lid, kind="conv", filters=filters, kernel=(3, 3), stride=1)
 
 
@@ -196,7 +197,7 @@ def _apply(name: str, g: AutoencoderGenome, rng: random.Random) -> tuple[list[AE
         at = rng.randrange(len(layers) + 1)
         before = shapes(g.input_shape, layers[:at])
         channels = before[-1][0] if before else g.input_shape[0]
-        layer = _new_conv(rng, f"L{nid}", channels)  # same channels as its input (section 3.2)
+        layer = _new_conv(f"L{nid}", channels)  # same channels as its input (section 3.2)
         layers.insert(at, layer)
         return layers, nid + 1, {"at": at, "layer": layer.id}, [layer.id]
     if name == "remove_convolution":
