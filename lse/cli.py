@@ -35,6 +35,10 @@ from lse.runners import simulate as _simulate  # noqa: E402  (lse simulate)
 
 _simulate.register_cli(app)
 
+from lse.reports import twostep as _twostep  # noqa: E402  (lse ae rank/encode/report/pipeline: seed 000)
+
+_twostep.register_cli(app)
+
 
 @app.command("algorithms")
 def algorithms_cmd(as_json: bool = typer.Option(False, "--json", help="machine-readable")) -> None:

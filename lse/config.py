@@ -56,7 +56,7 @@ class ExperimentConfig(_Validated):
     schema_version: int = Field(CONFIG_SCHEMA_VERSION, description="experiment.json schema version")
 
     # --- data (section 3.4) ---
-    dataset: Literal["fashion-mnist", "mnist", "cifar10", "cifar100"] = Field(
+    dataset: Literal["fashion-mnist", "mnist", "cifar10", "cifar100", "encoded"] = Field(
         "fashion-mnist", description="data set name"
     )
     data_dir: str | None = Field(

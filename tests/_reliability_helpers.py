@@ -159,6 +159,15 @@ def check_alive_evaluate(pop: Path, skip: frozenset[str] = frozenset()) -> int:
             if e.id in skip:
                 continue
             rec, state = store.read_parent(e)  # LostRace here would mean: malformed, quarantined
+            if rec.genome == "autoencoder":  # seed 000: the weights reproduce the reconstruction objective
+                from lse.core.autoencoder import AutoencoderGenome
+                from lse.nn.autoencoder import Autoencoder, measure
+
+                ae = Autoencoder(AutoencoderGenome.model_validate(rec.dna))
+                ae.load_state_dict(state, strict=True)
+                r = measure(ae, ds.val_x, ds, cfg.eval_batch_size)[1]
+                assert abs(r - rec.objectives["reconstruction"]) <= 1e-5, (e.id, r, rec.objectives)
+                continue
             if rec.genome == "dna":
                 model = build_model(DNA.model_validate(rec.dna), ds.input_shape, ds.num_classes)
             else:  # another paper's genome kind (lse.nn.genomes)
@@ -192,5 +201,6 @@ def check_history(pop: Path) -> list:
     missing = count_births(store) - set(ids)
     assert not missing, f"births without a record: {sorted(missing)}"
     for r in recs:
-        assert (r.val_accuracy is None) == (r.failed_reason is not None), r.id
+        measured = r.val_accuracy is not None or (r.genome != "dna" and r.fitness is not None)
+        assert measured == (r.failed_reason is None), r.id
     return recs

@@ -75,7 +75,7 @@ def _finish_generations(pop) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ["real2017", "pareto-testbed", "pycortex", "ea4cnn", "ga-steady-state"])
+@pytest.mark.parametrize("algorithm", ["real2017", "pareto-testbed", "pycortex", "ea4cnn", "ga-steady-state", "autoencoder"])
 def test_kill_storm(tmp_path, algorithm):
     """real2017: the paper's steady-state loop; pareto-testbed: a generational algorithm with a
     whole-population selector and two-parent recombination on the generation barrier."""

@@ -11,10 +11,11 @@ from lse.algorithms.real2017 import Real2017
 from lse.algorithms.regularized import Regularized
 from lse.algorithms.pycortex import PyCortex
 from lse.algorithms.testbed import ParetoTestbed
+from lse.algorithms.twostep import TwoStepAutoencoder
 from lse.algorithms.weightga import WeightElitism, WeightGenerational, WeightSteadyState
 
 #: name -> class, in the order ``lse algorithms`` lists them
-ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (Real2017, Regularized, ParetoTestbed, PyCortex, EA4CNN, WeightSteadyState, WeightGenerational, WeightElitism)}
+ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (Real2017, Regularized, ParetoTestbed, PyCortex, EA4CNN, WeightSteadyState, WeightGenerational, WeightElitism, TwoStepAutoencoder)}
 
 
 def algorithm_class(name: str) -> type[Algorithm]:

@@ -158,6 +158,9 @@ class Algorithm:
 
     def __init__(self, config: "ExperimentConfig") -> None:
         self.config = config
+        #: (C, H, W) of the data, set by the worker once its trainer has loaded them (None where
+        #: the trainer does not say); genomes sized by their input read it in ``initial``
+        self.input_shape: tuple[int, int, int] | None = None
         self.options = self.Options.model_validate(config.algorithm.options)
 
     # -- the seam ----------------------------------------------------------------------------

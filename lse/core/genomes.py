@@ -23,6 +23,7 @@ GENOME_MODULES: dict[str, str] = {
     "cortex": "lse.core.cortex:GENOME",
     "layerlist": "lse.core.layerlist:GENOME",  # EA4CNN (seed 001)
     "fixed-net": "lse.core.fixednet:GENOME",  # seed 003: a fixed net whose weights evolve
+    "autoencoder": "lse.core.autoencoder:GENOME",
 }
 
 

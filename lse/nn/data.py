@@ -199,9 +199,13 @@ def load_dataset(
     once and trains every individual on the same tensors.  ``flip`` overrides whether
     augmentation may mirror images (default: CIFAR yes, digits and garments no).
     """
-    spec = _spec(name)
     if str(device) == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "encoded":  # seed 000: an autoencoder's codes, split as written (lse.nn.encoded)
+        from lse.nn.encoded import load_encoded
+
+        return load_encoded(data_dir, validation_size, device)
+    spec = _spec(name)
     folders = _search_folders(spec, data_dir)
     flip = spec.flip if flip is None else bool(flip)
     key = (spec.name, tuple(str(f) for f in folders), int(validation_size), int(seed), str(torch.device(device)), flip)

@@ -21,6 +21,7 @@ BUILDERS: dict[str, str] = {
     "cortex": "lse.nn.cortex:build_cortex",
     "layerlist": "lse.nn.layerlist:build_layerlist",  # EA4CNN (seed 001)
     "fixed-net": "lse.nn.fixednet:build_fixed_net",
+    "autoencoder": "lse.nn.autoencoder:build_autoencoder",
 }
 
 

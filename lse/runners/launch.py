@@ -582,8 +582,9 @@ def _command():
         workers_per_gpu: int = typer.Option(1, "--workers-per-gpu", min=1, help="local workers sharing one GPU"),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (auto: cuda when available)"),
         threads: int = typer.Option(None, "--threads", min=1, help="torch threads per local worker (default: cores / workers)"),
-        dataset: str = typer.Option(None, "--dataset", help="fashion-mnist | mnist | cifar10 | cifar100 (default: fashion-mnist)"),
+        dataset: str = typer.Option(None, "--dataset", help="fashion-mnist | mnist | cifar10 | cifar100 | encoded (codes written by `lse ae encode`; --data-dir names them) (default: fashion-mnist)"),
         data_dir: Path = typer.Option(None, "--data-dir", help="folder with the data set's standard files (default: $LSE_DATA, system folders)"),
+        augment: bool = typer.Option(None, "--augment/--no-augment", help="pad-and-crop (and flip where allowed) augmentation of training batches (default: on)"),
         validation_size: int = typer.Option(None, "--validation-size", min=1, help="training examples held out for fitness (default: 5000)"),
         population_size: int = typer.Option(None, "--population-size", min=2, help="alive individuals to maintain (default: 4 x workers, the paper's ratio)"),
         steps: int = typer.Option(None, "--steps", min=1, help="SGD steps per individual, batch 50 (default: 25600)"),
@@ -617,6 +618,7 @@ def _command():
         try:
             given = dict(
                 dataset=dataset, data_dir=None if data_dir is None else str(data_dir), validation_size=validation_size,
+                augment=augment,
                 population_size=population_size, steps=steps, selection=selection, inheritance=inheritance, seed=seed,
                 initial_learning_rate=initial_learning_rate, mutation_probabilities=parse_mutation_probs(mutation_prob),
                 max_individuals=max_individuals, max_hours=max_hours, max_flops=max_flops,

@@ -150,6 +150,7 @@ class TorchTrainer:
             config.dataset, config.data_dir, validation_size=config.validation_size, seed=config.seed, device=dev
         )
         self.input_channels = self.dataset.input_shape[0]
+        self.input_shape = tuple(self.dataset.input_shape)
 
     def train_child(self, child, parent_states, recipe, *, seed, should_stop) -> ChildResult:
         import torch
@@ -511,6 +512,8 @@ class _Loop:
         self.flops_seen: dict[str, float] = {}
         self.birth_cache = BirthCache()  # names count_births parsed already (history/ only grows)
         self.algorithm = make_algorithm(config)  # the seam: every decision of the paper's method
+        # the data's (C, H, W), for genomes sized by their input (seed 000's autoencoders)
+        self.algorithm.input_shape = getattr(trainer, "input_shape", None)
         self.views = ViewCache(store)  # records of the alive, parsed once per folder name
         self.generations = None
         if self.algorithm.generational:

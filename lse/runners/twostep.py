@@ -1,0 +1,75 @@
+"""`lse ae pipeline`: seed 000's two steps end to end, each stage with its own budget.
+
+    stage 1   POP/autoencoders     lse launch --algorithm autoencoder (max_hours = ae budget)
+    pick      TOPSIS over the alive front (lse ae rank)
+    encode    OUT/encoded          the pick's codes of train/val/test, original split (lse ae encode)
+    stage 2   OUT/stage2-encoded   the paper's algorithm on the codes (max_hours = stage-2 budget)
+    control   OUT/stage2-raw       the same algorithm and budget on the raw images
+    report    OUT/report           front over time, composed model on the test set, networks/hour
+
+Both stage-2 runs use the same recipe and no augmentation (pad-and-crop has no meaning on a
+code map), so the only difference between them is the input the classifiers see.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PipelineBudget(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    workers: int = Field(1, ge=1)
+    threads: int = Field(1, ge=1, description="torch threads per worker")
+    ae_minutes: float = Field(5.0, gt=0, description="stage-1 wall-time budget")
+    ae_steps: int = Field(300, ge=1, description="SGD steps per autoencoder")
+    ae_population: int = Field(10, ge=2)
+    s2_minutes: float = Field(5.0, gt=0, description="wall-time budget of each stage-2 run")
+    s2_steps: int = Field(300, ge=1, description="SGD steps per classifier")
+    s2_population: int = Field(10, ge=2)
+    raw: bool = Field(True, description="also run stage 2 on the raw images with the same budget")
+    validation_size: int = Field(5000, ge=10)
+    seed: int = 0
+
+
+def _stage(pop: Path, given: dict, b: PipelineBudget, echo) -> None:
+    from lse.runners.launch import LaunchOptions, launch_local, prepare_experiment
+
+    prepare_experiment(pop, given, workers=b.workers, echo=echo)
+    launch_local(pop, LaunchOptions(workers=b.workers, threads=b.threads, device="cpu"), echo=echo, progress=False)
+
+
+def run_pipeline(out, b: PipelineBudget, echo=print) -> dict:
+    from lse.reports.twostep import choose, encode, write_report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "budget.json").write_text(b.model_dump_json(indent=2))
+    ae_pop, enc, s2, raw = out / "autoencoders", out / "encoded", out / "stage2-encoded", out / "stage2-raw"
+    common = dict(data_dir=b.data_dir, validation_size=b.validation_size, seed=b.seed)
+    t0 = time.time()
+    echo(f"stage 1: autoencoders for {b.ae_minutes} min")
+    _stage(ae_pop, dict(dataset=b.dataset, algorithm={"name": "autoencoder"}, steps=b.ae_steps,
+                        population_size=b.ae_population, max_hours=b.ae_minutes / 60, augment=False, **common), b, echo)
+    pick = choose(ae_pop)
+    echo(f"TOPSIS pick: {pick.id} (compression {pick.compression:.3f}, reconstruction {pick.reconstruction:.3f}, "
+         f"score {pick.topsis:.3f})")
+    if not enc.exists():
+        encode(ae_pop, enc, pick.id)
+    echo(f"encoded data set in {enc}")
+    s2_common = dict(steps=b.s2_steps, population_size=b.s2_population, max_hours=b.s2_minutes / 60, augment=False,
+                     seed=b.seed)
+    echo(f"stage 2 on codes for {b.s2_minutes} min")
+    _stage(s2, dict(dataset="encoded", data_dir=str(enc), validation_size=b.validation_size, **s2_common), b, echo)
+    if b.raw:
+        echo(f"stage 2 on raw images for {b.s2_minutes} min (the control)")
+        _stage(raw, dict(dataset=b.dataset, data_dir=b.data_dir, validation_size=b.validation_size, **s2_common), b, echo)
+    res = write_report(out / "report", ae_pop=ae_pop, encoded_dir=enc, stage2_pop=s2, raw_pop=raw if b.raw else None)
+    res["wall_minutes"] = (time.time() - t0) / 60
+    echo(f"done in {res['wall_minutes']:.1f} min; report in {out / 'report'}")
+    return res
