@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from lse.algorithms.base import Algorithm, AlgorithmSpec
 from lse.algorithms.real2017 import Real2017
+from lse.algorithms.recombination import Recombination
 from lse.algorithms.regularized import Regularized
 from lse.algorithms.testbed import ParetoTestbed
 
 #: name -> class, in the order ``lse algorithms`` lists them
-ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (Real2017, Regularized, ParetoTestbed)}
+ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (Real2017, Regularized, ParetoTestbed, Recombination)}
 
 
 def algorithm_class(name: str) -> type[Algorithm]:

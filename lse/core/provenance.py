@@ -24,18 +24,30 @@ class TensorSource:
     convolution, output neurons of a linear layer) into child rows ``into[i]``; None copies the
     whole tensor.  Where the trailing dimensions differ (a fan-in that grew or shrank), the
     overlapping corner is copied and the rest keeps its fresh initialisation.
+
+    ``cols_at`` (structure fusion): the copied block lands at this offset of dimension 1 (the
+    fan-in of a convolution, the features of the classifier) instead of at 0: the second
+    parent's filters read the second parent's channels, placed after the first parent's.
+    ``centre``: trailing spatial dimensions (2 and up: a filter's height and width) are aligned
+    at their centres, not at their corners, so a 3x3 filter copied into a 5x5 one stays the
+    same function of its neighbourhood.  With either set and ``rows`` None, every row is
+    copied (the parent's tensor must have as many rows as the child's).
     """
 
     parent: str
     name: str
     rows: tuple[int, ...] | None = None
     into: tuple[int, ...] | None = None
+    cols_at: int = 0
+    centre: bool = False
 
     def __post_init__(self) -> None:
         if (self.rows is None) != (self.into is None):
             raise ValueError("rows and into go together")
         if self.rows is not None and len(self.rows) != len(self.into or ()):
             raise ValueError(f"rows {self.rows} and into {self.into} differ in length")
+        if self.cols_at < 0:
+            raise ValueError(f"cols_at must be >= 0, got {self.cols_at}")
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,24 @@ class Provenance:
         if self.default is not None and not name.startswith(self.blocked):
             out.append((TensorSource(self.default, name),))
         return out
+
+    def then(self, record: object | None) -> "Provenance":
+        """This plan after a mutation (:class:`~lse.core.mutations.MutationRecord`) of the
+        child: nothing after a reset; otherwise the changed edges' tensors are taken from no
+        parent at all (section 3.6), whichever rule named them."""
+        if record is None:
+            return self
+        if getattr(record, "reset_all", False):
+            return Provenance(reset_all=True)
+        blocked = tuple(f"edges.{e}." for e in getattr(record, "changed_edges", ()))
+        if not blocked:
+            return self
+        return Provenance(
+            default=self.default,
+            blocked=self.blocked + blocked,
+            sources={k: v for k, v in self.sources.items() if not k.startswith(blocked)},
+            by_prefix={p: q for p, q in self.by_prefix.items() if not p.startswith(blocked)},
+        )
 
     @classmethod
     def from_mutation(cls, parent: str, record: object | None) -> "Provenance":

@@ -91,19 +91,38 @@ def _copy(tensor: torch.Tensor, states: Mapping[str, Mapping[str, torch.Tensor]]
     src = states.get(s.parent, {}).get(s.name)
     if src is None:
         return False
-    if s.rows is None:
+    if s.rows is None and not (s.cols_at or s.centre):
         if tuple(src.shape) != tuple(tensor.shape):
             return False
         tensor.copy_(src)
         return True
     if src.dim() != tensor.dim() or src.dim() == 0:
         return False
+    if s.rows is None:  # every row (structure fusion: the classifier's classes)
+        if src.shape[0] != tensor.shape[0]:
+            return False
+        s = TensorSource(s.parent, s.name, tuple(range(src.shape[0])), tuple(range(src.shape[0])), s.cols_at, s.centre)
     if max(s.rows, default=-1) >= src.shape[0] or max(s.into or (), default=-1) >= tensor.shape[0]:
         return False
-    corner = tuple(slice(0, min(a, b)) for a, b in zip(src.shape[1:], tensor.shape[1:]))
+    if s.cols_at == 0 and not s.centre:
+        corner = tuple(slice(0, min(a, b)) for a, b in zip(src.shape[1:], tensor.shape[1:]))
+        src_part, dst_part = corner, corner
+    else:  # structure fusion (TensorSource.cols_at, .centre)
+        src_part, dst_part = [], []
+        for d, (a, b) in enumerate(zip(src.shape[1:], tensor.shape[1:]), start=1):
+            at = s.cols_at if d == 1 else 0
+            n = min(a, b - at)
+            if n <= 0:
+                return False
+            if s.centre and d >= 2:  # centre-aligned: crop the larger, pad into the middle
+                src_part.append(slice((a - n) // 2, (a - n) // 2 + n))
+                dst_part.append(slice((b - n) // 2, (b - n) // 2 + n))
+            else:
+                src_part.append(slice(0, n))
+                dst_part.append(slice(at, at + n))
     rows_src = src[list(s.rows)].to(tensor.device, tensor.dtype)
     idx = torch.tensor(s.into, device=tensor.device)
     target = tensor.index_select(0, idx)
-    target[(slice(None), *corner)] = rows_src[(slice(None), *corner)]
+    target[(slice(None), *dst_part)] = rows_src[(slice(None), *src_part)]
     tensor.index_copy_(0, idx, target)
     return True
