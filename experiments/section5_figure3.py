@@ -65,6 +65,7 @@ def plot(rows: list[dict], path) -> None:
         ax.set_xscale("log")
         xs = sorted({x for x, _ in pts})
         ax.set_xticks(xs, [str(x) for x in xs])
+        ax.minorticks_off()
         ax.set_xlabel(axis)
         ax.set_ylabel("test accuracy of the best by validation (%)")
         ax.grid(True, alpha=0.3)

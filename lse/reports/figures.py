@@ -209,7 +209,8 @@ def distributions_figure(xs: Sequence[float], trend: Mapping[str, Sequence[float
     unit, factor = time_unit(max(xs, default=0.0))
     x = np.asarray(xs) * factor
     names = list(trend)
-    ax.stackplot(x, *[np.asarray(trend[n]) for n in names], labels=names, alpha=0.85)
+    colors = plt.get_cmap("tab20")(np.arange(len(names)) % 20)  # 11 mutations: tab10 would repeat one
+    ax.stackplot(x, *[np.asarray(trend[n]) for n in names], labels=names, colors=colors, alpha=0.85)
     draw_marks(ax, marks, factor, right=float(x[-1]) if len(x) else 0.0)
     ax.set_xlim(float(x[0]) if len(x) else 0.0, float(x[-1]) if len(x) else 1.0)
     ax.set_ylim(0, 1)
