@@ -223,6 +223,14 @@ def test_each_recombination_runs_in_a_worker_and_records_both_parents(tmp_path, 
     assert all(r.fitness is not None for r in recs)
     if kind == "probabilities":
         assert all(check_distribution(r.dna["mutation_probabilities"]) is None for r in recs)
+        # the report draws how the distributions moved: each period's mean is a distribution
+        from lse.reports import curves as cv
+        from lse.reports import figures
+
+        xs, trend = cv.distribution_trend(recs, min(r.born_at for r in recs), bins=4)
+        assert xs and set(trend) == set(MUTATION_NAMES)
+        assert all(abs(sum(trend[n][k] for n in trend) - 1) < 1e-6 for k in range(len(xs)))
+        assert figures.distributions_figure(xs, trend, tmp_path / "d.png").stat().st_size > 0
     else:
         assert all("mutation_probabilities" not in r.dna for r in recs)
         both = [r for r in two if len(r.inheritance.by_parent) == 2]
