@@ -31,6 +31,10 @@ from lse.runners import launch as _launch  # noqa: E402  (lse launch, lse stop)
 
 _launch.register_cli(app)
 
+from lse.runners import live as _live  # noqa: E402  (lse mutations, lse reset, lse events)
+
+_live.register_cli(app)
+
 from lse.runners import simulate as _simulate  # noqa: E402  (lse simulate)
 
 _simulate.register_cli(app)

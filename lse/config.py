@@ -35,6 +35,11 @@ DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100")
 #: change what is being searched.
 STOP_FIELDS = frozenset({"max_individuals", "max_hours", "max_flops"})
 
+#: Settings a running experiment may change (paper section 5: a period of increased mutation
+#: rate frees a trapped population).  Workers re-read them every step, like the stop fields,
+#: and a resume may change them; every change is also recorded in events/ (lse.store.events).
+LIVE_FIELDS = frozenset({"mutations_per_child"})
+
 
 class _Validated(BaseModel):
     """A model whose ``parse`` turns pydantic's errors into one ConfigError line."""
@@ -89,6 +94,11 @@ class ExperimentConfig(_Validated):
     weight_decay: float = Field(1e-4, ge=0.0, description="L2 weight decay")
     initial_learning_rate: float = Field(0.1, gt=0.0, description="learning rate of initial individuals (section 3.3)")
     eval_batch_size: int = Field(1000, ge=1, description="examples per validation batch (no grad)")
+
+    # --- live settings (section 5; may change on resume and while the run goes on) ---
+    mutations_per_child: int = Field(
+        1, ge=1, le=100, description="mutations applied to each child (paper: 1); events/ may override it for a while"
+    )
 
     # --- stop conditions (every worker obeys; may change on resume) ---
     max_individuals: int | None = Field(None, ge=1, description="stop after this many births (trained individuals)")
@@ -155,7 +165,7 @@ class ExperimentConfig(_Validated):
     # --- identity and persistence ---
     def identity(self) -> dict:
         """The fields that must match for a launch to resume this experiment."""
-        return {k: v for k, v in self.model_dump(mode="json").items() if k not in STOP_FIELDS}
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in STOP_FIELDS | LIVE_FIELDS}
 
     def differences(self, other: "ExperimentConfig") -> list[str]:
         """Human-readable list of identity fields where ``other`` differs from ``self``."""

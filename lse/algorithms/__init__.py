@@ -8,6 +8,7 @@ from __future__ import annotations
 from lse.algorithms.base import Algorithm, AlgorithmSpec
 from lse.algorithms.ea4cnn import EA4CNN
 from lse.algorithms.real2017 import Real2017
+from lse.algorithms.recombination import Recombination
 from lse.algorithms.regularized import Regularized
 from lse.algorithms.pycortex import PyCortex
 from lse.algorithms.testbed import ParetoTestbed
@@ -15,7 +16,7 @@ from lse.algorithms.twostep import TwoStepAutoencoder
 from lse.algorithms.weightga import WeightElitism, WeightGenerational, WeightSteadyState
 
 #: name -> class, in the order ``lse algorithms`` lists them
-ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (Real2017, Regularized, ParetoTestbed, PyCortex, EA4CNN, WeightSteadyState, WeightGenerational, WeightElitism, TwoStepAutoencoder)}
+ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (Real2017, Regularized, ParetoTestbed, PyCortex, EA4CNN, WeightSteadyState, WeightGenerational, WeightElitism, TwoStepAutoencoder, Recombination)}
 
 
 def algorithm_class(name: str) -> type[Algorithm]:

@@ -76,6 +76,14 @@ class PopulationView:
     def without(self, ids: set[str]) -> "PopulationView":
         return PopulationView([m for m in self.members if m.id not in ids], self._records)
 
+    def unrated(self, ids: set[str]) -> "PopulationView":
+        """The same members, those in ``ids`` with no fitness (they lose every comparison):
+        after a weight reset (lse.core.events) the fitness of an older epoch's individual was
+        measured with weights the reset discarded."""
+        if not ids:
+            return self
+        return PopulationView([Member(m.id, None) if m.id in ids else m for m in self.members], self._records)
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -162,6 +170,9 @@ class Algorithm:
         #: the trainer does not say); genomes sized by their input read it in ``initial``
         self.input_shape: tuple[int, int, int] | None = None
         self.options = self.Options.model_validate(config.algorithm.options)
+        #: mutations per child in force now (section 5: bursts); the worker sets it every step
+        #: from experiment.json and events/ (lse.core.events), before it calls ``vary``
+        self.mutations_per_child: int = getattr(config, "mutations_per_child", 1)
 
     # -- the seam ----------------------------------------------------------------------------
     def initial(self, rng: random.Random, input_channels: int) -> Child:

@@ -19,16 +19,18 @@ from collections.abc import Sequence
 
 from lse.algorithms.base import Algorithm, Child, PopulationView, Selection
 from lse.core.dna import DNA
-from lse.core.mutations import mutate
+from lse.core.mutations import mutate_many
 from lse.core.provenance import Provenance
 from lse.core.records import IndividualRecord
 from lse.core.selection import decide
 
 
 def mutate_one(algorithm: Algorithm, parents: Sequence[IndividualRecord], rng: random.Random) -> Child:
-    """Copy the parent and apply one mutation (section 3.2); inherit by name and shape."""
+    """Copy the parent and apply one mutation (section 3.2) -- or, during a burst (section 5),
+    ``algorithm.mutations_per_child`` in a row; inherit by name and shape."""
     parent = parents[0]
-    dna, record = mutate(DNA.model_validate(parent.dna), rng, algorithm.config.mutation_probabilities)
+    dna, record = mutate_many(DNA.model_validate(parent.dna), rng, algorithm.config.mutation_probabilities,
+                              algorithm.mutations_per_child)
     return Child(dna, (parent.id,), record, Provenance.from_mutation(parent.id, record))
 
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from lse.algorithms.base import Algorithm, Child, PopulationView, ReplacementPlan, Selection
 from lse.core.crossover import recombine
 from lse.core.dna import DNA
-from lse.core.mutations import mutate
+from lse.core.mutations import mutate_many
 from lse.core.pareto import better, rank_and_crowding, survivors
 from lse.core.provenance import Provenance
 from lse.core.records import IndividualRecord
@@ -74,7 +74,7 @@ class ParetoTestbed(Algorithm):
         provenance = Provenance(default=first.id)
         if len(parents) > 1:
             dna, provenance = recombine(dna, first.id, DNA.model_validate(parents[1].dna), parents[1].id, rng)
-        dna, record = mutate(dna, rng, self.config.mutation_probabilities)
+        dna, record = mutate_many(dna, rng, self.config.mutation_probabilities, self.mutations_per_child)
         if record.reset_all:
             provenance = Provenance(reset_all=True)
         elif record.changed_edges:

@@ -33,7 +33,7 @@ import json
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from lse.errors import DNAError
 
@@ -150,6 +150,12 @@ class DNA(BaseModel):
         3, ge=1, description="image channels assumed by mutations when sizing new convs (the builder uses the real ones)"
     )
     next_id: int = Field(description="next free number for a stable id; never reused")
+    mutation_probabilities: dict[str, float] | None = Field(
+        None,
+        description="this individual's own mutation distribution (name -> probability, sums to 1), evolved "
+        "with it (section 5, Tuson & Ross 1998); None: the experiment's. Omitted from the JSON when None, "
+        "so DNAs written without it stay byte-identical",
+    )
 
     # ------------------------------------------------------------------ validation
     def __init__(self, **data: Any) -> None:
@@ -175,6 +181,12 @@ class DNA(BaseModel):
             )
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise _fail("learning_rate", f"must be finite and > 0, got {self.learning_rate!r}")
+        if self.mutation_probabilities is not None:
+            from lse.core.distribution import check_distribution  # pure; lazy: it imports mutation names
+
+            problem = check_distribution(self.mutation_probabilities)
+            if problem:
+                raise _fail("mutation_probabilities", problem)
 
         seen: set[str] = set()
         top = -1
@@ -250,6 +262,13 @@ class DNA(BaseModel):
                 if pos[e.src] >= pos[e.dst]:  # pragma: no cover - caught as a cycle above
                     raise _fail(f"edges[{e.id}]", "cycle: a skip must point forward")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_distribution(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("mutation_probabilities", 0) is None:
+            del data["mutation_probabilities"]
+        return data
 
     # ------------------------------------------------------------------ persistence
     def to_json(self) -> str:

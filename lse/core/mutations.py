@@ -330,3 +330,33 @@ def mutate(
             skipped.append(name)
             continue
         return child, record.model_copy(update={"skipped": skipped})
+
+
+def mutate_many(
+    dna: DNA, rng: random.Random, probabilities: dict[str, float] | None = None, n: int = 1
+) -> tuple[DNA, MutationRecord]:
+    """``n`` mutations in a row (paper section 5: a period of increased mutation rate).
+
+    ``n == 1`` is exactly :func:`mutate` (same draws, same record).  For more, the record is
+    named by the mutations joined with ``+`` in order, ``details["chain"]`` holds each one's
+    record, ``changed_edges`` is their union (an edge changed by any of them is not
+    inherited) and ``reset_all`` is set if any of them was a reset."""
+    if n < 1:
+        raise ValueError(f"mutations per child must be >= 1, got {n}")
+    child, record = mutate(dna, rng, probabilities)
+    if n == 1:
+        return child, record
+    chain = [record]
+    for _ in range(n - 1):
+        child, r = mutate(child, rng, probabilities)
+        chain.append(r)
+    changed: list[str] = []
+    for r in chain:
+        changed += [e for e in r.changed_edges if e not in changed]
+    return child, MutationRecord(
+        name="+".join(r.name for r in chain),
+        details={"chain": [r.model_dump(mode="json") for r in chain]},
+        changed_edges=changed,
+        reset_all=any(r.reset_all for r in chain),
+        skipped=[s for r in chain for s in r.skipped],
+    )

@@ -25,15 +25,21 @@ class TensorSource:
     whole tensor.  Where the trailing dimensions differ (a fan-in that grew or shrank), the
     overlapping corner is copied and the rest keeps its fresh initialisation.
 
-    Two refinements of a row copy (paper 002's node-level crossover, where a node is a row
-    with its whole fan-in):
+    Refinements of a row copy:
 
-    * ``cols``: the fan-in map along dimension 1: child column ``c`` takes source column
-      ``cols[c]``; None there (or beyond the source) keeps the fresh value.  Repairs a fan-in
-      whose inputs were added, removed or reordered, where the corner would misalign them.
+    * ``cols`` (paper 002's node-level crossover, where a node is a row with its whole fan-in):
+      the fan-in map along dimension 1: child column ``c`` takes source column ``cols[c]``;
+      None there (or beyond the source) keeps the fresh value.  Repairs a fan-in whose inputs
+      were added, removed or reordered, where the corner would misalign them.
+    * ``cols_at`` (structure fusion): the copied block lands at this offset of dimension 1 (the
+      fan-in of a convolution, the features of the classifier) instead of at 0: the second
+      parent's filters read the second parent's channels, placed after the first parent's.
     * ``centred``: dimensions 2 and up (a kernel's height and width) are aligned at their
-      centres instead of their first element, so an odd kernel that grew or shrank by 2
-      keeps its central tiles where they were.
+      centres instead of their first element, so a kernel that grew or shrank keeps its
+      central taps where they were (a 3x3 filter copied into a 5x5 one stays the same function
+      of its neighbourhood).
+    With ``cols_at`` or ``centred`` and ``rows`` None, every row is copied (the parent's tensor
+    must have as many rows as the child's).
     """
 
     parent: str
@@ -41,6 +47,7 @@ class TensorSource:
     rows: tuple[int, ...] | None = None
     into: tuple[int, ...] | None = None
     cols: tuple[int | None, ...] | None = None
+    cols_at: int = 0
     centred: bool = False
 
     def __post_init__(self) -> None:
@@ -48,8 +55,12 @@ class TensorSource:
             raise ValueError("rows and into go together")
         if self.rows is not None and len(self.rows) != len(self.into or ()):
             raise ValueError(f"rows {self.rows} and into {self.into} differ in length")
-        if self.rows is None and (self.cols is not None or self.centred):
-            raise ValueError("cols and centred refine a row copy: give rows and into")
+        if self.cols is not None and self.rows is None:
+            raise ValueError("cols refines a row copy: give rows and into")
+        if self.cols is not None and self.cols_at:
+            raise ValueError("cols and cols_at are two ways of placing the fan-in: give one")
+        if self.cols_at < 0:
+            raise ValueError(f"cols_at must be >= 0, got {self.cols_at}")
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,24 @@ class Provenance:
         if self.default is not None and not name.startswith(self.blocked):
             out.append((TensorSource(self.default, name),))
         return out
+
+    def then(self, record: object | None) -> "Provenance":
+        """This plan after a mutation (:class:`~lse.core.mutations.MutationRecord`) of the
+        child: nothing after a reset; otherwise the changed edges' tensors are taken from no
+        parent at all (section 3.6), whichever rule named them."""
+        if record is None:
+            return self
+        if getattr(record, "reset_all", False):
+            return Provenance(reset_all=True)
+        blocked = tuple(f"edges.{e}." for e in getattr(record, "changed_edges", ()))
+        if not blocked:
+            return self
+        return Provenance(
+            default=self.default,
+            blocked=self.blocked + blocked,
+            sources={k: v for k, v in self.sources.items() if not k.startswith(blocked)},
+            by_prefix={p: q for p, q in self.by_prefix.items() if not p.startswith(blocked)},
+        )
 
     @classmethod
     def from_mutation(cls, parent: str, record: object | None) -> "Provenance":

@@ -91,34 +91,43 @@ def _copy(tensor: torch.Tensor, states: Mapping[str, Mapping[str, torch.Tensor]]
     src = states.get(s.parent, {}).get(s.name)
     if src is None:
         return False
-    if s.rows is None:
+    if s.rows is None and not (s.cols_at or s.centred):
         if tuple(src.shape) != tuple(tensor.shape):
             return False
         tensor.copy_(src)
         return True
     if src.dim() != tensor.dim() or src.dim() == 0:
         return False
-    if max(s.rows, default=-1) >= src.shape[0] or max(s.into or (), default=-1) >= tensor.shape[0]:
+    rows, into = s.rows, s.into
+    if rows is None:  # every row (structure fusion: the classifier's classes)
+        if src.shape[0] != tensor.shape[0]:
+            return False
+        rows = into = tuple(range(src.shape[0]))
+    if max(rows, default=-1) >= src.shape[0] or max(into or (), default=-1) >= tensor.shape[0]:
         return False
-    rows_src = src[list(s.rows)].to(tensor.device, tensor.dtype)
-    idx = torch.tensor(s.into, device=tensor.device)
+    rows_src = src[list(rows)].to(tensor.device, tensor.dtype)
+    idx = torch.tensor(into, device=tensor.device)
     target = tensor.index_select(0, idx)
     src_ix: list = [slice(None)]
     dst_ix: list = [slice(None)]
     for d, (a, b) in enumerate(zip(src.shape[1:], tensor.shape[1:]), start=1):
-        m = min(a, b)
-        if d == 1 and s.cols is not None:
+        if d == 1 and s.cols is not None:  # a repaired fan-in (node-level crossover)
             pairs = [(c, x) for c, x in enumerate(s.cols[:b]) if x is not None and 0 <= x < a]
             if not pairs:
                 return False  # no column of this fan-in exists in the source
             dst_ix.append(torch.tensor([c for c, _ in pairs], device=tensor.device))
             src_ix.append(torch.tensor([x for _, x in pairs], device=tensor.device))
-        elif d >= 2 and s.centred:  # odd extents: (a - m) // 2 is the offset of the centre
+            continue
+        at = s.cols_at if d == 1 else 0
+        m = min(a, b - at)
+        if m <= 0:
+            return False
+        if d >= 2 and s.centred:  # centre-aligned: crop the larger, place it in the middle
             src_ix.append(slice((a - m) // 2, (a - m) // 2 + m))
             dst_ix.append(slice((b - m) // 2, (b - m) // 2 + m))
         else:
             src_ix.append(slice(0, m))
-            dst_ix.append(slice(0, m))
+            dst_ix.append(slice(at, at + m))
     if s.cols is not None and src.dim() > 2:
         # advanced indexing on dimension 1 only: move it first, slice the rest, move it back
         piece = rows_src[tuple(src_ix[:1])].index_select(1, src_ix[1])[(slice(None), slice(None), *src_ix[2:])]

@@ -348,3 +348,63 @@ def majority_vote(votes: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 def per_hour(count: int, hours: float) -> float:
     return count / hours if hours > 0 else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# Section 5: changes made while the run went on, and evolved mutation distributions
+
+
+@dataclass(frozen=True)
+class Mark:
+    """An event on a report's time axis (hours from the experiment's start)."""
+
+    kind: str  # "mutations" | "reset"
+    start: float
+    end: float | None  # mutations: when the setting ended (None: for good); reset: None
+    label: str
+
+
+def event_marks(events: Sequence, start: float) -> list[Mark]:
+    """The events of lse.core.events as marks, in time order; a permanent setting ends where
+    the next one that began later takes over (for the shading), else at the right edge."""
+    out = []
+    for e in sorted(events, key=lambda e: (e.at, e.id)):
+        h = (e.at - start) / 3600.0
+        if e.kind == "reset":
+            out.append(Mark("reset", h, None, "weight reset"))
+        else:
+            end = None if e.until is None else (e.until - start) / 3600.0
+            out.append(Mark("mutations", h, end, f"{e.mutations_per_child} mutation(s) per child"))
+    return out
+
+
+def distribution_trend(records: Sequence, start: float, bins: int = 12) -> tuple[list[float], dict[str, list[float]]]:
+    """How evolved mutation distributions moved: per time bin (hours from ``start``, the bin's
+    middle), the mean probability of each mutation over the individuals born in it that carry
+    a distribution (``dna.mutation_probabilities``).  Empty when none does."""
+    points = []
+    for r in records:
+        dna = _get(r, "dna") or {}
+        p = dna.get("mutation_probabilities") if isinstance(dna, Mapping) else None
+        if p:
+            born = _get(r, "born_at")
+            if born is None:
+                from lse.core.records import id_time
+
+                born = id_time(str(_get(r, "id")))
+            points.append(((float(born) - start) / 3600.0, p))
+    if not points:
+        return [], {}
+    lo, hi = min(t for t, _ in points), max(t for t, _ in points)
+    width = (hi - lo) / bins if hi > lo else 1.0
+    names = sorted({n for _, p in points for n in p})
+    sums = [dict.fromkeys(names, 0.0) for _ in range(bins)]
+    counts = [0] * bins
+    for t, p in points:
+        k = min(bins - 1, int((t - lo) / width))
+        counts[k] += 1
+        for n in names:
+            sums[k][n] += float(p.get(n, 0.0))
+    keep = [k for k in range(bins) if counts[k]]
+    xs = [lo + (k + 0.5) * width for k in keep]
+    return xs, {n: [sums[k][n] / counts[k] for k in keep] for n in names}

@@ -114,6 +114,7 @@ def individuals_figure(
     architectures: Mapping[str, str],
     path: Path,
     title: str = "",
+    marks: Sequence = (),
 ) -> Path:
     """Figure 1: every individual as a dot (validation accuracy against time), alive ones
     blue, killed ones grey, failed ones as crosses at 0; the best individual's ancestry as an
@@ -142,6 +143,7 @@ def individuals_figure(
     for k, i in enumerate(drawn):
         if i.has_fitness:
             ax.annotate(chr(ord("A") + k), (h(i), 100 * i.val_accuracy), xytext=(4, 6), textcoords="offset points", fontsize=10, weight="bold")
+    draw_marks(ax, marks, factor, right=max((h(i) for i in inds), default=0.0))
     ax.set_xlabel(time_label(unit))
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(title or "Every individual that ever lived")
@@ -176,6 +178,46 @@ def mutations_figure(stats: Sequence, path: Path) -> Path:
     ax.set_xlabel("children (count)")
     ax.set_title("Which mutations produced children better than their parents (validation accuracy)")
     ax.legend(loc="lower right", fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def draw_marks(ax, marks: Sequence, factor: float, right: float) -> None:
+    """Section 5's events on a time axis (``factor``: hours -> the axis' unit): periods of a
+    changed mutation rate shaded, weight resets as vertical lines, each labelled once."""
+    labelled: set[str] = set()
+    for m in marks:
+        x0 = m.start * factor
+        if m.kind == "reset":
+            lab = "weight reset" if "reset" not in labelled else None
+            ax.axvline(x0, color="#d62728", ls="--", lw=1.4, label=lab)
+            labelled.add("reset")
+        else:
+            x1 = m.end * factor if m.end is not None else max(right, x0)
+            lab = m.label if m.label not in labelled else None
+            ax.axvspan(x0, x1, color="#2ca02c", alpha=0.12, lw=0, label=lab)
+            ax.axvline(x0, color="#2ca02c", lw=1.0)
+            labelled.add(m.label)
+
+
+def distributions_figure(xs: Sequence[float], trend: Mapping[str, Sequence[float]], path: Path,
+                         marks: Sequence = (), title: str = "") -> Path:
+    """Evolved mutation distributions (section 5, Tuson & Ross): the mean probability of each
+    mutation among the individuals born in each time bin, stacked (each column sums to 1)."""
+    fig, ax = plt.subplots(figsize=(11, 4.8), constrained_layout=True)
+    unit, factor = time_unit(max(xs, default=0.0))
+    x = np.asarray(xs) * factor
+    names = list(trend)
+    colors = plt.get_cmap("tab20")(np.arange(len(names)) % 20)  # 11 mutations: tab10 would repeat one
+    ax.stackplot(x, *[np.asarray(trend[n]) for n in names], labels=names, colors=colors, alpha=0.85)
+    draw_marks(ax, marks, factor, right=float(x[-1]) if len(x) else 0.0)
+    ax.set_xlim(float(x[0]) if len(x) else 0.0, float(x[-1]) if len(x) else 1.0)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(time_label(unit))
+    ax.set_ylabel("mean probability")
+    ax.set_title(title or "How the evolved mutation distributions moved (individuals born in each period)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

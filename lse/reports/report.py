@@ -69,6 +69,7 @@ class Experiment:
     curve: cv.Curve | None = None
     summary: dict = field(default_factory=dict)
     num_classes: int | None = None
+    events: list = field(default_factory=list)  # section 5: lse.core.events.Event, in id order
 
     @property
     def by_id(self) -> dict:
@@ -104,7 +105,10 @@ def load_experiment(pop: str | os.PathLike, label: str | None = None) -> Experim
     order = sorted(range(len(records)), key=lambda k: (inds[k].born_at, inds[k].id))  # birth order
     records, inds = [records[k] for k in order], [inds[k] for k in order]
     start = cv.experiment_start(inds, created_at(store, pop))
-    return Experiment(pop=pop, label=label or pop.name, config=store.config, records=records, inds=inds, start=start)
+    from lse.store.events import EventLog
+
+    return Experiment(pop=pop, label=label or pop.name, config=store.config, records=records, inds=inds, start=start,
+                      events=EventLog(store).read())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,8 +383,14 @@ def write_outputs(exps: list[Experiment], out: Path) -> dict:
             text, _ = _dna_info(e.by_id[i.id], e.num_classes)
             archs[i.id] = "Input\n" + text.replace(" > ", "\n")
         title = f"{e.label}: every individual that ever lived ({len(e.inds)}), best by validation and its ancestry"
-        figures.individuals_figure(e.inds, e.start, chain, drawn, archs, out / f"individuals-{tag}.png", title)
+        marks = cv.event_marks(e.events, e.start)
+        figures.individuals_figure(e.inds, e.start, chain, drawn, archs, out / f"individuals-{tag}.png", title, marks)
         files[f"individuals:{e.label}:{k}"] = f"individuals-{tag}.png"
+        xs, trend = cv.distribution_trend(e.records, e.start)
+        if xs:
+            figures.distributions_figure(xs, trend, out / f"distributions-{tag}.png", marks,
+                                         f"{e.label}: how the evolved mutation distributions moved")
+            files[f"distributions:{e.label}:{k}"] = f"distributions-{tag}.png"
         stats = cv.mutation_stats(e.inds)
         if stats:
             figures.mutations_figure(stats, out / f"mutations-{tag}.png")
@@ -537,6 +547,19 @@ def render_html(exps: list[Experiment], files: dict, out: Path) -> str:
             parts.append(_img(out, files[key], "Every individual (dots): alive blue, killed grey, failed red crosses; "
                               "the best individual's ancestry in orange; below, the architectures of the best and "
                               "some of its ancestors (Figure 1)."))
+        if x.events:
+            parts.append("<h3>Changes made while it ran (section 5; marked in the figure)</h3><table>"
+                         "<tr><th>hours</th><th>event</th><th>until</th><th>source</th></tr>")
+            for ev in x.events:
+                what = "weight reset" if ev.kind == "reset" else f"{ev.mutations_per_child} mutation(s) per child"
+                until = "" if ev.until is None else f"{(ev.until - x.start) / 3600:.3f}"
+                parts.append(f"<tr><td class='num'>{(ev.at - x.start) / 3600:.3f}</td><td>{e(what)}</td>"
+                             f"<td class='num'>{until}</td><td>{e(ev.source)}</td></tr>")
+            parts.append("</table>")
+        key = f"distributions:{x.label}:{k}"
+        if key in files:
+            parts.append(_img(out, files[key], "Mean evolved mutation distribution of the individuals born in each "
+                              "period (section 5, Tuson & Ross)."))
         ens = s.get("ensemble") or {}
         if ens.get("members"):
             parts.append("<table><tr><th>ensemble member</th><th>validation</th><th>test</th></tr>")

@@ -133,6 +133,15 @@ def prepare_experiment(
     """
     given = {k: v for k, v in given.items() if v is not None}
     seed_source = given.pop("seed_from", None)
+    # section 5: a schedule of mutation bursts and weight resets, recorded as events
+    bursts, resets = given.pop("mutation_bursts", None) or (), given.pop("weight_resets", None) or ()
+    if bursts or resets:  # malformed schedules are refused before anything is created
+        from lse.core.events import parse_burst, parse_duration
+
+        try:
+            [parse_burst(b) for b in bursts], [parse_duration(r) for r in resets]
+        except ValueError as e:
+            raise ConfigError(str(e), "fix --mutation-burst / --weight-reset") from None
     if given.get("data_dir"):
         given["data_dir"] = str(Path(given["data_dir"]).expanduser().resolve())
     store = Store(pop_dir)
@@ -147,6 +156,7 @@ def prepare_experiment(
         if saved == wanted:
             echo(f"created experiment in {store.root} (population {saved.population_size}, algorithm "
                  f"{saved.algorithm.name}, {saved.selection} selection)")
+            _schedule(store.open(), bursts, resets, echo)
             if seed_source is not None:
                 n = seed_from(store.open(), seed_source, saved, echo)
                 echo(f"seeded {n} individual(s) from {seed_source}")
@@ -171,12 +181,27 @@ def prepare_experiment(
         if changed:
             echo("updated stop conditions: " + ", ".join(f"{k}={getattr(wanted, k)}" for k in changed))
         store.replace_config(wanted, force=force)
+        if wanted.mutations_per_child != saved.mutations_per_child:
+            # a live setting: recorded as an event too, so it is in force from now even over an
+            # earlier `lse mutations`, and the reports mark it
+            from lse.store.events import EventLog
+
+            EventLog(store).set_mutations(wanted.mutations_per_child, source="resume")
+            echo(f"updated mutations per child: {wanted.mutations_per_child}")
+    _schedule(store, bursts, resets, echo)
     if store.stop_requested():
         store.clear_stop()
         echo("removed the STOP file left by an earlier stop")
     echo(f"resuming the experiment in {store.root} ({len(count_births(store))} individuals so far)")
     _warn_ratio(wanted, workers, echo)
     return wanted
+
+
+def _schedule(store: Store, bursts, resets, echo: Echo) -> None:
+    if bursts or resets:
+        from lse.runners.live import schedule
+
+        schedule(store, bursts, resets, echo)
 
 
 def _warn_ratio(cfg: ExperimentConfig, workers: int, echo: Echo) -> None:
@@ -597,6 +622,9 @@ def _command():
         algorithm_option: list[str] = typer.Option(None, "--algorithm-option", "-o", help="KEY=VALUE, repeatable: an option of the algorithm (see `lse algorithms`)"),
         initial_dna: Path = typer.Option(None, "--initial-dna", help="JSON file with the DNA of every initial individual (a DNA, or a record.json)"),
         seed_from: Path = typer.Option(None, "--seed-from", help="a new experiment starts from this population's alive individuals, weights included"),
+        mutations_per_child: int = typer.Option(None, "--mutations-per-child", min=1, max=100, help="mutations applied to each child (default: 1, the paper's; may change on resume)"),
+        mutation_burst: list[str] = typer.Option(None, "--mutation-burst", help="N@START-END, repeatable: N mutations per child in that window after the start (e.g. 5@30m-45m; section 5)"),
+        weight_reset: list[str] = typer.Option(None, "--weight-reset", help="AT, repeatable: reset the population's weights that long after the start (e.g. 20m; section 5)"),
         max_individuals: int = typer.Option(None, "--max-individuals", min=1, help="stop after this many births"),
         max_hours: float = typer.Option(None, "--max-hours", help="stop this many hours after the experiment was created"),
         max_flops: float = typer.Option(None, "--max-flops", help="stop when the experiment's FLOPs (section 3.5) exceed this"),
@@ -624,6 +652,8 @@ def _command():
                 max_individuals=max_individuals, max_hours=max_hours, max_flops=max_flops,
                 algorithm=parse_algorithm(algorithm, algorithm_option),
                 initial_dna=None if initial_dna is None else read_dna_file(initial_dna),
+                mutations_per_child=mutations_per_child, mutation_bursts=mutation_burst or None,
+                weight_resets=weight_reset or None,
             )
             if seed_from is not None:
                 given["seed_from"] = str(seed_from)

@@ -50,10 +50,12 @@ from typing import Any, Callable, Protocol
 from lse.algorithms import make_algorithm
 from lse.algorithms.base import Child, PopulationView, Recipe
 from lse.config import ExperimentConfig, WorkerOptions
+from lse.core import events as ev
 from lse.core.genomes import genome_kind
 from lse.core.records import IndividualName, IndividualRecord, is_id, is_worker_id, new_id
 from lse.errors import DiskFull, LostRace, StopRequested
 from lse.store import Store
+from lse.store.events import EventLog
 from lse.store.generations import Generations, Plan
 from lse.store.view import ViewCache
 
@@ -515,6 +517,10 @@ class _Loop:
         # the data's (C, H, W), for genomes sized by their input (seed 000's autoencoders)
         self.algorithm.input_shape = getattr(trainer, "input_shape", None)
         self.views = ViewCache(store)  # records of the alive, parsed once per folder name
+        # Changes made to the running experiment (section 5): bursts and resets, re-read every step
+        self.event_log = EventLog(store)
+        self.events: list[ev.Event] = []
+        self.live = ev.Live(config.mutations_per_child, 0)
         self.generations = None
         if self.algorithm.generational:
             self.generations = Generations(store, slots=self.algorithm.slots(1),
@@ -579,8 +585,18 @@ class _Loop:
             self.initial_done = True
         return births
 
+    def _read_live(self, limits: ExperimentConfig) -> None:
+        """Mutations per child and the weight epoch in force now (experiment.json + events/)."""
+        self.events = self.event_log.read()
+        live = ev.live(self.events, limits.mutations_per_child, time.time())
+        if live != self.live:
+            log.info("live settings now: %d mutation(s) per child, weight epoch %d", live.mutations_per_child, live.epoch)
+        self.live = live
+        self.algorithm.mutations_per_child = live.mutations_per_child
+
     def _step(self) -> None:
         limits = read_stop_fields(self.store)
+        self._read_live(limits)
         births = self._count_births(limits)
         self._check_stop(limits, births)
         self._maintenance()
@@ -697,6 +713,8 @@ class _Loop:
                 return None
             by_id = {e.id: e for e in alive}
             view = self.views.view(alive, algo.uses_records)
+            if self.live.epoch:  # after a weight reset: older epochs' fitness no longer counts
+                view = view.unrated({e.id for e in alive if ev.stale(e.id, self.events, self.live.epoch)})
             full = len(alive) + in_flight > self.config.population_size
             sel = algo.select(view, self.rng, full=full)
             if not full:
@@ -754,7 +772,8 @@ class _Loop:
             self.summary.kills += 1
             log.info("population over its size: also killed %s (%s)", victim_id, by_id[victim_id].fitness)
 
-    def _vary(self, parents: list[tuple[IndividualRecord, dict]] | None) -> tuple[Child, dict] | None:
+    def _vary(self, parents: list[tuple[IndividualRecord, dict]] | None,
+              child_id: str | None = None) -> tuple[Child, dict] | None:
         """The child's DNA and the parents' weights it may inherit; None when the variation
         failed (a mutation or crossover that produced something invalid): the worker gives up
         on this child and tries again, as the paper's workers do -- it never dies of it."""
@@ -770,6 +789,10 @@ class _Loop:
             return None
         # the no-inheritance control (section 4): every child trains from scratch
         states = {rec.id: state for rec, state in parents} if cfg.inheritance and child.provenance is not None else {}
+        # a weight reset (section 5) since a parent was born: the child starts from fresh weights
+        if states and child_id is not None and not ev.inherits(states, child_id, self.events):
+            log.info("weight reset since the birth of %s: %s starts from fresh weights", ", ".join(states), child_id)
+            states = {}
         return child, states
 
     def _make_child(self, child_id: str, initial: bool, in_flight: int = 1) -> None:
@@ -796,7 +819,7 @@ class _Loop:
         """Vary the parents (None: an initial individual), train and evaluate the child; its
         record and weights (None for a failed child), or None when the variation failed."""
         algo = self.algorithm
-        varied = self._vary(parents)
+        varied = self._vary(parents, child_id)
         if varied is None:
             return None
         child, states = varied
@@ -857,7 +880,10 @@ class _Loop:
             eval_seconds=res.eval_seconds,
             barrier_generation=barrier_generation,
             extra={**res.extra, **child.details, "seed": seed, "started_at": t0,
-                   "inherited": first is not None and bool(states)},
+                   "inherited": first is not None and bool(states),
+                   # section 5: the weight epoch it belongs to, and the mutations it was made with
+                   "epoch": ev.epoch_of(child_id, self.events),
+                   "mutations_per_child": 0 if first is None else self.algorithm.mutations_per_child},
         )
         return record, None if failed else res.state_dict
 

@@ -126,10 +126,13 @@ class PopulationPaths:
         # Generational algorithms only (lse.generations); created on first use, so populations
         # of steady-state algorithms do not grow an empty folder.
         self.generations = self.root / "generations"
+        # Changes made to the running experiment (lse.store.events): mutation bursts, resets.
+        self.events = self.root / "events"
 
     @property
     def folders(self) -> tuple[Path, ...]:
-        return (self.individuals, self.history, self.workers, self.gc, self.quarantine, self.logs, self.eval)
+        return (self.individuals, self.history, self.workers, self.gc, self.quarantine, self.logs, self.eval,
+                self.events)
 
     def individual(self, name: IndividualName) -> Path:
         return self.individuals / name.render()
@@ -189,6 +192,19 @@ class PopulationPaths:
 
     def eval_record(self, individual_id: str) -> Path:
         return self.eval / f"{_checked_id(individual_id)}.json"
+
+    def event(self, file_name: str) -> Path:
+        """events/<id>.<kind>.json (lse.store.events); ``file_name`` from Event.file_name()."""
+        from lse.core.events import parse_event_name
+
+        if parse_event_name(file_name) is None:
+            raise ValueError(f"not an event file name: {file_name!r}")
+        return self.events / file_name
+
+    def event_tmp(self) -> Path:
+        """A fresh private name inside events/ (dot-prefixed: readers skip it; same folder, so
+        the publishing link cannot cross mounts).  Commands have no worker folder of their own."""
+        return self.events / f".tmp-{secrets.token_hex(8)}"
 
     # ---- generations (lse.generations) ---------------------------------------------------
 
@@ -509,7 +525,7 @@ class Store:
         if diffs and not force:
             raise ConfigError(
                 f"{self.root} holds a different experiment ({'; '.join(diffs)})",
-                "only max_individuals, max_hours and max_flops change on resume; pass force to replace the rest",
+                "only max_individuals, max_hours, max_flops and mutations_per_child change on resume; pass force to replace the rest",
             )
         dst = self.paths.experiment
         tmp = self.paths.experiment_tmp()

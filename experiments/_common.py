@@ -1,0 +1,90 @@
+"""What the section 5 reproductions share: run experiments with the real launcher, at most
+two at a time (one worker and one thread each: the development machines have 2 cores), then
+read them with the real report.  Nothing here computes a figure's numbers differently from
+`lse launch` + `lse report`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "experiments" / "out"
+FIGURES = ROOT / "docs" / "figures"
+
+#: the paper's settings this reproduction scales down, and how (printed with every result)
+COMMON = ["--dataset", "fashion-mnist", "--validation-size", "2000", "--workers", "1", "--threads", "1",
+          "--no-progress", "--device", "cpu"]
+
+
+def launch_all(runs: list[tuple[Path, list[str]]], parallel: int = 2) -> None:
+    """Run each ``(pop, launch arguments)`` with `python -m lse.launch` (niced), ``parallel``
+    at a time; a population that exists is removed first (a reproduction starts fresh)."""
+    pending = list(runs)
+    active: list[tuple[Path, subprocess.Popen]] = []
+    while pending or active:
+        while pending and len(active) < parallel:
+            pop, args = pending.pop(0)
+            if pop.exists():
+                shutil.rmtree(pop)
+            pop.parent.mkdir(parents=True, exist_ok=True)
+            log = open(pop.parent / f"{pop.name}.launch.log", "w")
+            cmd = ["nice", "-n", "10", sys.executable, "-m", "lse.launch", "--pop", str(pop), *COMMON, *args]
+            print("$", " ".join(cmd[3:]), flush=True)
+            env = {**os.environ, "OMP_NUM_THREADS": "1"}
+            active.append((pop, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)))
+        time.sleep(2)
+        for pop, proc in list(active):
+            if proc.poll() is not None:
+                active.remove((pop, proc))
+                if proc.returncode != 0:
+                    sys.exit(f"launch of {pop} failed (exit {proc.returncode}); see {pop.parent / (pop.name + '.launch.log')}")
+
+
+def report(pops: list[Path], labels: list[str], out: Path) -> dict:
+    """`lse report` on ``pops``: its summary (best by validation with its test accuracy, ...)."""
+    from lse.reports.report import make_report
+
+    return make_report([str(p) for p in pops], out, labels=labels)
+
+
+def best_test(summary: dict) -> list[float | None]:
+    return [(e["best"] or {}).get("test_accuracy") for e in summary["experiments"]]
+
+
+def copy_figure(src: Path, name: str) -> Path:
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    dst = FIGURES / name
+    shutil.copyfile(src, dst)
+    return dst
+
+
+def save(name: str, data: dict) -> Path:
+    path = OUT / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    return path
+
+
+def phase_stats(pop: Path, cuts_minutes: list[float]) -> list[dict]:
+    """Validation accuracy of the individuals born in each period between ``cuts_minutes``
+    (from the experiment's creation): count, best, median -- what Figure 4's dots show."""
+    import statistics
+
+    from lse.store import Store
+
+    store = Store(pop).open()
+    t0 = store.paths.experiment.stat().st_mtime
+    edges = [0.0, *cuts_minutes, float("inf")]
+    out = []
+    for lo, hi in zip(edges, edges[1:]):
+        vals = [r.val_accuracy for r in store.records()
+                if r.val_accuracy is not None and lo <= (r.born_at - t0) / 60 < hi]
+        out.append({"from_min": lo, "to_min": hi, "births": len(vals), "best_val": max(vals, default=None),
+                    "median_val": statistics.median(vals) if vals else None})
+    return out
