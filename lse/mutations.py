@@ -13,10 +13,11 @@ A mutation that cannot apply to a DNA (remove-skip without a skip) raises
 :class:`lse.errors.MutationError`; :func:`mutate` then draws another name among those not yet
 tried, and falls back to identity, which always applies: at most 11 draws, never a loop.
 
-Numeric mutations sample uniformly around the current value: channels and learning rate from
-half to twice it; the stride from half to twice it on a log2 scale (stride_log2 +- 1); filter
-sizes likewise, resampled until the rounded size is a different odd number.  All sampling
-goes through the given ``rng``, so a seed fixes the child.
+Numeric mutations sample uniformly around the current value: channels, filter sizes and the
+learning rate from half to twice it; the stride from half to twice it on a log2 scale
+(stride_log2 +- 1, reflected at 0 and at MAX_STRIDE_LOG2).  Like the channels, a filter size
+may keep its rounded value (the float drifts, footnote 3).  All sampling goes through the
+given ``rng``, so a seed fixes the child.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lse.dna import DNA, round_half_up
+from lse.dna import DNA, MAX_STRIDE_LOG2, round_half_up
 from lse.errors import ConfigError, MutationError
 
 MUTATION_NAMES: tuple[str, ...] = (
@@ -183,12 +184,17 @@ def remove_convolution(dna: DNA, rng: random.Random) -> tuple[DNA, MutationRecor
 
 def alter_stride(dna: DNA, rng: random.Random) -> tuple[DNA, MutationRecord]:
     """New stride_log2 uniform in [current - 1, current + 1] (half to twice the stride on a
-    log scale), reflected at 0; the built stride is 2**round(stride_log2), a power of two."""
+    log scale), reflected at 0 and at MAX_STRIDE_LOG2; the built stride is
+    2**round(stride_log2), a power of two."""
     conv = _pick_conv(dna, rng, "alter_stride")
     d = _data(dna)
     old = conv.stride_log2
-    # Reflected at 0 rather than clamped: clamping would leave stride 1 unchanged half the time.
+    # Reflected rather than clamped: clamping would leave stride 1 unchanged half the time.
     new = abs(rng.uniform(old - 1.0, old + 1.0))  # type: ignore[operator]
+    # The upper bound too (issue 20): strides beyond the image change nothing, so selection
+    # never pushes back and a lineage drifts up; past the bound DNA validation would raise.
+    if new > MAX_STRIDE_LOG2:
+        new = 2 * MAX_STRIDE_LOG2 - new
     _edge(d, conv.id)["stride_log2"] = new
     child = DNA.model_validate(d)
     return child, MutationRecord(
@@ -216,27 +222,22 @@ def alter_channels(dna: DNA, rng: random.Random) -> tuple[DNA, MutationRecord]:
 
 def filter_size(dna: DNA, rng: random.Random) -> tuple[DNA, MutationRecord]:
     """Filter height or width (at random) of a random convolution: uniform from half to twice
-    the current value (at least to 3), resampled until it rounds to a *different odd* size."""
+    the current value, built as the nearest odd size (from 3: 1, 3 or 5).  As with the
+    channels, the rounded size may stay the same: the float drifts (footnote 3)."""
     conv = _pick_conv(dna, rng, "filter_size")
     axis = rng.choice(("filter_h", "filter_w"))
     old = float(getattr(conv, axis))
-    old_k = round_half_up(old)
-    lo, hi = max(0.5, old / 2.0), max(3.5, old * 2.0)
-    new = None
-    for _ in range(64):  # a candidate is odd and different with probability >= 1/4
-        x = rng.uniform(lo, hi)
-        k = round_half_up(x)
-        if k % 2 == 1 and k >= 1 and k != old_k:
-            new = x
-            break
-    if new is None:  # pragma: no cover - astronomically unlikely; stay deterministic
-        new = float(old_k + 2)
+    new = max(0.5, _half_to_twice(old, rng))
     d = _data(dna)
     _edge(d, conv.id)[axis] = new
-    return DNA.model_validate(d), MutationRecord(
+    child = DNA.model_validate(d)
+    old_k, new_k = conv.kernel(), child.edge(conv.id).kernel()
+    i = 0 if axis == "filter_h" else 1
+    return child, MutationRecord(
         name="filter_size",
-        details={"edge": conv.id, "axis": axis, "from": old, "to": new, "size_from": old_k, "size_to": round_half_up(new)},
-        changed_edges=[conv.id],
+        details={"edge": conv.id, "axis": axis, "from": old, "to": new, "size_from": old_k[i], "size_to": new_k[i]},
+        # the conv's tensors keep their meaning (and shape) while the built size is unchanged
+        changed_edges=[conv.id] if new_k != old_k else [],
     )
 
 
