@@ -12,7 +12,8 @@ Every worker runs the same loop, alone, talking to the others only through the s
    individual: no convolution, learning rate ``initial_learning_rate``.  Otherwise a tournament
    (:mod:`lse.selection`): two random alive individuals, kill the worse (lost race: retry),
    read the better (lost race: retry), mutate a copy (:func:`lse.mutations.mutate`, with a
-   per-worker seeded rng).
+   per-worker seeded rng).  A mutation that raises gives this child up (a warning) and the
+   loop tries again: nothing a mutation produces can end a worker.
 4. **Train** through the injectable :class:`Trainer` (build, inherit weights unless the
    experiment disabled inheritance, train, evaluate on the validation split, count FLOPs as
    ``F_t*N_t + F_v*N_v``, section 3.5).  Training polls :meth:`_Stopper.should_stop`.
@@ -394,6 +395,7 @@ class WorkerSummary:
     failures: int = 0  # published dead with failed_reason
     kills: int = 0
     lost_races: int = 0
+    variation_failures: int = 0  # children given up because mutating their parent raised
     stop_reason: str = ""
 
 
@@ -665,7 +667,17 @@ class _Loop:
             mrec, parent_rec, parent_state = None, None, None
         else:
             parent_rec, parent_state = parent
-            dna, mrec = mutate(DNA.model_validate(parent_rec.dna), self.rng, cfg.mutation_probabilities)
+            try:
+                dna, mrec = mutate(DNA.model_validate(parent_rec.dna), self.rng, cfg.mutation_probabilities)
+            except Exception as e:  # noqa: BLE001 - no variation may ever end a worker (issue 20)
+                # "A worker that cannot mutate gives up and tries again" (section 3.1).  An
+                # LseError here used to exit 2, which the launcher reads as a configuration
+                # error, stopping every worker.  The loser this tournament killed leaves a gap
+                # that the next tournaments refill without killing (_select_parent).
+                self.summary.variation_failures += 1
+                log.warning("mutation failed on parent %s (%s: %s); child %s given up, trying again",
+                            parent_rec.id, type(e).__name__, e, child_id)
+                return
             if not cfg.inheritance:
                 parent_state = None  # the no-inheritance control (section 4): train from scratch
         seed = self.rng.randrange(2**31)

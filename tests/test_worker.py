@@ -260,3 +260,32 @@ def test_initial_rank_of_a_claim_that_did_not_see_another():
     # b listed before a's file existed: b's view has no a, and a (created later) ranks after b.
     assert initial_rank("b", ["b"], {"b": 4}) == 0
     assert initial_rank("a", ["a", "b"], {"a": 4, "b": 4}) == 1
+
+
+def test_a_mutation_that_raises_never_ends_the_worker(tmp_path, monkeypatch, caplog):
+    """Issue 20: mutate() raised DNAError (a stride past its bound), the worker exited 2 and the
+    launcher stopped every worker.  In the paper's words, a worker that cannot mutate gives up
+    and tries again; the loser it already killed leaves a gap the no-kill rule refills."""
+    import lse.worker as worker_mod
+    from lse.errors import DNAError
+
+    real = worker_mod.mutate
+    calls = {"n": 0}
+
+    def flaky(dna, rng, probabilities=None):
+        calls["n"] += 1
+        if calls["n"] % 2 == 1:  # every other variation fails, with an lse error or a bug
+            raise (DNAError("DNA field edges[e9].stride_log2: must round to 0..20") if calls["n"] % 4 == 1
+                   else ZeroDivisionError("float division by zero"))
+        return real(dna, rng, probabilities)
+
+    monkeypatch.setattr(worker_mod, "mutate", flaky)
+    pop = _pop(tmp_path, max_individuals=14)
+    with caplog.at_level("WARNING", logger="lse.worker"):
+        s = run_worker(pop, OPTS, StandIn(), handle_signals=False)
+    recs = _consistent(pop)
+    assert "max_individuals=14" in s.stop_reason and len(recs) == 14 == s.births
+    assert calls["n"] >= 2 * (14 - 4) - 1  # half the variations failed, the worker went on
+    assert sum("mutation failed" in r.message for r in caplog.records) == calls["n"] // 2 + calls["n"] % 2
+    # the gaps left by losers killed before a failed mutation were refilled
+    assert len(Store(pop).list_alive()) == 4
