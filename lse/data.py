@@ -510,8 +510,26 @@ def fetch_dataset(name: str, data_dir: str | os.PathLike | None = None, timeout:
             _download(url, final, md5, timeout)
         if spec.kind == "cifar":
             with tarfile.open(final, "r:gz") as tar:
-                tar.extractall(dest, filter="data")  # 'data' filter: no absolute paths, links or devices
+                _extract_data(tar, dest)
     return dest
+
+
+def _extract_data(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extract plain files and folders only, all inside ``dest``: no absolute paths, ``..``,
+    links or devices.  Python's 'data' filter does it where it exists (3.12, 3.11.4+); Debian
+    12's Python 3.11.2 has none (``extractall(filter=...)`` is a TypeError there), so the same
+    rule is checked by hand before extracting."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = os.path.realpath(dest)
+    members = tar.getmembers()
+    for m in members:
+        inside = os.path.realpath(os.path.join(root, m.name))
+        if not (m.isfile() or m.isdir()) or os.path.isabs(m.name) or os.path.commonpath([root, inside]) != root:
+            raise DataError(f"{tar.name}: refusing to extract {m.name!r} (a link, a device or a path outside {dest})",
+                            "this is not the official archive: delete it and fetch again")
+    tar.extractall(dest, members=members)
 
 
 def _download(url: str, final: Path, md5: str, timeout: float) -> None:
