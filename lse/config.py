@@ -17,15 +17,22 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lse.errors import ConfigError
 
 #: Version of the experiment.json schema this code writes.  A file with a higher version was
 #: written by a newer lse and is refused rather than misread.
-CONFIG_SCHEMA_VERSION = 1
+#: 2: ``flip`` (schema 1 files, which lack it, keep the mirroring they ran with).
+CONFIG_SCHEMA_VERSION = 2
 
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100")
+
+#: Whether augmentation mirrors images left-right when ``flip`` is not given: a mirrored
+#: garment or object is still one (He et al. 2016 flip CIFAR); a mirrored digit is not.
+DEFAULT_FLIP = {"fashion-mnist": True, "mnist": False, "cifar10": True, "cifar100": True}
+#: What schema 1 (no ``flip`` field) did: CIFAR only.
+_SCHEMA1_FLIP = {"fashion-mnist": False, "mnist": False, "cifar10": True, "cifar100": True}
 
 #: Fields that may differ when an experiment is resumed: they bound the run, they do not
 #: change what is being searched.
@@ -59,7 +66,11 @@ class ExperimentConfig(_Validated):
         None, description="folder holding the data set's standard files; None: $LSE_DATA, then system folders"
     )
     validation_size: int = Field(5000, ge=10, description="examples held out of the training set for fitness")
-    augment: bool = Field(True, description="He et al. 2016 augmentation (pad+crop, flip where the data set allows)")
+    augment: bool = Field(True, description="He et al. 2016 augmentation (pad 4 + random crop, and flip)")
+    flip: bool | None = Field(
+        None, description="augmentation mirrors half the images left-right; None: the data set's default "
+        "(DEFAULT_FLIP: fashion-mnist and CIFAR yes, mnist no), written out as true/false"
+    )
 
     # --- population (section 3.1) ---
     population_size: int = Field(40, ge=2, description="alive individuals the workers maintain (paper: 1000)")
@@ -84,6 +95,19 @@ class ExperimentConfig(_Validated):
     max_individuals: int | None = Field(None, ge=1, description="stop after this many births (trained individuals)")
     max_hours: float | None = Field(None, gt=0, description="stop this many hours after the experiment was created")
     max_flops: float | None = Field(None, gt=0, description="stop when the experiment's FLOPs (section 3.5) exceed this")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_flip(cls, data: object) -> object:
+        """``flip`` None -> the data set's default, so experiment.json records what was done.
+        A schema-1 file (before the field existed) gets what schema 1 did."""
+        if isinstance(data, dict) and data.get("flip") is None:
+            dataset = data.get("dataset", "fashion-mnist")
+            version = data.get("schema_version", CONFIG_SCHEMA_VERSION)
+            table = _SCHEMA1_FLIP if isinstance(version, int) and version < 2 else DEFAULT_FLIP
+            if dataset in table:  # an unknown name is reported by the field's own check
+                data = {**data, "flip": table[dataset]}
+        return data
 
     @field_validator("schema_version")
     @classmethod

@@ -142,7 +142,8 @@ class TorchTrainer:
         self.config = config
         # Loaded once per process; every child trains on the same tensors (section 3.4).
         self.dataset = load_dataset(
-            config.dataset, config.data_dir, validation_size=config.validation_size, seed=config.seed, device=dev
+            config.dataset, config.data_dir, validation_size=config.validation_size, seed=config.seed, device=dev,
+            flip=config.flip,
         )
         self.input_channels = self.dataset.input_shape[0]
 

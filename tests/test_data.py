@@ -16,7 +16,7 @@ from lse.errors import DataError
 from lse.synthetic import CIFAR10_DIR, CIFAR100_DIR, IDX_FILES, write_synthetic
 
 FORMATS = [  # (data set name, synthetic format, input shape, classes, flip)
-    ("fashion-mnist", "idx", (1, 28, 28), 10, False),
+    ("fashion-mnist", "idx", (1, 28, 28), 10, True),
     ("mnist", "idx", (1, 28, 28), 10, False),
     ("cifar10", "cifar10", (3, 32, 32), 10, True),
     ("cifar100", "cifar100", (3, 32, 32), 100, True),

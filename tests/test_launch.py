@@ -191,3 +191,14 @@ def test_a_missing_data_set_is_reported_before_anything_is_created(tmp_path):
                         "--data-dir", str(tmp_path / "nowhere"), "--no-progress"], capture_output=True, text=True)
     assert r.returncode == 1 and "cifar10 not found" in r.stderr
     assert not (tmp_path / "pop" / "experiment.json").exists()
+
+
+@pytest.mark.parametrize("args, flip", [((), True), (("--no-flip",), False), (("--dataset", "mnist"), False),
+                                        (("--dataset", "mnist", "--flip"), True)])
+def test_flip_is_an_experiment_option(tmp_path, args, flip):
+    pop = tmp_path / "pop"
+    write_synthetic(tmp_path / "d", "idx", n_train=100, n_test=20)
+    r = subprocess.run([sys.executable, "-m", "lse.launch", "--pop", str(pop), "--data-dir", str(tmp_path / "d"),
+                        "--validation-size", "10", "--prepare-only", *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert Store(pop).open().config.flip is flip

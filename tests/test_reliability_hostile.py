@@ -193,7 +193,7 @@ def test_worker_carries_on_through_a_hostile_population(tmp_path, weird_tmp_path
         ("truncated", lambda t: t[: len(t) // 2], ["experiment.json is not valid JSON", "restore it"]),
         ("binary garbage", lambda t: "\x00\x01\x02", ["not valid JSON"]),
         ("not an object", lambda t: "[1, 2]", ["experiment.json"]),
-        ("newer version", lambda t: t.replace('"schema_version": 1', '"schema_version": 99'),
+        ("newer version", lambda t: t.replace('"schema_version": 2', '"schema_version": 99'),
          ["newer lse", "upgrade lse"]),
         ("field from a newer version", lambda t: t.replace("{", '{"hyperdrive": true,', 1), ["hyperdrive"]),
     ],
