@@ -39,6 +39,25 @@ _SCHEMA1_FLIP = {"fashion-mnist": False, "mnist": False, "cifar10": True, "cifar
 STOP_FIELDS = frozenset({"max_individuals", "max_hours", "max_flops"})
 
 
+#: Named configurations (``lse launch --preset NAME``): values for ExperimentConfig fields the
+#: user does not give.  They are saved in experiment.json as the plain fields they set (the
+#: name is not), so resume rules and reproducibility are those of any other option.
+#: ``paper``: the paper's algorithm, unchanged (the default).
+#: ``quick``: for a few minutes on a laptop (README, Quick start); what it changes and why is
+#: in the README's preset table.
+PRESETS: dict[str, dict] = {
+    "paper": {},
+    "quick": {"insert_channels": [8, 16, 32]},
+}
+
+
+def apply_preset(name: str, given: dict) -> dict:
+    """``given`` (the options the user passed) over preset ``name``'s values."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}", f"valid presets: {', '.join(PRESETS)}")
+    return {**PRESETS[name], **given}
+
+
 class _Validated(BaseModel):
     """A model whose ``parse`` turns pydantic's errors into one ConfigError line."""
 
@@ -82,6 +101,10 @@ class ExperimentConfig(_Validated):
         None, description="relative weight per mutation name; None: uniform over the 11 of section 3.2"
     )
     seed: int = Field(0, description="experiment seed: fixes the validation split; workers derive their own")
+    insert_channels: list[int] | None = Field(
+        None, description="output channels of an inserted convolution, drawn uniformly from this list; "
+        "None: as many as its input (the paper, section 3.2)"
+    )
 
     # --- training (section 3.4) ---
     steps: int = Field(25_600, ge=1, description="SGD steps per individual")
@@ -116,6 +139,13 @@ class ExperimentConfig(_Validated):
             raise ValueError(
                 f"written by a newer lse (schema {v}, this lse reads up to {CONFIG_SCHEMA_VERSION}); upgrade lse"
             )
+        return v
+
+    @field_validator("insert_channels")
+    @classmethod
+    def _positive_channels(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(c < 1 for c in v)):
+            raise ValueError("a non-empty list of channel counts >= 1, or null")
         return v
 
     @field_validator("mutation_probabilities")

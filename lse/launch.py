@@ -36,7 +36,7 @@ from typing import Callable, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lse.config import ExperimentConfig
+from lse.config import ExperimentConfig, apply_preset
 from lse.errors import ConfigError, LaunchError, LseError
 from lse.store import Store
 from lse.worker import LAUNCHER_PID_ENV, count_births
@@ -566,6 +566,7 @@ def _command():
         flip: bool = typer.Option(None, "--flip/--no-flip", help="augmentation mirrors half the images left-right (default: on for fashion-mnist and CIFAR, off for mnist)"),
         seed: int = typer.Option(None, "--seed", help="experiment seed: validation split, workers' seeds (default: 0)"),
         initial_learning_rate: float = typer.Option(None, "--initial-learning-rate", help="learning rate of initial individuals (default: 0.1)"),
+        preset: str = typer.Option("paper", "--preset", help="paper (the paper's algorithm) | quick (insert-convolution draws 8/16/32 channels; see README); options given explicitly win"),
         mutation_prob: list[str] = typer.Option(None, "--mutation-prob", help="NAME=WEIGHT, repeatable; names not given weigh 0 (default: uniform over the 11 mutations)"),
         max_individuals: int = typer.Option(None, "--max-individuals", min=1, help="stop after this many births"),
         max_hours: float = typer.Option(None, "--max-hours", help="stop this many hours after the experiment was created"),
@@ -592,6 +593,7 @@ def _command():
                 initial_learning_rate=initial_learning_rate, mutation_probabilities=parse_mutation_probs(mutation_prob),
                 max_individuals=max_individuals, max_hours=max_hours, max_flops=max_flops,
             )
+            given = apply_preset(preset, {k: v for k, v in given.items() if v is not None})
             if prepare_only:
                 prepare_experiment(pop, given, workers=workers or 1, force=force, echo=typer.echo)
                 return

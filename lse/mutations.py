@@ -110,9 +110,11 @@ def reset_weights(dna: DNA, rng: random.Random) -> tuple[DNA, MutationRecord]:
     return DNA.model_validate(_data(dna)), MutationRecord(name="reset_weights", reset_all=True)
 
 
-def _insert(dna: DNA, rng: random.Random, kind: str) -> tuple[DNA, dict[str, Any]]:
+def _insert(dna: DNA, rng: random.Random, kind: str,
+            channels_from: tuple[int, ...] | None = None) -> tuple[DNA, dict[str, Any]]:
     """Insert a vertex w on a random backbone edge a -> b: a new edge a -> w, and the old
-    edge (keeping its id, hence its weights) now reads w.  Skips stay where they were."""
+    edge (keeping its id, hence its weights) now reads w.  Skips stay where they were.
+    ``channels_from``: a new conv's width is drawn from it instead of copying its input's."""
     target = rng.choice(dna.backbone_edges())
     d = _data(dna)
     w = _new_id(d, "v")
@@ -121,7 +123,7 @@ def _insert(dna: DNA, rng: random.Random, kind: str) -> tuple[DNA, dict[str, Any
     d["vertices"].append({"id": w, "activation": activation})
     edge: dict[str, Any] = {"id": new, "src": target.src, "dst": w, "kind": kind, "skip": False}
     if kind == "conv":
-        channels = dna.vertex_channels()[target.src]
+        channels = dna.vertex_channels()[target.src] if not channels_from else rng.choice(channels_from)
         edge.update(filter_h=3.0, filter_w=3.0, stride_log2=float(rng.choice((0, 1))), out_channels=float(channels))
     else:
         edge.update(filter_h=None, filter_w=None, stride_log2=None, out_channels=None)
@@ -133,10 +135,15 @@ def _insert(dna: DNA, rng: random.Random, kind: str) -> tuple[DNA, dict[str, Any
     return DNA.model_validate(d), details
 
 
-def insert_convolution(dna: DNA, rng: random.Random) -> tuple[DNA, MutationRecord]:
+def insert_convolution(dna: DNA, rng: random.Random, channels_from: tuple[int, ...] | None = None
+                       ) -> tuple[DNA, MutationRecord]:
     """A 3x3 convolution at a random place on the backbone: stride 1 or 2 at random, as many
-    channels as its input, batch-norm + ReLU or linear at random (section 3.2)."""
-    child, details = _insert(dna, rng, "conv")
+    channels as its input, batch-norm + ReLU or linear at random (section 3.2).
+
+    ``channels_from`` (not in the paper; ExperimentConfig.insert_channels): the width is drawn
+    uniformly from these instead.  On grey images the paper's rule inserts 1-channel convs,
+    and at a small scale selection discards the rare child that doubles one (issue 19)."""
+    child, details = _insert(dna, rng, "conv", channels_from)
     return child, MutationRecord(name="insert_convolution", details=details, changed_edges=[details["edge"]])
 
 
@@ -306,10 +313,12 @@ def _weights(probabilities: dict[str, float] | None) -> dict[str, float]:
 
 
 def mutate(
-    dna: DNA, rng: random.Random, probabilities: dict[str, float] | None = None
+    dna: DNA, rng: random.Random, probabilities: dict[str, float] | None = None, *,
+    insert_channels: list[int] | tuple[int, ...] | None = None,
 ) -> tuple[DNA, MutationRecord]:
     """Draw a mutation (relative weights ``probabilities``, name -> weight; None: uniform over
     the 11; missing names weigh 0) and apply it to ``dna``, returning ``(child, record)``.
+    ``insert_channels``: widths insert-convolution draws from (None: its input's, the paper).
 
     A drawn mutation that cannot apply is set aside and another is drawn from the rest (its
     name is kept in ``record.skipped``); when none is left, identity, which always applies.
@@ -324,7 +333,10 @@ def mutate(
         else:
             name = rng.choices(names, weights=[weights[n] for n in names])[0]
         try:
-            child, record = MUTATIONS[name](dna, rng)
+            if name == "insert_convolution" and insert_channels:
+                child, record = insert_convolution(dna, rng, tuple(insert_channels))
+            else:
+                child, record = MUTATIONS[name](dna, rng)
         except MutationError:
             if name == "identity":  # pragma: no cover - identity always applies
                 raise

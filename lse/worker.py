@@ -669,7 +669,8 @@ class _Loop:
         else:
             parent_rec, parent_state = parent
             try:
-                dna, mrec = mutate(DNA.model_validate(parent_rec.dna), self.rng, cfg.mutation_probabilities)
+                dna, mrec = mutate(DNA.model_validate(parent_rec.dna), self.rng, cfg.mutation_probabilities,
+                                   insert_channels=cfg.insert_channels)
             except Exception as e:  # noqa: BLE001 - no variation may ever end a worker (issue 20)
                 # "A worker that cannot mutate gives up and tries again" (section 3.1).  An
                 # LseError here used to exit 2, which the launcher reads as a configuration

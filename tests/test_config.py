@@ -95,3 +95,24 @@ def test_an_experiment_json_from_before_the_flip_option_opens_as_it_ran():
     old["dataset"] = "cifar10"
     assert ExperimentConfig.from_json(json.dumps(old)).flip is True
     assert c.differences(ExperimentConfig.parse({**c.model_dump(), "max_individuals": 5})) == []
+
+
+def test_insert_channels_must_be_positive_counts():
+    assert ExperimentConfig(insert_channels=[8, 16]).insert_channels == [8, 16]
+    assert ExperimentConfig().insert_channels is None  # the paper
+    for bad in ([], [0, 8]):
+        with pytest.raises(ConfigError, match="insert_channels"):
+            ExperimentConfig.parse({"insert_channels": bad})
+
+
+def test_presets_are_plain_fields_and_paper_is_the_default():
+    from lse.config import PRESETS, apply_preset
+
+    assert apply_preset("paper", {"steps": 5}) == {"steps": 5}
+    quick = apply_preset("quick", {})
+    assert quick == PRESETS["quick"] and quick  # plain ExperimentConfig fields
+    ExperimentConfig.parse(quick)
+    key = next(iter(quick))
+    assert apply_preset("quick", {key: "mine"})[key] == "mine"  # what the user gives wins
+    with pytest.raises(ConfigError, match="paper, quick"):
+        apply_preset("fast", {})

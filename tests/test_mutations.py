@@ -296,3 +296,16 @@ def test_filter_floats_round_to_the_nearest_odd_size():
     # footnote 3: the stored float drifts; the built size is the nearest odd one (halves up)
     for x, k in ((0.5, 1), (1.9, 1), (2.0, 3), (3.99, 3), (4.2, 5), (6.0, 7)):
         assert _with("filter_h", x).edge("e2").kernel()[0] == k
+
+
+def test_insert_convolution_draws_its_width_when_given_choices():
+    # issue 19/20: on grey images the paper's rule inserts 1-channel convolutions
+    one = initial_dna(0.1, input_channels=1)
+    widths = set()
+    for seed in range(40):
+        c, r = MUTATIONS["insert_convolution"](one, random.Random(seed))
+        assert c.edge(r.details["edge"]).channels() == 1  # the paper: as many as the input
+        c, r = mutate(one, random.Random(seed), {"insert_convolution": 1.0}, insert_channels=[8, 16])
+        widths.add(c.edge(r.details["edge"]).channels())
+        assert r.details["channels"] in (8, 16)
+    assert widths == {8, 16}

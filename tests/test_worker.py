@@ -272,12 +272,12 @@ def test_a_mutation_that_raises_never_ends_the_worker(tmp_path, monkeypatch, cap
     real = worker_mod.mutate
     calls = {"n": 0}
 
-    def flaky(dna, rng, probabilities=None):
+    def flaky(dna, rng, probabilities=None, **kw):
         calls["n"] += 1
         if calls["n"] % 2 == 1:  # every other variation fails, with an lse error or a bug
             raise (DNAError("DNA field edges[e9].stride_log2: must round to 0..20") if calls["n"] % 4 == 1
                    else ZeroDivisionError("float division by zero"))
-        return real(dna, rng, probabilities)
+        return real(dna, rng, probabilities, **kw)
 
     monkeypatch.setattr(worker_mod, "mutate", flaky)
     pop = _pop(tmp_path, max_individuals=14)
