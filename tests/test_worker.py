@@ -93,15 +93,52 @@ def test_one_worker_runs_to_max_individuals(tmp_path):
     assert (pop / "logs" / f"{s.worker_id}.log").read_text().count("born ") == 12
 
 
-def test_selection_climbs_when_mutations_help(tmp_path):
-    """Every child gains a convolution (+0.1 with the stand-in, more than its noise): the best
-    must end above the best initial individual.  (With the 11 uniform mutations only about
-    one child in 11 adds a convolution, so a 12-birth run may not improve at all.)"""
-    pop = _pop(tmp_path, mutation_probabilities={"insert_convolution": 1.0})
-    run_worker(pop, OPTS, StandIn(), handle_signals=False)
-    recs = Store(pop).records()
-    initial = [r for r in recs if r.parent_id is None]
-    assert max(r.val_accuracy for r in recs) > max(r.val_accuracy for r in initial) + 0.05
+def _kills(pop: Path, wid: str) -> list[tuple[float, float]]:
+    """(killed fitness, parent fitness) of every tournament kill, from the worker's log."""
+    import re
+
+    text = (pop / "logs" / f"{wid}.log").read_text()
+    return [(float(k), float(p)) for k, p in re.findall(r"killed \S+ \(([\d.]+)\), parent \S+ \(([\d.]+)\)", text)]
+
+
+def _alive_mean(pop: Path) -> float:
+    alive = Store(pop).list_alive()
+    return sum(e.fitness for e in alive) / len(alive)
+
+
+@pytest.mark.parametrize("wid", ["climb-a", "climb-b"])
+def test_selection_climbs_when_mutations_help(tmp_path, wid):
+    """Half the children gain a convolution (+0.1 with the stand-in), half lose one: a neutral
+    walk that only selection turns into a climb.  Tournament selection ends far above the
+    initial individuals; the random-search control, same seed, does not (an earlier version of
+    this test had every child gain, which random selection passed too)."""
+    probs = {"insert_convolution": 1.0, "remove_convolution": 1.0}
+    means = {}
+    for selection in ("tournament", "random"):
+        pop = _pop(tmp_path / selection, selection=selection, mutation_probabilities=probs, max_individuals=60)
+        run_worker(pop, OPTS, StandIn(), worker_id=wid, handle_signals=False)
+        means[selection] = _alive_mean(pop)
+        recs = Store(pop).records()
+        best_initial = max(r.val_accuracy for r in recs if r.parent_id is None)
+        if selection == "tournament":
+            assert means[selection] > best_initial + 0.3  # the whole population climbed 3+ convolutions
+    assert means["tournament"] > means["random"] + 0.2, means
+
+
+def test_random_selection_ignores_fitness(tmp_path):
+    """The random-search control kills without comparing: about half its kills take the fitter
+    of the pair (tournament: none).  Fixed worker id, hence a fixed rng: not flaky."""
+    for selection in ("random", "tournament"):
+        pop = _pop(tmp_path / selection, selection=selection, max_individuals=60,
+                   mutation_probabilities={"insert_convolution": 1.0, "remove_convolution": 1.0})
+        run_worker(pop, OPTS, StandIn(), worker_id="sel", handle_signals=False)
+        kills = [(k, p) for k, p in _kills(pop, "sel") if k != p]
+        assert len(kills) >= 30
+        fitter_killed = sum(k > p for k, p in kills) / len(kills)
+        if selection == "random":
+            assert 0.25 < fitter_killed < 0.75, fitter_killed
+        else:
+            assert fitter_killed == 0
 
 
 def test_failures_are_published_dead_with_their_reason(tmp_path):
