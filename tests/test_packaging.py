@@ -30,3 +30,30 @@ def test_the_installed_distribution_provides_import_lse():
     except PackageNotFoundError:
         pytest.skip("not installed as a distribution here (run from a source tree)")
     assert any(ep.name == "lse" and ep.value == "lse.cli:app" for ep in dist.entry_points)
+
+
+def _bash_blocks(text: str) -> list[str]:
+    blocks, cur = [], None
+    for line in text.splitlines():
+        if line == "```bash":
+            cur = []
+        elif line == "```" and cur is not None:
+            blocks.append("\n".join(cur))
+            cur = None
+        elif cur is not None:
+            cur.append(line)
+    return blocks
+
+
+def test_readme_setup_uses_a_venv_on_the_distributions_python_and_ci_runs_it():
+    # issue 20, item 2: pip into the system Python is refused (PEP 668) on Debian 12 / Ubuntu
+    # 24.04; the two commands must work there, and CI runs them from the README itself
+    setup, tests = _bash_blocks((REPO / "README.md").read_text())[:2]
+    assert "\n" not in setup.strip() and "\n" not in tests.strip()  # one command each
+    assert "apt-get install -y python3 python3-venv dataset-fashion-mnist" in setup
+    assert "/usr/bin/python3 -m venv .venv" in setup and ".venv/bin/pip install torch==2.13.0 -e '.[test]'" in setup
+    assert ".venv/bin/python -m lse.launch" in setup and " pip install" not in setup.replace(".venv/bin/pip install", "")
+    assert tests.strip() == ".venv/bin/python -m pytest"
+    ci = (REPO / ".ci" / "run").read_text()
+    assert 'bash -euo pipefail -c "$(readme_block 1)"' in ci and 'bash -euo pipefail -c "$(readme_block 2)"' in ci
+    assert "rm -rf .venv" in ci and "-m pytest -m slow" in ci
