@@ -26,10 +26,17 @@ from lse.errors import ConfigError
 #: Version of the experiment.json schema this code writes.  A file with a higher version was
 #: written by a newer lse and is refused rather than misread.
 CONFIG_SCHEMA_VERSION = 2
-# Version 2 added ``algorithm`` and ``initial_dna``; a version-1 file (the paper's algorithm,
-# trivial initial individuals) reads unchanged, since both default to that.
+# Version 2 added ``algorithm``, ``initial_dna``, ``flip`` and ``insert_channels``.  A version-1
+# file reads as it ran: the paper's algorithm, trivial initial individuals, no inserted-width
+# draw, and the mirroring schema 1 did (CIFAR only).
 
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100")
+
+#: Whether augmentation mirrors images left-right when ``flip`` is not given: a mirrored
+#: garment or object is still one (He et al. 2016 flip CIFAR); a mirrored digit is not.
+DEFAULT_FLIP = {"fashion-mnist": True, "mnist": False, "cifar10": True, "cifar100": True}
+#: What schema 1 (no ``flip`` field) did: CIFAR only.
+_SCHEMA1_FLIP = {"fashion-mnist": False, "mnist": False, "cifar10": True, "cifar100": True}
 
 #: Fields that may differ when an experiment is resumed: they bound the run, they do not
 #: change what is being searched.
@@ -39,6 +46,25 @@ STOP_FIELDS = frozenset({"max_individuals", "max_hours", "max_flops"})
 #: rate frees a trapped population).  Workers re-read them every step, like the stop fields,
 #: and a resume may change them; every change is also recorded in events/ (lse.store.events).
 LIVE_FIELDS = frozenset({"mutations_per_child"})
+
+
+#: Named configurations (``lse launch --preset NAME``): values for ExperimentConfig fields the
+#: user does not give.  They are saved in experiment.json as the plain fields they set (the
+#: name is not), so resume rules and reproducibility are those of any other option.
+#: ``paper``: the paper's algorithm, unchanged (the default).
+#: ``quick``: for a few minutes on a laptop (README, Quick start); what it changes and why is
+#: in the README's preset table.
+PRESETS: dict[str, dict] = {
+    "paper": {},
+    "quick": {"insert_channels": [8, 16, 32]},
+}
+
+
+def apply_preset(name: str, given: dict) -> dict:
+    """``given`` (the options the user passed) over preset ``name``'s values."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}", f"valid presets: {', '.join(PRESETS)}")
+    return {**PRESETS[name], **given}
 
 
 class _Validated(BaseModel):
@@ -68,7 +94,11 @@ class ExperimentConfig(_Validated):
         None, description="folder holding the data set's standard files; None: $LSE_DATA, then system folders"
     )
     validation_size: int = Field(5000, ge=10, description="examples held out of the training set for fitness")
-    augment: bool = Field(True, description="He et al. 2016 augmentation (pad+crop, flip where the data set allows)")
+    augment: bool = Field(True, description="He et al. 2016 augmentation (pad 4 + random crop, and flip)")
+    flip: bool | None = Field(
+        None, description="augmentation mirrors half the images left-right; None: the data set's default "
+        "(DEFAULT_FLIP: fashion-mnist and CIFAR yes, mnist no), written out as true/false"
+    )
 
     # --- population (section 3.1) ---
     population_size: int = Field(40, ge=2, description="alive individuals the workers maintain (paper: 1000)")
@@ -85,6 +115,10 @@ class ExperimentConfig(_Validated):
     seed: int = Field(0, description="experiment seed: fixes the validation split; workers derive their own")
     initial_dna: dict | None = Field(
         None, description="DNA (JSON) of every initial individual (--initial-dna); None: section 3.3's trivial model"
+    )
+    insert_channels: list[int] | None = Field(
+        None, description="output channels of an inserted convolution, drawn uniformly from this list; "
+        "None: as many as its input (the paper, section 3.2)"
     )
 
     # --- training (section 3.4) ---
@@ -105,6 +139,19 @@ class ExperimentConfig(_Validated):
     max_hours: float | None = Field(None, gt=0, description="stop this many hours after the experiment was created")
     max_flops: float | None = Field(None, gt=0, description="stop when the experiment's FLOPs (section 3.5) exceed this")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_flip(cls, data: object) -> object:
+        """``flip`` None -> the data set's default, so experiment.json records what was done.
+        A schema-1 file (before the field existed) gets what schema 1 did."""
+        if isinstance(data, dict) and data.get("flip") is None:
+            dataset = data.get("dataset", "fashion-mnist")
+            version = data.get("schema_version", CONFIG_SCHEMA_VERSION)
+            table = _SCHEMA1_FLIP if isinstance(version, int) and version < 2 else DEFAULT_FLIP
+            if dataset in table:  # an unknown name is reported by the field's own check
+                data = {**data, "flip": table[dataset]}
+        return data
+
     @field_validator("schema_version")
     @classmethod
     def _known_version(cls, v: int) -> int:
@@ -112,6 +159,13 @@ class ExperimentConfig(_Validated):
             raise ValueError(
                 f"written by a newer lse (schema {v}, this lse reads up to {CONFIG_SCHEMA_VERSION}); upgrade lse"
             )
+        return v
+
+    @field_validator("insert_channels")
+    @classmethod
+    def _positive_channels(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(c < 1 for c in v)):
+            raise ValueError("a non-empty list of channel counts >= 1, or null")
         return v
 
     @field_validator("mutation_probabilities")

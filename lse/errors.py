@@ -37,10 +37,6 @@ class DataError(LseError):
     """A data set is missing, truncated or malformed."""
 
 
-class TrainingFailed(LseError):
-    """Training diverged (NaN/inf loss) or ran out of memory; the child dies with this reason."""
-
-
 class StoreError(LseError):
     """The population directory cannot be used (missing, read-only, full disk, foreign layout)."""
 

@@ -21,7 +21,10 @@ from lse.runners.worker import count_births
 
 REPO = Path(__file__).resolve().parent.parent
 WORKER = REPO / "worker.py"
-#: the real interpreter (fiu-run must preload into python itself, not into a pyenv shim)
+#: the interpreter running the tests, as it was started.  Never its realpath: in a virtualenv
+#: sys.executable is VENV/bin/python, a symlink to the base interpreter, and resolving it leaves
+#: the venv and its packages (every worker died on import).  It is already the python binary
+#: itself, not a pyenv shim, so fiu-run's preload reaches python.
 PYTHON = sys.executable
 
 #: a tiny experiment: 12x12 grey images, 5 SGD steps per child, so births come every second or so
@@ -99,15 +102,37 @@ def tmpfs(mnt: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
-def wait_for(cond: Callable[[], object], timeout: float, what: str, poll: float = 0.2):
-    """Poll ``cond`` until truthy; the bound only catches a hang (no timing is asserted)."""
+def wait_for(cond: Callable[[], object], timeout: float, what: str, poll: float = 0.2,
+             show: Callable[[], str] | None = None):
+    """Poll ``cond`` until truthy; the bound only catches a hang (no timing is asserted).
+
+    ``show`` (e.g. a worker's output) is called only on a time-out, so the message holds what
+    was written *during* the wait: a string built before the call showed nothing of a worker
+    that died on start-up."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         v = cond()
         if v:
             return v
         time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    detail = ""
+    if show is not None:
+        try:
+            detail = "\n" + show()
+        except OSError as e:
+            detail = f"\n(output unreadable: {e})"
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
+
+
+def output_of(*files: Path, pop: Path | None = None) -> Callable[[], str]:
+    """For ``wait_for(show=...)``: the tail of each file and of the population's worker logs,
+    read when called."""
+    def read() -> str:
+        parts = [f"--- {f.name}\n{f.read_text(errors='replace')[-3000:]}" for f in files if f.exists()]
+        if pop is not None:
+            parts.append(logs_text(pop))
+        return "\n".join(parts)
+    return read
 
 
 def births(pop: Path) -> set[str]:

@@ -90,12 +90,54 @@ def test_skip_merge_truncates_channels_and_upsamples_and_applies_activation_afte
     h = m.edges["e3"](x)
     merged = m.vertices["v1"](m.edges["e4"](h) + h[:, :2])
     assert torch.allclose(m(x), m.classifier(merged.mean(dim=(2, 3))), atol=1e-6)
-    # a skip from a smaller map is upsampled by repetition (zeroth order)
-    d = make([{"id": "v0"}, {"id": "v2"}, {"id": "v4"}, {"id": "v1"}],
+
+
+def _merged_at(m, vertex: str, x: torch.Tensor) -> torch.Tensor:
+    """The sum of a bn_relu vertex's inputs (what its batch-norm receives) in a forward of x."""
+    got = []
+    h = m.vertices[vertex].register_forward_hook(lambda mod, inp, out: got.append(inp[0].detach()))
+    try:
+        m(x)
+    finally:
+        h.remove()
+    return got[0]
+
+
+@pytest.mark.parametrize("size, strides, rows", [
+    (7, [1.0], [0, 2, 4, 6]),  # one stride-2 conv: 7 -> 4 centres on 0, 2, 4, 6
+    (28, [1.0, 1.0, 1.0], [0, 8, 16, 24]),  # Fashion-MNIST's 28 -> 14 -> 7 -> 4 chain
+    (28, [3.0], [0, 8, 16, 24]),  # one stride-8 conv, same grid
+    (8, [1.0, 0.0], [0, 2, 4, 6]),  # a stride-1 conv on the way changes nothing
+])
+def test_skip_downsampling_picks_the_backbone_convolutions_centres(size, strides, rows):
+    # Issue 20: F.interpolate(nearest) picked 0, 1, 3, 5 for 7 -> 4 and 0, 7, 14, 21 for
+    # 28 -> 4.  Zeroth-order resizing must sample the grid the strided convolutions centre on.
+    vs = [f"v{10 + i}" for i in range(len(strides) - 1)]
+    path = ["v0", *vs, "v1"]
+    edges = [conv(f"e{30 + i}", a, b, s=s, ch=2.0) for i, (a, b, s) in enumerate(zip(path, path[1:], strides))]
+    d = make([{"id": "v0"}, *({"id": v} for v in vs), {"id": "v1", "activation": "bn_relu"}],
+             [*edges, skip("e49", "v0", "v1")])
+    m = build_model(d, (2, size, size), 3).eval()
+    assert m.shapes["v1"][1:] == (len(rows), len(rows))
+    x = torch.randn(2, 2, size, size)
+    y = x
+    for i in range(len(strides)):
+        y = m.edges[f"e{30 + i}"](y)
+    merged = _merged_at(m, "v1", x)
+    sampled = x[:, :, rows][:, :, :, rows]  # rows and columns on the backbone's grid
+    assert torch.allclose(merged, y + sampled, atol=1e-6)
+
+
+def test_skip_truncated_and_downsampled_sums_the_sampled_values():
+    # v0 (2x4x4) -s2-> v2 (2x2) -s1-> v4 -s1-> v1 (bn_relu), skip v0 -> v1: values at 0, 2
+    d = make([{"id": "v0"}, {"id": "v2"}, {"id": "v4"}, {"id": "v1", "activation": "bn_relu"}],
              [conv("e3", "v0", "v2", s=1.0, ch=2.0), conv("e5", "v2", "v4", s=0.0, ch=2.0),
-              conv("e6", "v4", "v1", s=0.0, ch=2.0), skip("e7", "v0", "v1")])
-    m = build_model(d, (2, 4, 4), 3)
-    assert m.shapes["v1"] == (2, 2, 2)  # the primary path decides
+              conv("e6", "v4", "v1", s=0.0, ch=1.0), skip("e7", "v0", "v1")])
+    m = build_model(d, (2, 4, 4), 3).eval()
+    assert m.shapes["v1"] == (1, 2, 2)  # the primary path decides
+    x = torch.randn(3, 2, 4, 4)
+    primary = m.edges["e6"](m.edges["e5"](m.edges["e3"](x)))
+    assert torch.allclose(_merged_at(m, "v1", x), primary + x[:, :1, ::2, ::2], atol=1e-6)
 
 
 def test_spatial_size_never_collapses():

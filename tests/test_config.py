@@ -64,3 +64,55 @@ def test_worker_options_are_validated_too():
     assert WorkerOptions.parse({"threads": 2}).threads == 2
     with pytest.raises(ConfigError, match="device"):
         WorkerOptions.parse({"device": "tpu"})
+
+
+def test_flip_defaults_per_data_set_and_can_be_set():
+    # issue 20: garments survive a mirror, digits do not
+    assert ExperimentConfig().flip is True  # fashion-mnist
+    assert ExperimentConfig(dataset="cifar10").flip is True and ExperimentConfig(dataset="cifar100").flip is True
+    assert ExperimentConfig(dataset="mnist").flip is False
+    assert ExperimentConfig(flip=False).flip is False and ExperimentConfig(dataset="mnist", flip=True).flip is True
+    # written explicitly, so a file says what its experiment did
+    assert '"flip": true' in ExperimentConfig().to_json()
+
+
+def test_flip_agrees_with_the_data_sets_own_default():
+    from lse.nn.data import SPECS
+
+    for name, spec in SPECS.items():
+        assert ExperimentConfig(dataset=name).flip is spec.flip, name
+
+
+def test_an_experiment_json_from_before_the_flip_option_opens_as_it_ran():
+    # schema 1 had no flip field and never mirrored grey images: a resumed experiment keeps that
+    old = ExperimentConfig(steps=100).model_dump(mode="json")
+    del old["flip"]
+    old["schema_version"] = 1
+    import json
+
+    c = ExperimentConfig.from_json(json.dumps(old))
+    assert c.flip is False and c.steps == 100
+    old["dataset"] = "cifar10"
+    assert ExperimentConfig.from_json(json.dumps(old)).flip is True
+    assert c.differences(ExperimentConfig.parse({**c.model_dump(), "max_individuals": 5})) == []
+
+
+def test_insert_channels_must_be_positive_counts():
+    assert ExperimentConfig(insert_channels=[8, 16]).insert_channels == [8, 16]
+    assert ExperimentConfig().insert_channels is None  # the paper
+    for bad in ([], [0, 8]):
+        with pytest.raises(ConfigError, match="insert_channels"):
+            ExperimentConfig.parse({"insert_channels": bad})
+
+
+def test_presets_are_plain_fields_and_paper_is_the_default():
+    from lse.config import PRESETS, apply_preset
+
+    assert apply_preset("paper", {"steps": 5}) == {"steps": 5}
+    quick = apply_preset("quick", {})
+    assert quick == PRESETS["quick"] and quick  # plain ExperimentConfig fields
+    ExperimentConfig.parse(quick)
+    key = next(iter(quick))
+    assert apply_preset("quick", {key: "mine"})[key] == "mine"  # what the user gives wins
+    with pytest.raises(ConfigError, match="paper, quick"):
+        apply_preset("fast", {})

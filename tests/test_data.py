@@ -16,7 +16,7 @@ from lse.errors import DataError
 from lse.nn.synthetic import CIFAR10_DIR, CIFAR100_DIR, IDX_FILES, write_synthetic
 
 FORMATS = [  # (data set name, synthetic format, input shape, classes, flip)
-    ("fashion-mnist", "idx", (1, 28, 28), 10, False),
+    ("fashion-mnist", "idx", (1, 28, 28), 10, True),
     ("mnist", "idx", (1, 28, 28), 10, False),
     ("cifar10", "cifar10", (3, 32, 32), 10, True),
     ("cifar100", "cifar100", (3, 32, 32), 100, True),
@@ -240,6 +240,34 @@ def test_fetch_verifies_md5_and_unpacks_cifar(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="MD5"):
         data.fetch_dataset("cifar10", tmp_path / "dest2")
     assert not list((tmp_path / "dest2").glob("*.tar.gz*"))  # nothing half-written is left
+
+
+@pytest.mark.parametrize("with_filter", [True, False])
+def test_fetched_archive_with_a_path_outside_is_refused(tmp_path, monkeypatch, with_filter):
+    # Debian 12's Python 3.11.2 has no tarfile extraction filters (PEP 706 came in 3.11.4):
+    # extractall(filter=...) raised TypeError there; the check must hold with and without them
+    import hashlib
+    import io
+    import tarfile
+
+    import lse.nn.data as data
+
+    if not with_filter:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    elif not hasattr(tarfile, "data_filter"):
+        pytest.skip("this Python has no tarfile extraction filters")
+    tgz = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        info = tarfile.TarInfo("../escaped.txt")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+    spec = data.SPECS["cifar10"]
+    md5 = hashlib.md5(tgz.read_bytes()).hexdigest()
+    monkeypatch.setitem(data.SPECS, "cifar10", spec.__class__(**{**spec.__dict__, "urls": ((tgz.as_uri(), md5),)}))
+    (tmp_path / "dest").mkdir()
+    with pytest.raises((DataError, tarfile.TarError)):
+        data.fetch_dataset("cifar10", tmp_path / "dest" / "inner")
+    assert not (tmp_path / "dest" / "escaped.txt").exists()
 
 
 def test_fetch_without_internet_is_a_clear_error(tmp_path, monkeypatch):

@@ -87,7 +87,7 @@ BAD = {
     "cycle (backward skip)": (lambda r: r["edges"].append(ident("e5", "v3", "v0", skip=True)) or r.update(next_id=6), "cycle"),
     "self loop": (lambda r: r["edges"].append(ident("e5", "v3", "v3", skip=True)) or r.update(next_id=6), "edges[e5]"),
     "unreachable vertex": (lambda r: r["vertices"].append({"id": "v7"}) or r.update(next_id=8), "unreachable vertex"),
-    "even filter": (lambda r: r["edges"][0].update(filter_w=4.0), "edges[e2].filter_w"),
+    "negative filter": (lambda r: r["edges"][0].update(filter_w=-3.0), "edges[e2].filter_w"),
     "zero filter": (lambda r: r["edges"][0].update(filter_h=0.2), "edges[e2].filter_h"),
     "negative lr": (lambda r: r.update(learning_rate=-0.1), "learning_rate"),
     "nan lr": (lambda r: r.update(learning_rate=float("nan")), "learning_rate"),

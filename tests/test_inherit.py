@@ -49,7 +49,8 @@ EXPECTED_KEPT = {
     "remove_convolution": remove_convolution_kept,
     "alter_stride": lambda r: 11,  # conv weights do not depend on the stride
     "alter_channels": alter_channels_kept,
-    "filter_size": lambda r: 9,  # only the mutated conv's weight and bias
+    # only the mutated conv's weight and bias, and only when its built size changed
+    "filter_size": lambda r: 9 if r.details["size_from"] != r.details["size_to"] else 11,
     "insert_one_to_one": lambda r: 11,
     "add_skip": lambda r: 11,
     "remove_skip": lambda r: 11,

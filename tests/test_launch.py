@@ -235,3 +235,14 @@ def test_warm_starts_initial_dna_and_seed_from(tmp_path, data_dir):
     bad = subprocess.run([sys.executable, "-m", "lse.launch", "--pop", str(tmp_path / "x"), "--data-dir", str(data_dir),
                           *FAST, "--initial-dna", str(tmp_path / "missing.json")], capture_output=True, text=True)
     assert bad.returncode == 1 and "--initial-dna" in bad.stderr and len(bad.stderr.strip().splitlines()) <= 2
+
+
+@pytest.mark.parametrize("args, flip", [((), True), (("--no-flip",), False), (("--dataset", "mnist"), False),
+                                        (("--dataset", "mnist", "--flip"), True)])
+def test_flip_is_an_experiment_option(tmp_path, args, flip):
+    pop = tmp_path / "pop"
+    write_synthetic(tmp_path / "d", "idx", n_train=100, n_test=20)
+    r = subprocess.run([sys.executable, "-m", "lse.launch", "--pop", str(pop), "--data-dir", str(tmp_path / "d"),
+                        "--validation-size", "10", "--prepare-only", *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert Store(pop).open().config.flip is flip

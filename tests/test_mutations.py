@@ -89,8 +89,11 @@ def check_filter_size(p, c, r):
     e, axis = r.details["edge"], r.details["axis"]
     assert changed_conv_fields(p, c) == {(e, axis)}
     kh, kw = c.edge(e).kernel()
-    assert kh % 2 == 1 and kw % 2 == 1 and c.edge(e).kernel() != p.edge(e).kernel()
-    assert r.changed_edges == [e]
+    assert kh % 2 == 1 and kw % 2 == 1
+    old, new = getattr(p.edge(e), axis), getattr(c.edge(e), axis)
+    assert old / 2 <= new <= old * 2
+    # like alter-channels: the conv's tensors are kept when the rounded size did not change
+    assert r.changed_edges == ([e] if c.edge(e).kernel() != p.edge(e).kernel() else [])
 
 
 def check_insert_one_to_one(p, c, r):
@@ -244,3 +247,65 @@ def test_alter_channels_accumulates_below_rounding_and_then_blocks_nothing():
             changed += 1
             assert r.changed_edges == [e.id]
     assert unchanged and changed
+
+
+def _with(field: str, value: float) -> DNA:
+    """rich() with ``field`` of both convolutions set to ``value``."""
+    d = rich().model_dump(mode="python")
+    for e in d["edges"]:
+        if e["kind"] == "conv":
+            e[field] = value
+    return DNA.model_validate(d)
+
+
+def test_alter_stride_at_the_bound_stays_valid():
+    # issue 20: from stride_log2 near MAX_STRIDE_LOG2 a draw above it made DNA validation raise,
+    # which ended the worker.  The draw is reflected at the bound as it is at 0.
+    from lse.core.dna import MAX_STRIDE_LOG2
+
+    for start in (MAX_STRIDE_LOG2, MAX_STRIDE_LOG2 + 0.4, MAX_STRIDE_LOG2 - 0.3):
+        for seed in range(200):
+            c, r = MUTATIONS["alter_stride"](_with("stride_log2", start), random.Random(seed))
+            x = c.edge(r.details["edge"]).stride_log2
+            assert 0 <= x <= MAX_STRIDE_LOG2 and (abs(x - start) <= 1.0 or start > MAX_STRIDE_LOG2)
+
+
+def test_a_long_stride_walk_never_raises():
+    # a neutral random walk reaches the bound after ~1,100 steps on one convolution (issue 20)
+    from lse.core.dna import MAX_STRIDE_LOG2
+
+    rng, dna, top = random.Random(5), _with("stride_log2", 15.0), 0.0
+    for _ in range(4000):
+        dna, r = MUTATIONS["alter_stride"](dna, rng)
+        top = max(top, dna.edge(r.details["edge"]).stride_log2)
+    assert top >= MAX_STRIDE_LOG2 - 0.5  # the walk did press against the bound
+
+
+def test_filter_size_draws_half_to_twice_and_reaches_one():
+    # issue 20: from 3 the old draw always gave 5; half to twice (1.5..6) rounds to 1, 3 or 5
+    sizes = Counter()
+    for seed in range(300):
+        c, r = MUTATIONS["filter_size"](rich(), random.Random(seed))
+        e = c.edge(r.details["edge"])
+        sizes[e.kernel()[0 if r.details["axis"] == "filter_h" else 1]] += 1
+    assert set(sizes) == {1, 3, 5}
+    assert sizes[1] < sizes[3] and sizes[1] < sizes[5]  # 1 is reached from [1.5, 2) only
+
+
+def test_filter_floats_round_to_the_nearest_odd_size():
+    # footnote 3: the stored float drifts; the built size is the nearest odd one (halves up)
+    for x, k in ((0.5, 1), (1.9, 1), (2.0, 3), (3.99, 3), (4.2, 5), (6.0, 7)):
+        assert _with("filter_h", x).edge("e2").kernel()[0] == k
+
+
+def test_insert_convolution_draws_its_width_when_given_choices():
+    # issue 19/20: on grey images the paper's rule inserts 1-channel convolutions
+    one = initial_dna(0.1, input_channels=1)
+    widths = set()
+    for seed in range(40):
+        c, r = MUTATIONS["insert_convolution"](one, random.Random(seed))
+        assert c.edge(r.details["edge"]).channels() == 1  # the paper: as many as the input
+        c, r = mutate(one, random.Random(seed), {"insert_convolution": 1.0}, insert_channels=[8, 16])
+        widths.add(c.edge(r.details["edge"]).channels())
+        assert r.details["channels"] in (8, 16)
+    assert widths == {8, 16}

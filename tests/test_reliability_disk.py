@@ -13,7 +13,7 @@ import pytest
 from lse.store import Store
 
 from _reliability_helpers import (
-    births, check_alive_evaluate, check_history, check_individuals, logs_text, make_pop, reaped, start_worker,
+    births, check_alive_evaluate, check_history, check_individuals, logs_text, make_pop, output_of, reaped, start_worker,
     tmpfs, wait_for, write_data,
 )
 from _reliability_seed import digest
@@ -50,22 +50,23 @@ def test_full_disk_reported_nothing_partial_then_resumes(tmp_path, small_fs):
     out = tmp_path / "worker.err"  # outside the full filesystem
     p = start_worker(pop, out)
     with reaped(p):
-        wait_for(lambda: len(births(pop)) >= 3, 90, "first births\n" + out.read_text(errors="replace"))
+        wait_for(lambda: len(births(pop)) >= 3, 90, "first births", show=output_of(out, pop=pop))
         ballast = small_fs / "ballast"
         _fill(ballast)
         # The worker meets ENOSPC at its next birth and says so on stderr (its log file is on
         # the full disk).
-        wait_for(lambda: "no space left" in out.read_text(errors="replace"), 60, "a DiskFull message")
+        wait_for(lambda: "no space left" in out.read_text(errors="replace"), 60, "a DiskFull message", show=output_of(out, pop=pop))
         before = births(pop)
         committed = {e.id: digest(e.path) for e in Store(pop).entries()}
         _fill(small_fs / "ballast2")  # top up: pages freed meanwhile must not let births through
-        wait_for(lambda: out.read_text(errors="replace").count("no space left") >= 2, 60, "a retry")
+        wait_for(lambda: out.read_text(errors="replace").count("no space left") >= 2, 60, "a retry", show=output_of(out, pop=pop))
         check_individuals(pop)  # nothing partial visible while full
         assert births(pop) == before  # nothing published while full
         assert p.poll() is None, "the worker died on a full disk:\n" + out.read_text(errors="replace")
         os.unlink(ballast)
         os.unlink(small_fs / "ballast2")
-        wait_for(lambda: len(births(pop) - before) >= 3, 120, "births after space returned\n" + out.read_text())
+        wait_for(lambda: len(births(pop) - before) >= 3, 120, "births after space returned",
+                 show=output_of(out, pop=pop))
         Store(pop).request_stop()
         rc = p.wait(timeout=60)
     err = out.read_text(errors="replace")

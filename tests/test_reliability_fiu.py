@@ -19,7 +19,7 @@ from lse.store import Store
 from lse.runners.worker import list_claims
 
 from _reliability_helpers import (
-    births, check_alive_evaluate, check_history, check_individuals, kill_group, logs_text, make_pop,
+    births, check_alive_evaluate, check_history, check_individuals, kill_group, logs_text, make_pop, output_of,
     start_worker, wait_for, write_data,
 )
 
@@ -70,7 +70,7 @@ def test_random_io_faults_in_live_workers(tmp_path):
     try:
         for i in range(WORKERS):
             start(i)
-        wait_for(lambda: len(births(pop)) >= 8, 180, "births before the fault window\n" + logs_text(pop))
+        wait_for(lambda: len(births(pop)) >= 8, 180, "births before the fault window", show=output_of(pop=pop))
         committed = births(pop)
 
         t0 = time.time()
@@ -93,7 +93,7 @@ def test_random_io_faults_in_live_workers(tmp_path):
                 crashes += p.returncode != 0
                 start(i)
         wait_for(lambda: sum(id_time(b) > t1 for b in births(pop)) >= 3, 180,
-                 "births after the faults were turned off\n" + logs_text(pop))
+                 "births after the faults were turned off", show=output_of(pop=pop))
         after = sum(id_time(b) > t1 for b in births(pop))
         Store(pop).request_stop()
         for p in procs:

@@ -1,4 +1,4 @@
-"""Kill storm: a real local launch (``python -m lse.runners.launch``, 4 workers, real training on a tiny
+"""Kill storm: a real local launch (``python -m lse.launch``, 4 workers, real training on a tiny
 synthetic data set) while random worker processes are SIGKILLed every 0.5-2 s for a minute and
 the launcher restarts them.  Afterwards no partially written individual is visible, every alive
 individual loads and reproduces its fitness, every birth has its record, recovery leaves no
@@ -20,7 +20,7 @@ from lse.store import Store
 from lse.runners.worker import list_claims
 
 from _reliability_helpers import (
-    PYTHON, REPO, births, check_alive_evaluate, check_history, check_individuals, kill_group, logs_text,
+    PYTHON, REPO, births, check_alive_evaluate, check_history, check_individuals, kill_group, logs_text, output_of,
     make_pop, wait_for, worker_env, write_data,
 )
 
@@ -93,7 +93,7 @@ def test_kill_storm(tmp_path, algorithm):
     seen: set[str] = set()  # every birth observed during the storm: none may be lost
     try:
         # Start-up: the initial population is being born before the storm begins.
-        wait_for(lambda: len(births(pop)) >= 4, 120, "the first births\n" + logs_text(pop))
+        wait_for(lambda: len(births(pop)) >= 4, 120, "the first births", show=output_of(out, pop=pop))
         t0 = time.time()
         while time.time() - t0 < STORM_SECONDS:
             time.sleep(rng.uniform(0.5, 2.0))

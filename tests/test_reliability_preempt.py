@@ -10,7 +10,8 @@ import signal
 from lse.store import Store
 from lse.runners.worker import list_claims
 
-from _reliability_helpers import births, check_individuals, logs_text, make_pop, reaped, start_worker, wait_for, write_data
+from _reliability_helpers import (births, check_individuals, logs_text, make_pop, output_of, reaped, start_worker, wait_for,
+                                  write_data)
 from _reliability_seed import digest, seed_individuals
 
 
@@ -23,8 +24,8 @@ def test_sigterm_mid_training_stops_cleanly(tmp_path):
     out = tmp_path / "worker.out"
     p = start_worker(pop, out)
     with reaped(p):
-        log = wait_for(lambda: next(pop.glob(f"logs/*-{p.pid}-*.log"), None), 60, "the worker's log")
-        wait_for(lambda: "training " in log.read_text(), 60, "training to start")
+        log = wait_for(lambda: next(pop.glob(f"logs/*-{p.pid}-*.log"), None), 60, "the worker's log", show=output_of(out))
+        wait_for(lambda: "training " in log.read_text(), 60, "training to start", show=output_of(out, pop=pop))
         # Mid-training: the child holds a birth slot (claim) and the worker its private folder.
         assert len(list_claims(Store(pop))) == 1
         p.send_signal(signal.SIGTERM)
@@ -55,13 +56,15 @@ def test_killed_launcher_stops_its_workers_cleanly(tmp_path):
     pop = tmp_path / "pop"
     make_pop(pop, data, steps=1_000_000)
     committed = seed_individuals(pop, 2)
-    launcher = subprocess.Popen([PYTHON, "-m", "lse.launch", "--pop", str(pop), "--workers", "2", "--threads", "1",
-                                 "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env=worker_env(), cwd=REPO, start_new_session=True)
+    out = tmp_path / "launcher.out"
+    with open(out, "ab") as out_f:  # the launcher's and its workers' stderr, for failure messages
+        launcher = subprocess.Popen([PYTHON, "-m", "lse.launch", "--pop", str(pop), "--workers", "2", "--threads", "1",
+                                     "--no-progress"], stdout=out_f, stderr=out_f,
+                                    env=worker_env(), cwd=REPO, start_new_session=True)
     workers: list[psutil.Process] = []
     try:
         wait_for(lambda: sum("training " in f.read_text() for f in pop.glob("logs/*.log")) >= 2, 90,
-                 "both workers training\n" + logs_text(pop))
+                 "both workers training", show=output_of(out, pop=pop))
         workers = [k for k in psutil.Process(launcher.pid).children() if "worker.py" in " ".join(k.cmdline())]
         assert len(workers) == 2
         launcher.kill()

@@ -128,3 +128,31 @@ def test_training_never_touches_the_test_split(synth):
     blind = dataclasses.replace(synth, test_x=None, test_y=None, _copies={})  # any access would fail
     r = train(small_cnn(1), blind, learning_rate=0.05, steps=5, seed=0)
     assert r.failed_reason is None
+
+
+def test_augmentation_pads_with_the_mean_zero_after_normalising(synth):
+    # issue 20: padding raw zeros before normalising made the border -mean/std (-0.81 on
+    # Fashion-MNIST), an edge no test image has.  Padded pixels must be 0 after normalising.
+    import dataclasses
+
+    from lse.nn.train import _Batches
+
+    white = dataclasses.replace(synth, train_x=torch.full_like(synth.train_x, 255), _norm_cache={}, _copies={})
+    scale, shift = white.normalization("cpu")
+    inside = float(255 * scale.flatten()[0] + shift.flatten()[0])
+    x, _ = _Batches(white, 200, seed=1, augment=True, dev=torch.device("cpu"), cl=False).next()
+    values = set(torch.unique(x).tolist())
+    assert 0.0 in values  # some crops reach into the padding
+    assert all(v == 0.0 or v == pytest.approx(inside) for v in values), values
+    assert float(shift.flatten()[0]) < -0.1  # the old border value was far from 0
+
+
+def test_the_trainer_mirrors_as_the_experiment_says(tmp_path):
+    from lse.config import ExperimentConfig, WorkerOptions
+    from lse.runners.worker import TorchTrainer
+
+    write_synthetic(tmp_path, "idx", n_train=120, n_test=20, seed=0)
+    for flip in (True, False):
+        t = TorchTrainer(WorkerOptions())
+        t.prepare(ExperimentConfig(data_dir=str(tmp_path), validation_size=20, flip=flip))
+        assert t.dataset.flip is flip

@@ -30,7 +30,8 @@ def mutate_one(algorithm: Algorithm, parents: Sequence[IndividualRecord], rng: r
     ``algorithm.mutations_per_child`` in a row; inherit by name and shape."""
     parent = parents[0]
     dna, record = mutate_many(DNA.model_validate(parent.dna), rng, algorithm.config.mutation_probabilities,
-                              algorithm.mutations_per_child)
+                              algorithm.mutations_per_child,
+                              insert_channels=algorithm.config.insert_channels)
     return Child(dna, (parent.id,), record, Provenance.from_mutation(parent.id, record))
 
 

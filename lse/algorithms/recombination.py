@@ -104,7 +104,8 @@ class Recombination(Algorithm):
             dna = dna.model_copy(update={"mutation_probabilities": p})
             probabilities = p
             details["probabilities_from"] = source.id
-        dna, record = mutate_many(dna, rng, probabilities, self.mutations_per_child)
+        dna, record = mutate_many(dna, rng, probabilities, self.mutations_per_child,
+                                     insert_channels=self.config.insert_channels)
         if self.evolving:  # mutations rebuild the DNA from its data: the distribution rides along
             assert dna.mutation_probabilities == probabilities
         ids = (a.id,) if kind == "none" else (a.id, b.id)

@@ -74,7 +74,8 @@ class ParetoTestbed(Algorithm):
         provenance = Provenance(default=first.id)
         if len(parents) > 1:
             dna, provenance = recombine(dna, first.id, DNA.model_validate(parents[1].dna), parents[1].id, rng)
-        dna, record = mutate_many(dna, rng, self.config.mutation_probabilities, self.mutations_per_child)
+        dna, record = mutate_many(dna, rng, self.config.mutation_probabilities, self.mutations_per_child,
+                                     insert_channels=self.config.insert_channels)
         if record.reset_all:
             provenance = Provenance(reset_all=True)
         elif record.changed_edges:

@@ -8,7 +8,7 @@ Structure
   activation function, applied after the incoming edges are merged: ``"bn_relu"``
   (batch-norm then ReLU) or ``"linear"`` (nothing).
 * **Edges** are ``"identity"`` connections or ``"conv"`` convolutions.  A convolution carries
-  the mutable numbers ``filter_h``, ``filter_w`` (odd after rounding), ``stride_log2`` (the
+  the mutable numbers ``filter_h``, ``filter_w`` (built as the nearest odd size), ``stride_log2`` (the
   stride is ``2 ** round(stride_log2)``: powers of two only) and ``out_channels``.  They are
   stored as *floats* and rounded only when built, so several small mutations accumulate
   despite integer round-off (section 3.2, footnote 3).
@@ -55,6 +55,13 @@ def round_half_up(x: float) -> int:
     return math.floor(x + 0.5)
 
 
+def round_to_odd(x: float) -> int:
+    """The nearest odd integer, halves up: [0, 2) -> 1, [2, 4) -> 3, [4, 6) -> 5 ...  Filter
+    sizes are stored as floats that drift in small steps (footnote 3) and built at this size;
+    for every float that rounds half up to an odd number (older DNAs) the two agree."""
+    return 2 * math.floor(x / 2.0) + 1
+
+
 def _fail(field: str, problem: str, hint: str = "fix or discard this DNA") -> DNAError:
     return DNAError(f"DNA field {field}: {problem}", hint)
 
@@ -83,15 +90,15 @@ class Edge(BaseModel):
     dst: str = Field(description="id of the vertex this edge feeds")
     kind: Literal["identity", "conv"] = Field("identity")
     skip: bool = Field(False, description="True: a skip connection; False: the vertex's primary input")
-    filter_h: float | None = Field(None, description="conv filter height (odd after rounding)")
-    filter_w: float | None = Field(None, description="conv filter width (odd after rounding)")
+    filter_h: float | None = Field(None, description="conv filter height (built as the nearest odd size)")
+    filter_w: float | None = Field(None, description="conv filter width (built as the nearest odd size)")
     stride_log2: float | None = Field(None, description="log2 of the conv stride (rounded, >= 0)")
     out_channels: float | None = Field(None, description="conv output channels (rounded, >= 1)")
 
     # --- rounded values, as built ---
     def kernel(self) -> tuple[int, int]:
         """(height, width) of the filter, rounded; both odd."""
-        return round_half_up(self.filter_h), round_half_up(self.filter_w)  # type: ignore[arg-type]
+        return round_to_odd(self.filter_h), round_to_odd(self.filter_w)  # type: ignore[arg-type]
 
     def stride(self) -> int:
         """The stride, a power of two."""
@@ -118,9 +125,8 @@ class Edge(BaseModel):
         if self.skip:
             raise _fail(f"{where}.kind", "a skip connection is an identity, not a conv (section 3.2)")
         for f in ("filter_h", "filter_w"):
-            k = round_half_up(getattr(self, f))
-            if k < 1 or k % 2 == 0:
-                raise _fail(f"{where}.{f}", f"filter sizes must be odd and >= 1 after rounding, got {getattr(self, f)!r} -> {k}")
+            if getattr(self, f) < 0.5:
+                raise _fail(f"{where}.{f}", f"filter sizes must be >= 0.5 (built as the nearest odd size), got {getattr(self, f)!r}")
         if not 0 <= round_half_up(self.stride_log2) <= MAX_STRIDE_LOG2:  # type: ignore[arg-type]
             raise _fail(f"{where}.stride_log2", f"must round to 0..{MAX_STRIDE_LOG2:g}, got {self.stride_log2!r}")
         if round_half_up(self.out_channels) < 1:  # type: ignore[arg-type]

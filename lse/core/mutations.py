@@ -13,10 +13,11 @@ A mutation that cannot apply to a DNA (remove-skip without a skip) raises
 :class:`lse.errors.MutationError`; :func:`mutate` then draws another name among those not yet
 tried, and falls back to identity, which always applies: at most 11 draws, never a loop.
 
-Numeric mutations sample uniformly around the current value: channels and learning rate from
-half to twice it; the stride from half to twice it on a log2 scale (stride_log2 +- 1); filter
-sizes likewise, resampled until the rounded size is a different odd number.  All sampling
-goes through the given ``rng``, so a seed fixes the child.
+Numeric mutations sample uniformly around the current value: channels, filter sizes and the
+learning rate from half to twice it; the stride from half to twice it on a log2 scale
+(stride_log2 +- 1, reflected at 0 and at MAX_STRIDE_LOG2).  Like the channels, a filter size
+may keep its rounded value (the float drifts, footnote 3).  All sampling goes through the
+given ``rng``, so a seed fixes the child.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lse.core.dna import DNA, round_half_up
+from lse.core.dna import DNA, MAX_STRIDE_LOG2, round_half_up
 from lse.errors import ConfigError, MutationError
 
 MUTATION_NAMES: tuple[str, ...] = (
@@ -109,9 +110,11 @@ def reset_weights(dna: DNA, rng: random.Random) -> tuple[DNA, MutationRecord]:
     return DNA.model_validate(_data(dna)), MutationRecord(name="reset_weights", reset_all=True)
 
 
-def _insert(dna: DNA, rng: random.Random, kind: str) -> tuple[DNA, dict[str, Any]]:
+def _insert(dna: DNA, rng: random.Random, kind: str,
+            channels_from: tuple[int, ...] | None = None) -> tuple[DNA, dict[str, Any]]:
     """Insert a vertex w on a random backbone edge a -> b: a new edge a -> w, and the old
-    edge (keeping its id, hence its weights) now reads w.  Skips stay where they were."""
+    edge (keeping its id, hence its weights) now reads w.  Skips stay where they were.
+    ``channels_from``: a new conv's width is drawn from it instead of copying its input's."""
     target = rng.choice(dna.backbone_edges())
     d = _data(dna)
     w = _new_id(d, "v")
@@ -120,7 +123,7 @@ def _insert(dna: DNA, rng: random.Random, kind: str) -> tuple[DNA, dict[str, Any
     d["vertices"].append({"id": w, "activation": activation})
     edge: dict[str, Any] = {"id": new, "src": target.src, "dst": w, "kind": kind, "skip": False}
     if kind == "conv":
-        channels = dna.vertex_channels()[target.src]
+        channels = dna.vertex_channels()[target.src] if not channels_from else rng.choice(channels_from)
         edge.update(filter_h=3.0, filter_w=3.0, stride_log2=float(rng.choice((0, 1))), out_channels=float(channels))
     else:
         edge.update(filter_h=None, filter_w=None, stride_log2=None, out_channels=None)
@@ -132,10 +135,15 @@ def _insert(dna: DNA, rng: random.Random, kind: str) -> tuple[DNA, dict[str, Any
     return DNA.model_validate(d), details
 
 
-def insert_convolution(dna: DNA, rng: random.Random) -> tuple[DNA, MutationRecord]:
+def insert_convolution(dna: DNA, rng: random.Random, channels_from: tuple[int, ...] | None = None
+                       ) -> tuple[DNA, MutationRecord]:
     """A 3x3 convolution at a random place on the backbone: stride 1 or 2 at random, as many
-    channels as its input, batch-norm + ReLU or linear at random (section 3.2)."""
-    child, details = _insert(dna, rng, "conv")
+    channels as its input, batch-norm + ReLU or linear at random (section 3.2).
+
+    ``channels_from`` (not in the paper; ExperimentConfig.insert_channels): the width is drawn
+    uniformly from these instead.  On grey images the paper's rule inserts 1-channel convs,
+    and at a small scale selection discards the rare child that doubles one (issue 19)."""
+    child, details = _insert(dna, rng, "conv", channels_from)
     return child, MutationRecord(name="insert_convolution", details=details, changed_edges=[details["edge"]])
 
 
@@ -183,12 +191,17 @@ def remove_convolution(dna: DNA, rng: random.Random) -> tuple[DNA, MutationRecor
 
 def alter_stride(dna: DNA, rng: random.Random) -> tuple[DNA, MutationRecord]:
     """New stride_log2 uniform in [current - 1, current + 1] (half to twice the stride on a
-    log scale), reflected at 0; the built stride is 2**round(stride_log2), a power of two."""
+    log scale), reflected at 0 and at MAX_STRIDE_LOG2; the built stride is
+    2**round(stride_log2), a power of two."""
     conv = _pick_conv(dna, rng, "alter_stride")
     d = _data(dna)
     old = conv.stride_log2
-    # Reflected at 0 rather than clamped: clamping would leave stride 1 unchanged half the time.
+    # Reflected rather than clamped: clamping would leave stride 1 unchanged half the time.
     new = abs(rng.uniform(old - 1.0, old + 1.0))  # type: ignore[operator]
+    # The upper bound too (issue 20): strides beyond the image change nothing, so selection
+    # never pushes back and a lineage drifts up; past the bound DNA validation would raise.
+    if new > MAX_STRIDE_LOG2:
+        new = 2 * MAX_STRIDE_LOG2 - new
     _edge(d, conv.id)["stride_log2"] = new
     child = DNA.model_validate(d)
     return child, MutationRecord(
@@ -216,27 +229,22 @@ def alter_channels(dna: DNA, rng: random.Random) -> tuple[DNA, MutationRecord]:
 
 def filter_size(dna: DNA, rng: random.Random) -> tuple[DNA, MutationRecord]:
     """Filter height or width (at random) of a random convolution: uniform from half to twice
-    the current value (at least to 3), resampled until it rounds to a *different odd* size."""
+    the current value, built as the nearest odd size (from 3: 1, 3 or 5).  As with the
+    channels, the rounded size may stay the same: the float drifts (footnote 3)."""
     conv = _pick_conv(dna, rng, "filter_size")
     axis = rng.choice(("filter_h", "filter_w"))
     old = float(getattr(conv, axis))
-    old_k = round_half_up(old)
-    lo, hi = max(0.5, old / 2.0), max(3.5, old * 2.0)
-    new = None
-    for _ in range(64):  # a candidate is odd and different with probability >= 1/4
-        x = rng.uniform(lo, hi)
-        k = round_half_up(x)
-        if k % 2 == 1 and k >= 1 and k != old_k:
-            new = x
-            break
-    if new is None:  # pragma: no cover - astronomically unlikely; stay deterministic
-        new = float(old_k + 2)
+    new = max(0.5, _half_to_twice(old, rng))
     d = _data(dna)
     _edge(d, conv.id)[axis] = new
-    return DNA.model_validate(d), MutationRecord(
+    child = DNA.model_validate(d)
+    old_k, new_k = conv.kernel(), child.edge(conv.id).kernel()
+    i = 0 if axis == "filter_h" else 1
+    return child, MutationRecord(
         name="filter_size",
-        details={"edge": conv.id, "axis": axis, "from": old, "to": new, "size_from": old_k, "size_to": round_half_up(new)},
-        changed_edges=[conv.id],
+        details={"edge": conv.id, "axis": axis, "from": old, "to": new, "size_from": old_k[i], "size_to": new_k[i]},
+        # the conv's tensors keep their meaning (and shape) while the built size is unchanged
+        changed_edges=[conv.id] if new_k != old_k else [],
     )
 
 
@@ -305,10 +313,12 @@ def _weights(probabilities: dict[str, float] | None) -> dict[str, float]:
 
 
 def mutate(
-    dna: DNA, rng: random.Random, probabilities: dict[str, float] | None = None
+    dna: DNA, rng: random.Random, probabilities: dict[str, float] | None = None, *,
+    insert_channels: list[int] | tuple[int, ...] | None = None,
 ) -> tuple[DNA, MutationRecord]:
     """Draw a mutation (relative weights ``probabilities``, name -> weight; None: uniform over
     the 11; missing names weigh 0) and apply it to ``dna``, returning ``(child, record)``.
+    ``insert_channels``: widths insert-convolution draws from (None: its input's, the paper).
 
     A drawn mutation that cannot apply is set aside and another is drawn from the rest (its
     name is kept in ``record.skipped``); when none is left, identity, which always applies.
@@ -323,7 +333,10 @@ def mutate(
         else:
             name = rng.choices(names, weights=[weights[n] for n in names])[0]
         try:
-            child, record = MUTATIONS[name](dna, rng)
+            if name == "insert_convolution" and insert_channels:
+                child, record = insert_convolution(dna, rng, tuple(insert_channels))
+            else:
+                child, record = MUTATIONS[name](dna, rng)
         except MutationError:
             if name == "identity":  # pragma: no cover - identity always applies
                 raise
@@ -333,7 +346,8 @@ def mutate(
 
 
 def mutate_many(
-    dna: DNA, rng: random.Random, probabilities: dict[str, float] | None = None, n: int = 1
+    dna: DNA, rng: random.Random, probabilities: dict[str, float] | None = None, n: int = 1,
+    insert_channels: list[int] | tuple[int, ...] | None = None,
 ) -> tuple[DNA, MutationRecord]:
     """``n`` mutations in a row (paper section 5: a period of increased mutation rate).
 
@@ -343,12 +357,12 @@ def mutate_many(
     inherited) and ``reset_all`` is set if any of them was a reset."""
     if n < 1:
         raise ValueError(f"mutations per child must be >= 1, got {n}")
-    child, record = mutate(dna, rng, probabilities)
+    child, record = mutate(dna, rng, probabilities, insert_channels=insert_channels)
     if n == 1:
         return child, record
     chain = [record]
     for _ in range(n - 1):
-        child, r = mutate(child, rng, probabilities)
+        child, r = mutate(child, rng, probabilities, insert_channels=insert_channels)
         chain.append(r)
     changed: list[str] = []
     for r in chain:

@@ -35,7 +35,7 @@ from pathlib import Path
 from lse.config import ExperimentConfig
 from lse.dashboard.server import serve
 from lse.core.dna import initial_dna
-from lse.mutations import mutate
+from lse.core.mutations import mutate
 from lse.core.records import IndividualName, IndividualRecord, new_id
 from lse.store import PopulationPaths, Store
 

@@ -8,10 +8,13 @@
   ``edges.e7.weight``, ``vertices.v3.bn.running_mean``, ``classifier.weight``.
 * Where edges meet at a vertex their outputs are SUMMED, then the vertex's activation is
   applied.  The primary (non-skip) edge fixes the vertex's shape; each skip is reshaped to it
-  by zeroth-order (nearest) interpolation of the spatial size and truncation / zero-padding
-  of the channels, as in He et al. 2016 (section 3.2).
+  by zeroth-order interpolation of the spatial size and truncation / zero-padding of the
+  channels, as in He et al. 2016 (section 3.2).  Zeroth order here means: the rows and
+  columns the backbone's strided convolutions centre on (0, s, 2s, ...), a strided slice.
+  ``F.interpolate(mode="nearest")`` picks others (7 -> 4: rows 0, 1, 3, 5 against the
+  stride-2 centres 0, 2, 4, 6; 28 -> 4: 0, 7, 14, 21 against 0, 8, 16, 24).
 * Shapes are resolved once, at build time, for ``input_shape``; the forward pass is plain
-  ops (convolution, batch-norm, slicing, padding, nearest interpolation), fine with
+  ops (convolution, batch-norm, slicing, padding), fine with
   ``channels_last`` and without ``torch.compile`` (NOTES.md: compiling cost more than it saved).
 * Spatial size never collapses: with odd filters and padding ``k // 2`` a convolution maps
   H to ``floor((H - 1) / s) + 1 >= 1``; strides larger than the map are clamped to it (same
@@ -46,11 +49,12 @@ class _Step:
 
     __slots__ = ("vertex", "src", "edge", "skips")
 
-    def __init__(self, vertex: str, src: str, edge: str | None, skips: list[tuple[str, tuple[int, int, int]]]):
+    def __init__(self, vertex: str, src: str, edge: str | None,
+                 skips: list[tuple[str, tuple[int, int, int], tuple[int, int]]]):
         self.vertex = vertex  # vertex id
         self.src = src  # source vertex of the primary edge
         self.edge = edge  # conv edge id, None for identity
-        self.skips = skips  # (source vertex, target (C, H, W)) per skip
+        self.skips = skips  # (source vertex, target (C, H, W), (row step, column step)) per skip
 
 
 class Phenotype(nn.Module):
@@ -69,9 +73,13 @@ class Phenotype(nn.Module):
         self.vertices = nn.ModuleDict()
 
         shapes: dict[str, tuple[int, int, int]] = {dna.input_id: self.input_shape}
+        # Row j (column i) of a vertex is centred on input row j * grid[v][0] (column
+        # i * grid[v][1]): the product of the strides on the backbone up to it.
+        grid: dict[str, tuple[int, int]] = {dna.input_id: (1, 1)}
         steps: list[_Step] = []
         for e in dna.backbone_edges():
             c, h, w = shapes[e.src]
+            gh, gw = grid[e.src]
             if e.kind == "conv":
                 kh, kw = e.kernel()
                 s = e.stride()
@@ -79,10 +87,19 @@ class Phenotype(nn.Module):
                 self.edges[e.id] = nn.Conv2d(c, e.channels(), (kh, kw), stride=(sh, sw), padding=(kh // 2, kw // 2))
                 shape = (e.channels(), (h - 1) // sh + 1, (w - 1) // sw + 1)
                 conv = e.id
+                gh, gw = gh * sh, gw * sw
             else:
                 shape, conv = (c, h, w), None
             shapes[e.dst] = shape
-            steps.append(_Step(e.dst, e.src, conv, [(s.src, shape) for s in dna.skips_into(e.dst)]))
+            grid[e.dst] = (gh, gw)
+            skips = []
+            for sk in dna.skips_into(e.dst):
+                # the skip's source lies earlier on the backbone: its grid divides ours
+                (ah, aw), (_, ha, wa) = grid[sk.src], shapes[sk.src]
+                step = (gh // ah, gw // aw)
+                assert (ha - 1) // step[0] + 1 == shape[1] and (wa - 1) // step[1] + 1 == shape[2], (sk.id, step)
+                skips.append((sk.src, shape, step))
+            steps.append(_Step(e.dst, e.src, conv, skips))
         for v in dna.vertices:
             if v.activation == "bn_relu":
                 self.vertices[v.id] = VertexActivation(shapes[v.id][0])
@@ -104,12 +121,13 @@ class Phenotype(nn.Module):
         return self.vertices[vid](x) if vid in self.vertices else x
 
     @staticmethod
-    def _reshape(x: torch.Tensor, target: tuple[int, int, int]) -> torch.Tensor:
-        """A skip's activations to the primary's shape: nearest interpolation for H, W,
-        truncation or zero-padding for channels (He et al. 2016, option A)."""
+    def _reshape(x: torch.Tensor, target: tuple[int, int, int], step: tuple[int, int]) -> torch.Tensor:
+        """A skip's activations to the primary's shape: every ``step``-th row and column (the
+        points the backbone's strided convolutions centre on) for H, W, truncation or
+        zero-padding for channels (He et al. 2016, option A)."""
         c, h, w = target
-        if x.shape[-2:] != (h, w):
-            x = F.interpolate(x, size=(h, w), mode="nearest")
+        if step != (1, 1):
+            x = x[:, :, :: step[0], :: step[1]]  # (N, C, h, w): ceil(H / step) == h
         if x.shape[1] > c:
             x = x[:, :c]
         elif x.shape[1] < c:
@@ -122,8 +140,8 @@ class Phenotype(nn.Module):
             y = acts[step.src]
             if step.edge is not None:
                 y = self.edges[step.edge](y)
-            for src, target in step.skips:
-                y = y + self._reshape(acts[src], target)  # the merge: summed, never dropped
+            for src, target, grid_step in step.skips:
+                y = y + self._reshape(acts[src], target, grid_step)  # the merge: summed, never dropped
             acts[step.vertex] = self._activate(step.vertex, y)
         pooled = acts[self.output_id].mean(dim=(2, 3))  # global average pooling: (N, C)
         return self.classifier(pooled)

@@ -197,10 +197,11 @@ class _Batches:
             self.pos = 0
         idx = self.perm[self.pos : self.pos + b]
         self.pos += b
-        xb = self.x[idx]
+        # Normalise, then augment: the zeros augmentation pads are then the training mean, not
+        # raw black (-mean/std after normalising; issue 20).
+        xf = normalize(self.x[idx], self.scale, self.shift)
         if self.augment:
-            xb = augment_batch(xb, self.gen, flip=self.flip)
-        xf = normalize(xb, self.scale, self.shift)
+            xf = augment_batch(xf, self.gen, flip=self.flip)
         if self.cl:
             xf = xf.contiguous(memory_format=torch.channels_last)
         return xf, self.y[idx]

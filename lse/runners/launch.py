@@ -37,7 +37,7 @@ from typing import Callable, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lse.config import ExperimentConfig
+from lse.config import ExperimentConfig, apply_preset
 from lse.errors import ConfigError, LaunchError, LseError
 from lse.store import Store
 from lse.runners.warmstart import read_dna_file, seed_from
@@ -615,8 +615,10 @@ def _command():
         steps: int = typer.Option(None, "--steps", min=1, help="SGD steps per individual, batch 50 (default: 25600)"),
         selection: str = typer.Option(None, "--selection", help="tournament (section 3.1) | random (the random-search control) (default: tournament)"),
         inheritance: bool = typer.Option(None, "--inheritance/--no-inheritance", help="children inherit the parent's weights (section 3.6) (default: on)"),
+        flip: bool = typer.Option(None, "--flip/--no-flip", help="augmentation mirrors half the images left-right (default: on for fashion-mnist and CIFAR, off for mnist)"),
         seed: int = typer.Option(None, "--seed", help="experiment seed: validation split, workers' seeds (default: 0)"),
         initial_learning_rate: float = typer.Option(None, "--initial-learning-rate", help="learning rate of initial individuals (default: 0.1)"),
+        preset: str = typer.Option("paper", "--preset", help="paper (the paper's algorithm) | quick (insert-convolution draws 8/16/32 channels; see README); options given explicitly win"),
         mutation_prob: list[str] = typer.Option(None, "--mutation-prob", help="NAME=WEIGHT, repeatable; names not given weigh 0 (default: uniform over the 11 mutations)"),
         algorithm: str = typer.Option(None, "--algorithm", help="the algorithm, from `lse algorithms` (default: real2017, the paper's)"),
         algorithm_option: list[str] = typer.Option(None, "--algorithm-option", "-o", help="KEY=VALUE, repeatable: an option of the algorithm (see `lse algorithms`)"),
@@ -647,7 +649,7 @@ def _command():
             given = dict(
                 dataset=dataset, data_dir=None if data_dir is None else str(data_dir), validation_size=validation_size,
                 augment=augment,
-                population_size=population_size, steps=steps, selection=selection, inheritance=inheritance, seed=seed,
+                population_size=population_size, steps=steps, selection=selection, inheritance=inheritance, flip=flip, seed=seed,
                 initial_learning_rate=initial_learning_rate, mutation_probabilities=parse_mutation_probs(mutation_prob),
                 max_individuals=max_individuals, max_hours=max_hours, max_flops=max_flops,
                 algorithm=parse_algorithm(algorithm, algorithm_option),
@@ -655,6 +657,7 @@ def _command():
                 mutations_per_child=mutations_per_child, mutation_bursts=mutation_burst or None,
                 weight_resets=weight_reset or None,
             )
+            given = apply_preset(preset, {k: v for k, v in given.items() if v is not None})
             if seed_from is not None:
                 given["seed_from"] = str(seed_from)
             if prepare_only:

@@ -12,7 +12,8 @@ Every worker runs the same loop, alone, talking to the others only through the s
    individual: no convolution, learning rate ``initial_learning_rate``.  Otherwise a tournament
    (:mod:`lse.core.selection`): two random alive individuals, kill the worse (lost race: retry),
    read the better (lost race: retry), mutate a copy (:func:`lse.core.mutations.mutate`, with a
-   per-worker seeded rng).
+   per-worker seeded rng).  A variation that raises gives this child up (a warning) and the
+   loop tries again: nothing a mutation produces can end a worker.
 4. **Train** through the injectable :class:`Trainer` (build, inherit weights unless the
    experiment disabled inheritance, train, evaluate on the validation split, count FLOPs as
    ``F_t*N_t + F_v*N_v``, section 3.5).  Training polls :meth:`_Stopper.should_stop`.
@@ -149,7 +150,8 @@ class TorchTrainer:
         self.config = config
         # Loaded once per process; every child trains on the same tensors (section 3.4).
         self.dataset = load_dataset(
-            config.dataset, config.data_dir, validation_size=config.validation_size, seed=config.seed, device=dev
+            config.dataset, config.data_dir, validation_size=config.validation_size, seed=config.seed, device=dev,
+            flip=config.flip,
         )
         self.input_channels = self.dataset.input_shape[0]
         self.input_shape = tuple(self.dataset.input_shape)
@@ -668,7 +670,8 @@ class _Loop:
                 return
             record, state = bred
             try:
-                self._publish_when_space(lambda: gens.publish(g, slot, record, state, alive=record.fitness is not None))
+                self._publish_when_space(lambda: gens.publish(g, slot, record, state, alive=record.fitness is not None),
+                                         record.id)
             except LostRace as e:
                 log.info("child %s discarded: %s", record.id, e)
                 return
@@ -801,7 +804,7 @@ class _Loop:
         if bred is None:
             return
         record, state = bred
-        self._publish_when_space(lambda: self.store.publish(record, state, alive=record.fitness is not None))
+        self._publish_when_space(lambda: self.store.publish(record, state, alive=record.fitness is not None), record.id)
         self._count_birth(record)
 
     def _count_birth(self, record: IndividualRecord) -> None:
@@ -887,7 +890,7 @@ class _Loop:
         )
         return record, None if failed else res.state_dict
 
-    def _publish_when_space(self, publish: Callable[[], object]) -> None:
+    def _publish_when_space(self, publish: Callable[[], object], child_id: str) -> None:
         """Publish; on a full disk keep the trained child in memory and retry with backoff
         (1, 2, 4 ... 60 s), one log line per attempt.  A child may have cost hours of training,
         and its parent's rival was already killed: dropping it would waste both.  A stop (signal,
@@ -898,11 +901,11 @@ class _Loop:
                 publish()
                 return
             except DiskFull as e:
-                log.error("%s; keeping the child in memory, retrying in %.0f s", e, delay)
+                log.error("%s; keeping %s in memory, retrying in %.0f s", e, child_id, delay)
             deadline = time.monotonic() + delay
             while time.monotonic() < deadline:
                 if self.stopper.should_stop():
-                    log.info("stop while the disk is full: the child is discarded, nothing published")
+                    log.info("stop while the disk is full: %s discarded, nothing published", child_id)
                     raise StopRequested(self.stopper.reason() or "stop")
                 self.stopper.signalled.wait(min(0.5, max(0.0, deadline - time.monotonic())))
             delay = min(2 * delay, 60.0)
