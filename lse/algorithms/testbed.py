@@ -25,7 +25,7 @@ from lse.algorithms.base import Algorithm, Child, PopulationView, ReplacementPla
 from lse.core.crossover import recombine
 from lse.core.dna import DNA
 from lse.core.mutations import mutate_many
-from lse.core.pareto import better, rank_and_crowding, survivors
+from lse.core.pareto import RankCache, better, survivors
 from lse.core.provenance import Provenance
 from lse.core.records import IndividualRecord
 
@@ -44,16 +44,10 @@ class ParetoTestbed(Algorithm):
 
     def __init__(self, config) -> None:
         super().__init__(config)
-        self._ranked: tuple[tuple[str, ...], list[tuple[int, float]]] = ((), [])
+        self._ranks = RankCache()  # the alive population rarely changes between two steps
 
     def _rank(self, view: PopulationView, ids: list[str]) -> list[tuple[int, float]]:
-        """NSGA-II keys of ``ids``, computed once per population: P_g does not change during
-        generation g, so every child of it reuses the ranking."""
-        key = tuple(ids)
-        if self._ranked[0] != key:
-            self._ranked = (key, rank_and_crowding([objective_vector(getattr(view.record(i), "objectives", None))
-                                                    for i in ids]))
-        return self._ranked[1]
+        return self._ranks.rank(ids, lambda i: objective_vector(getattr(view.record(i), "objectives", None)))
 
     def select(self, view: PopulationView, rng: random.Random, *, full: bool) -> Selection:
         ids = [m.id for m in view.members if view.record(m.id) is not None]

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lse.algorithms.base import Algorithm, Child, PopulationView, Selection
 from lse.core.autoencoder import AutoencoderGenome, initial_autoencoder, mutate
-from lse.core.pareto import better, rank_and_crowding
+from lse.core.pareto import RankCache, better
 from lse.core.provenance import Provenance
 from lse.core.records import IndividualRecord
 from lse.core.topsis import topsis
@@ -67,7 +67,7 @@ class TwoStepAutoencoder(Algorithm):
 
     def __init__(self, config) -> None:
         super().__init__(config)
-        self._ranked: tuple[tuple[str, ...], list[tuple[int, float]]] = ((), [])
+        self._ranks = RankCache()  # the alive population rarely changes between two steps
 
     def _shape(self) -> tuple[int, int, int]:
         shape = self.input_shape or KNOWN_SHAPES.get(self.config.dataset)
@@ -79,11 +79,7 @@ class TwoStepAutoencoder(Algorithm):
         return Child(initial_autoencoder(self._shape()), genome="autoencoder")
 
     def _rank(self, view: PopulationView, ids: list[str]) -> list[tuple[int, float]]:
-        key = tuple(ids)
-        if self._ranked[0] != key:  # the alive population changed: rank it again
-            points = [objective_vector(getattr(view.record(i), "objectives", None)) for i in ids]
-            self._ranked = (key, rank_and_crowding(points))
-        return self._ranked[1]
+        return self._ranks.rank(ids, lambda i: objective_vector(getattr(view.record(i), "objectives", None)))
 
     def select(self, view: PopulationView, rng: random.Random, *, full: bool) -> Selection:
         ids = [m.id for m in view.members if view.record(m.id) is not None]

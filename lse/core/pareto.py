@@ -81,3 +81,20 @@ def survivors(points: Sequence[Vector], keep: int) -> list[int]:
     key = rank_and_crowding(points)
     order = sorted(range(len(points)), key=lambda i: (key[i][0], -key[i][1], i))
     return sorted(order[:keep])
+
+
+class RankCache:
+    """NSGA-II keys of one population, recomputed only when its members change: a worker ranks
+    the alive population every step, and between two births nothing about it moves (for a
+    generational algorithm, nothing during a whole generation)."""
+
+    def __init__(self) -> None:
+        self._ids: tuple[str, ...] = ()
+        self._keys: list[tuple[int, float]] = []
+
+    def rank(self, ids: Sequence[str], vector) -> list[tuple[int, float]]:
+        """(front, crowding) per id, in ``ids`` order; ``vector(id)`` gives an objective vector."""
+        key = tuple(ids)
+        if key != self._ids:
+            self._ids, self._keys = key, rank_and_crowding([vector(i) for i in ids])
+        return self._keys
