@@ -77,7 +77,8 @@ def _storm(tmp_path: Path, *, workers: int, target: int, kill_every: tuple[float
             start()
         go.touch()
         while any(p.poll() is None for p in procs.values()):
-            assert time.monotonic() - t0 < timeout, "the storm did not reach its generation in time"
+            if time.monotonic() > t0 + timeout:  # a hang guard, not a timing: 12 s on a quiet machine
+                pytest.fail(f"the storm did not reach generation {target} within {timeout:.0f} s: a hang")
             time.sleep(rng.uniform(*kill_every))
             running = [w for w, p in procs.items() if p.poll() is None]
             if not running:
@@ -133,7 +134,7 @@ def _storm(tmp_path: Path, *, workers: int, target: int, kill_every: tuple[float
 
 
 def test_generation_kill_storm_short(tmp_path):
-    f = _storm(tmp_path, workers=4, target=12, kill_every=(0.1, 0.3), seed=1, timeout=120)
+    f = _storm(tmp_path, workers=4, target=12, kill_every=(0.1, 0.3), seed=1, timeout=400)
     assert f["sigkills"] >= 3
 
 
