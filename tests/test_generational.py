@@ -13,7 +13,7 @@ from lse.config import ExperimentConfig, WorkerOptions
 from lse.runners.simulate import StandInTrainer
 from lse.runners.worker import run_worker
 from lse.store import Store
-from lse.store.generations import Generations, Plan
+from lse.store.generations import Generations
 
 
 def test_generations_close_with_two_parent_children(tmp_path):
@@ -41,12 +41,7 @@ def test_generations_close_with_two_parent_children(tmp_path):
     store.register_worker("checker", auto_heartbeat=False)
     algo = make_algorithm(store.config)
     gens = Generations(store, slots=algo.slots(1), initial_slots=algo.slots(0))
-
-    def plan(parents, children):
-        r = algo.replace(parents, children)
-        return Plan(r.kill, r.alive, r.dead)
-
-    figures = check_barrier(store, gens, gens.advance(plan))
+    figures = check_barrier(store, gens, gens.advance(algo.replace))
     assert figures["generations"] >= 4, figures
     recs = store.records()
     by_gen: dict[int, int] = {}

@@ -57,18 +57,15 @@ def _finish_generations(pop) -> dict:
     from _generation_helpers import check_barrier
 
     from lse.algorithms import make_algorithm
-    from lse.store.generations import Generations, Plan
+    from lse.store.generations import Generations
 
     store = Store(pop).open()
     store.register_worker("finisher", auto_heartbeat=False)
     algo = make_algorithm(store.config)
 
-    def plan(parents, children):
-        r = algo.replace(parents, children)
-        return Plan(r.kill, r.alive, r.dead)
 
     gens = Generations(store, slots=algo.slots(1), initial_slots=algo.slots(0))
-    g = gens.advance(plan)
+    g = gens.advance(algo.replace)
     figures = check_barrier(store, gens, g)
     store.close()
     return figures

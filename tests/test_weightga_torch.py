@@ -22,7 +22,7 @@ from lse.nn.fixednet import build_fixed_net, glorot_std, initial_state
 from lse.nn.synthetic import write_synthetic
 from lse.runners.worker import run_worker
 from lse.store import Store
-from lse.store.generations import Generations, Plan
+from lse.store.generations import Generations
 
 SHAPE = (1, 28, 28)
 MNIST = tensor_shapes("mnist-table2", SHAPE, 10)
@@ -127,12 +127,7 @@ def test_elitism_passes_the_fittest_unchanged_through_the_barrier(tmp_path):
     store.register_worker("checker", auto_heartbeat=False)
     algo = make_algorithm(store.config)
     gens = Generations(store, slots=algo.slots(1), initial_slots=algo.slots(0))
-
-    def plan_fn(parents, children):
-        r = algo.replace(parents, children)
-        return Plan(r.kill, r.alive, r.dead)
-
-    closed = gens.advance(plan_fn)
+    closed = gens.advance(algo.replace)
     check_barrier(store, gens, closed)
     assert closed >= 3
     fit = {r.id: r.fitness for r in store.records()}

@@ -57,7 +57,7 @@ from lse.core.records import IndividualName, IndividualRecord, is_id, is_worker_
 from lse.errors import DiskFull, LostRace, StopRequested
 from lse.store import Store
 from lse.store.events import EventLog
-from lse.store.generations import Generations, Plan
+from lse.store.generations import Generations
 from lse.store.view import ViewCache
 
 log = logging.getLogger("lse.runners.worker")
@@ -646,10 +646,6 @@ class _Loop:
                 pass
 
     # -- generational algorithms (the store's generation barrier) --
-    def _plan(self, parents: list[IndividualRecord], children: list[IndividualRecord]) -> Plan:
-        r = self.algorithm.replace(parents, children)
-        return Plan(kill=r.kill, alive=r.alive, dead=r.dead)
-
     def _generational_step(self) -> None:
         """One child of the open generation: close whatever can be closed, claim a free slot
         (none: wait), breed the child from the current population P_g (generation 0: an
@@ -657,7 +653,7 @@ class _Loop:
         the generation; any worker finishes a closing whose closer died (lse.store.generations)."""
         gens = self.generations
         assert gens is not None
-        g = gens.advance(self._plan)
+        g = gens.advance(self.algorithm.replace)
         slot = gens.claim(g)
         if slot is None:  # every free slot is being trained by a live worker: wait for them
             time.sleep(SLOT_WAIT_SECONDS * self.rng.uniform(0.5, 1.5))
@@ -678,7 +674,7 @@ class _Loop:
             self._count_birth(record)
         finally:
             gens.release()
-        gens.advance(self._plan)
+        gens.advance(self.algorithm.replace)
 
     def _read_parents(self) -> list[tuple[IndividualRecord, dict]] | None:
         """The algorithm's parents from P_g (no kills: replacement is the plan's); None when

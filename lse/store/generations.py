@@ -64,6 +64,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from lse.errors import CorruptIndividual, LostRace, StoreError
+from lse.algorithms.base import ReplacementPlan
 from lse.core.records import IndividualName, IndividualRecord, format_fitness, is_id, is_worker_id
 from lse.store.population import (
     RECORD_FILE,
@@ -101,13 +102,10 @@ def _number(name: str) -> int | None:
 # plans
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What a replacement rule decides (returned by the caller's ``plan_fn``)."""
-
-    kill: Sequence[str]  # ids of parents that die
-    alive: Sequence[str]  # ids of children that join the population
-    dead: Sequence[str]  # ids of children recorded dead (never join); with ``alive``: every child
+#: What a replacement rule decides: the seam's own type (kill: parents that die; alive: children
+#: that join the population; dead: children recorded dead).  One type, so an algorithm's
+#: ``replace`` is a ``plan_fn`` as it is.
+Plan = ReplacementPlan
 
 
 #: ``plan_fn(parents, children) -> Plan``: parents are the alive individuals' records (sorted by
