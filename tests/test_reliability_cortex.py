@@ -74,5 +74,7 @@ def test_pycortex_worker_through_hostile_entries(tmp_path):
     assert len(births(pop)) >= before + 12 - 2  # it kept evolving (the two quarantined no longer count)
     wrong = hostile["wrong-shaped weights"].id
     check_individuals(pop)
-    check_alive_evaluate(pop, skip=frozenset({wrong}))
+    # The planted clones carry a made-up fitness (0.96, 0.97: the test wrote it, not lse), so
+    # the harmless bogus continuation, which may stay alive as a champion, cannot reproduce it.
+    check_alive_evaluate(pop, skip=frozenset({wrong, hostile["bogus continuation"].id}))
     check_history(pop)
