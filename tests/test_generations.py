@@ -306,6 +306,30 @@ def test_a_lost_race_is_not_mistaken_for_a_lost_reply(weird_tmp_path):
     other.close()
 
 
+def test_a_seal_right_after_our_publish_is_not_an_error(weird_tmp_path):
+    """Another worker seals (and plans, and applies) the generation between our rename into
+    children/<k> and our fsync of children/: the child is published, and the worker goes on
+    (CI once saw FileNotFoundError here kill a worker)."""
+    sealer = _store(weird_tmp_path / "pop", "w1")
+    plan = mu_plus_lambda(1)
+    theirs = Generations(sealer, slots=1, initial_slots=2)
+    theirs.current()
+    theirs.publish(0, 0, make_record(0.4), make_weights())
+
+    def then_seal(src, dst):
+        os.rename(src, dst)
+        if dst.parent.name == "children":
+            assert theirs.close(0, plan)  # seal + plan + apply, before our publish returns
+
+    store = _store(weird_tmp_path / "pop", "w0", rename=then_seal)
+    mine = make_record(0.8)
+    assert Generations(store, slots=1, initial_slots=2).publish(0, 1, mine, make_weights()).id == mine.id
+    assert [e.id for e in store.list_alive()] == [mine.id]
+    check_barrier(store, theirs, 1)
+    store.close()
+    sealer.close()
+
+
 def test_adopt_is_idempotent(store):
     """Store.adopt: the same move by two workers (same destination from the plan) is one move."""
     gens = Generations(store, slots=1)

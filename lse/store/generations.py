@@ -417,13 +417,24 @@ class Generations:
             # here, so make sure the child in the slot is ours.
             if self._slot_id(g, slot) != rec.id:
                 raise LostRace(f"slot {slot} of generation {g} holds another worker's child")
-            _fsync_dir(dst.parent)
+            self._fsync_children(g)
         except OSError as e:
             raise store._os_error(e, f"publish the child of slot {slot} of generation {g}") from None
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             _unlink_quiet(self.paths.generation_claim(w.id, g, slot))
         return rec
+
+    def _fsync_children(self, g: int) -> None:
+        """Make a published child's entry durable.  Another worker may seal the generation
+        between our rename and this fsync (children/ becomes sealed/, our entry inside it), and
+        the plan may move the children on after that; the entry is then the sealer's to keep."""
+        for folder in (self.paths.generation_children(g), self.paths.generation_sealed(g)):
+            try:
+                _fsync_dir(folder)
+                return
+            except FileNotFoundError:
+                continue
 
     def _slot_id(self, g: int, slot: int) -> str | None:
         """The id of the child in ``slot``, wherever it is by now: children/, sealed/ (another
