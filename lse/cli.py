@@ -39,6 +39,10 @@ from lse.runners import simulate as _simulate  # noqa: E402  (lse simulate)
 
 _simulate.register_cli(app)
 
+from lse.runners import reference as _reference  # noqa: E402  (lse reference: the hand-designed anchor)
+
+_reference.register_cli(app)
+
 from lse.reports import twostep as _twostep  # noqa: E402  (lse ae rank/encode/report/pipeline: seed 000)
 
 _twostep.register_cli(app)

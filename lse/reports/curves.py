@@ -212,6 +212,34 @@ def step_interpolate(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarra
     return np.where(idx >= 0, out, np.nan)
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """A hand-designed network's curve (`lse reference`): its accuracy after each chunk of
+    training, against its own wall time and FLOPs -- drawn beside the evolution's curves."""
+
+    label: str
+    hours: np.ndarray  # (n,) hours of training and validation so far
+    flops: np.ndarray  # (n,) FLOPs so far, counted as the experiment counts its own
+    val: np.ndarray  # (n,)
+    test: np.ndarray  # (n,)
+
+    def __len__(self) -> int:
+        return len(self.hours)
+
+    def test_at(self, hours: float) -> float:
+        """Its test accuracy after ``hours`` of wall time (NaN before its first point)."""
+        return float(step_interpolate(np.array([hours]), self.hours, self.test)[0])
+
+
+def anchor_curve(curve: object, label: str | None = None) -> Anchor:
+    """An :class:`Anchor` from a reference curve (``lse.core.reference.ReferenceCurve`` or a
+    dict with the same fields)."""
+    points = _get(curve, "points", []) or []
+    col = lambda name: np.array([float(_get(p, name)) for p in points], dtype=float)  # noqa: E731
+    return Anchor(label or str(_get(curve, "name", "reference")), col("seconds") / SECONDS_PER_HOUR, col("flops"),
+                  col("val_accuracy"), col("test_accuracy"))
+
+
 @dataclass
 class Band:
     """Mean and +-2 sigma of repeated experiments on a common grid."""

@@ -17,10 +17,11 @@ matplotlib.use("Agg")  # before pyplot: a worker node or a test has no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lse.reports.curves import Band, Curve, Individual  # noqa: E402
+from lse.reports.curves import Anchor, Band, Curve, Individual  # noqa: E402
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 STYLES = ["-", "--", "-.", ":"]
+ANCHOR_GREYS = ["#222222", "#777777", "#aaaaaa"]
 
 FLOPS_LABEL = "experiment FLOPs so far (sum of F_t N_t + F_v N_v, log scale)"
 
@@ -53,15 +54,18 @@ def progress_figure(
     bands: Mapping[str, Mapping[str, Band]],
     path: Path,
     title: str = "Progress: test accuracy of the best individual by validation accuracy",
+    anchors: Sequence[Anchor] = (),
 ) -> Path:
     """Figure 2: one panel against wall time, one against FLOPs.
 
     ``groups`` maps a label to its repeats; a label with one experiment is drawn as its step
     curve (test solid, validation dashed), with two or more as the mean and a +-2 sigma band
-    (``bands[label][axis]``) over thin lines of the repeats."""
+    (``bands[label][axis]``) over thin lines of the repeats.  ``anchors``: hand-designed
+    networks' test accuracy (`lse reference`), in grey shades with dots at their points."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 6.0), layout="constrained")
     any_carried = False
-    unit, factor = time_unit(max((float(c.hours[-1]) for cs in groups.values() for c in cs if len(c)), default=0.0))
+    unit, factor = time_unit(max([float(c.hours[-1]) for cs in groups.values() for c in cs if len(c)]
+                                 + [float(a.hours[-1]) for a in anchors if len(a)], default=0.0))
     scale = {"hours": factor, "flops": 1.0}
     for g, (label, curves) in enumerate(groups.items()):
         color = COLORS[g % len(COLORS)]
@@ -86,6 +90,12 @@ def progress_figure(
                 lo, hi = np.clip(_pct(b.lower), 0, 100), np.clip(_pct(b.upper), 0, 100)
                 ax.fill_between(b.x * scale[axis], lo, hi, where=ok, color=color, alpha=0.2, lw=0,
                                 label=f"{label}: ±2σ (to the shortest repeat's end)")
+    for k, a in enumerate(a for a in anchors if len(a)):
+        grey = ANCHOR_GREYS[k % len(ANCHOR_GREYS)]
+        for ax, axis in zip(axes, ("hours", "flops")):
+            x = getattr(a, axis) * scale[axis]
+            ax.step(x, _pct(a.test), where="post", color=grey, lw=1.6, marker=".", ms=5,
+                    label=f"{a.label}: test (hand-designed, lse reference)")
     for ax, axis in zip(axes, ("hours", "flops")):
         ax.set_xlabel(time_label(unit) if axis == "hours" else FLOPS_LABEL)
         ax.set_ylabel("accuracy (%)")

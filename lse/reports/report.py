@@ -70,6 +70,7 @@ class Experiment:
     summary: dict = field(default_factory=dict)
     num_classes: int | None = None
     events: list = field(default_factory=list)  # section 5: lse.core.events.Event, in id order
+    references: list = field(default_factory=list)  # lse.core.reference.ReferenceCurve: hand-designed anchors
 
     @property
     def by_id(self) -> dict:
@@ -106,9 +107,10 @@ def load_experiment(pop: str | os.PathLike, label: str | None = None) -> Experim
     records, inds = [records[k] for k in order], [inds[k] for k in order]
     start = cv.experiment_start(inds, created_at(store, pop))
     from lse.store.events import EventLog
+    from lse.store.references import read_references
 
     return Experiment(pop=pop, label=label or pop.name, config=store.config, records=records, inds=inds, start=start,
-                      events=EventLog(store).read())
+                      events=EventLog(store).read(), references=read_references(pop))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,7 +287,18 @@ def summarize(exp: Experiment, num_classes: int | None, ens: dict | None) -> dic
         "mutations": [{"name": s.name, "children": s.children, "improved": s.improved, "failed": s.failed,
                        "rate": None if math.isnan(s.rate) else s.rate} for s in cv.mutation_stats(inds)],
         "test_missing": sorted(k for k, v in exp.test.items() if v is None),
+        "references": [_reference_summary(r, hours) for r in exp.references],
     }
+
+
+def _reference_summary(ref, hours: float) -> dict:
+    """A hand-designed anchor: where it ended, and its test accuracy after the experiment's wall time."""
+    a = cv.anchor_curve(ref)
+    last = ref.final()
+    at = a.test_at(hours) if len(a) else math.nan
+    return {"name": ref.name, "minutes": last.seconds / 60 if last else 0.0, "steps": last.steps if last else 0,
+            "val_accuracy": last.val_accuracy if last else None, "test_accuracy": last.test_accuracy if last else None,
+            "test_at_experiment_wall_time": None if math.isnan(at) else at, "done": ref.done, "params": ref.params}
 
 
 def make_report(
@@ -371,7 +384,9 @@ def write_outputs(exps: list[Experiment], out: Path) -> dict:
         groups[e.label].append(e.curve)
     bands = {label: {axis: cv.repeat_band(cs, axis=axis, label=label) for axis in ("hours", "flops")}
              for label, cs in groups.items() if len(cs) > 1}
-    figures.progress_figure(groups, bands, out / "progress.png")
+    anchors = [cv.anchor_curve(r, r.name if len(exps) == 1 else f"{r.name} ({e.label})")
+               for e in exps for r in e.references]
+    figures.progress_figure(groups, bands, out / "progress.png", anchors=anchors)
     files["progress"] = "progress.png"
     for k, e in enumerate(exps):
         tag = f"{k + 1}-{_slug(e.label)}"
@@ -492,7 +507,21 @@ def summary_rows(s: dict, short: bool = False) -> list[tuple[str, str]]:
         ("individuals per hour", _num(s["individuals_per_hour"], "{:.1f}")),
         ("workers", str(s["workers"])),
         ("test missing (no weights)", str(len(s["test_missing"]))),
+        ("hand-designed anchor: test at this wall time", _anchors_text(s.get("references") or [], short)),
     ]
+
+
+def _anchors_text(refs: list[dict], short: bool) -> str:
+    if not refs:
+        return "- (lse reference)"
+    out = []
+    for r in refs:
+        txt = _pct(r["test_at_experiment_wall_time"])
+        if not short:
+            txt += (f" ({r['name']}, {r['params']:,} parameters; {_pct(r['test_accuracy'])} after "
+                    f"{r['minutes']:.1f} min{'' if r['done'] else ', unfinished'})")
+        out.append(txt)
+    return "; ".join(out)
 
 
 def _img(out: Path, name: str, alt: str) -> str:
@@ -520,7 +549,8 @@ def render_html(exps: list[Experiment], files: dict, out: Path) -> str:
         + e(time.strftime("%Y-%m-%d %H:%M:%S %Z")) + ".</p>",
         "<h2>Progress</h2>",
         _img(out, files["progress"], "Test accuracy of the individual with the highest validation accuracy born at or "
-             "before t, against wall time and against the experiment's FLOPs (Figure 2). Same label = repeats: mean and ±2σ."),
+             "before t, against wall time and against the experiment's FLOPs (Figure 2). Same label = repeats: mean and ±2σ. In grey, where one was "
+             "trained: a hand-designed CNN on the same data with the same trainer (lse reference)."),
         '<p class="note">Definitions (paper sections 3.5, 3.7): the best model is the one with the highest validation '
         "accuracy; its test accuracy is reported. An individual's cost is F<sub>t</sub>N<sub>t</sub> + "
         "F<sub>v</sub>N<sub>v</sub>; the experiment's FLOPs are the sum over its individuals in birth order. "

@@ -128,6 +128,8 @@ class PopulationPaths:
         self.generations = self.root / "generations"
         # Changes made to the running experiment (lse.store.events): mutation bursts, resets.
         self.events = self.root / "events"
+        # Hand-designed anchors of the reports (lse reference); created on first use.
+        self.reference = self.root / "reference"
 
     @property
     def folders(self) -> tuple[Path, ...]:
@@ -192,6 +194,10 @@ class PopulationPaths:
 
     def eval_record(self, individual_id: str) -> Path:
         return self.eval / f"{_checked_id(individual_id)}.json"
+
+    def reference_curve(self, name: str) -> Path:
+        """reference/<name>.json: one hand-designed anchor's curve (lse.runners.reference)."""
+        return self.reference / f"{_checked_wid(name)}.json"
 
     def event(self, file_name: str) -> Path:
         """events/<id>.<kind>.json (lse.store.events); ``file_name`` from Event.file_name()."""
