@@ -97,6 +97,17 @@ def parse_mutation_probs(items: list[str] | None) -> dict[str, float] | None:
     return out
 
 
+def parse_channels(text: str | None) -> list[int] | None:
+    """``"16,32,64"`` -> ``[16, 32, 64]``; the values' range is the config's to check."""
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--insert-channels {text!r} is not a comma-separated list of integers",
+                          "e.g. --insert-channels 16,32,64") from None
+
+
 def parse_algorithm(name: str | None, items: list[str] | None) -> dict | None:
     """``--algorithm NAME --algorithm-option KEY=VALUE ...`` -> ``{"name", "options"}``; values are
     read as JSON where they parse (numbers, true/false), else as strings.  None: not given."""
@@ -619,6 +630,7 @@ def _command():
         seed: int = typer.Option(None, "--seed", help="experiment seed: validation split, workers' seeds (default: 0)"),
         initial_learning_rate: float = typer.Option(None, "--initial-learning-rate", help="learning rate of initial individuals (default: 0.1)"),
         preset: str = typer.Option("paper", "--preset", help="paper (the paper's algorithm) | quick (insert-convolution draws 8/16/32 channels; see README); options given explicitly win"),
+        insert_channels: str = typer.Option(None, "--insert-channels", help="C1,C2,...: an inserted convolution draws its output channels from these (default: its input's, the paper's)"),
         mutation_prob: list[str] = typer.Option(None, "--mutation-prob", help="NAME=WEIGHT, repeatable; names not given weigh 0 (default: uniform over the 11 mutations)"),
         algorithm: str = typer.Option(None, "--algorithm", help="the algorithm, from `lse algorithms` (default: real2017, the paper's)"),
         algorithm_option: list[str] = typer.Option(None, "--algorithm-option", "-o", help="KEY=VALUE, repeatable: an option of the algorithm (see `lse algorithms`)"),
@@ -651,6 +663,7 @@ def _command():
                 augment=augment,
                 population_size=population_size, steps=steps, selection=selection, inheritance=inheritance, flip=flip, seed=seed,
                 initial_learning_rate=initial_learning_rate, mutation_probabilities=parse_mutation_probs(mutation_prob),
+                insert_channels=parse_channels(insert_channels),
                 max_individuals=max_individuals, max_hours=max_hours, max_flops=max_flops,
                 algorithm=parse_algorithm(algorithm, algorithm_option),
                 initial_dna=None if initial_dna is None else read_dna_file(initial_dna),
