@@ -246,3 +246,24 @@ def test_flip_is_an_experiment_option(tmp_path, args, flip):
                         "--validation-size", "10", "--prepare-only", *args], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert Store(pop).open().config.flip is flip
+
+
+@pytest.mark.parametrize("args, channels", [((), None), (("--preset", "quick"), [8, 16, 32]),
+                                            (("--insert-channels", "16,64"), [16, 64]),
+                                            (("--preset", "quick", "--insert-channels", "4"), [4])])
+def test_insert_channels_from_the_command_line(tmp_path, args, channels):
+    """--insert-channels sets the channel draw of inserted convolutions; it wins over a preset's."""
+    pop = tmp_path / "pop"
+    write_synthetic(tmp_path / "d", "idx", n_train=100, n_test=20)
+    r = subprocess.run([sys.executable, "-m", "lse.launch", "--pop", str(pop), "--data-dir", str(tmp_path / "d"),
+                        "--validation-size", "10", "--prepare-only", *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert Store(pop).open().config.insert_channels == channels
+
+
+@pytest.mark.parametrize("value", ["16,x", "", "0"])
+def test_bad_insert_channels_are_one_line_errors(tmp_path, value):
+    r = subprocess.run([sys.executable, "-m", "lse.launch", "--pop", str(tmp_path / "pop"), "--insert-channels", value,
+                        "--prepare-only"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "insert" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "pop").exists()
