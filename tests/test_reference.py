@@ -76,7 +76,7 @@ def test_the_report_draws_and_summarises_the_anchor(tmp_path, data):
     (got,) = summary["experiments"][0]["references"]
     assert got["name"] == "cnn-a" and got["test_accuracy"] == ref.final().test_accuracy and got["done"]
     # no births: the experiment's wall time is 0, before the anchor's first point
-    assert got["test_at_experiment_wall_time"] is None
+    assert got["test_at_experiment_wall_time"] is None and not got["ended_before"]
     html = (tmp_path / "out" / "report.html").read_text()
     assert "hand-designed anchor" in html and "cnn-a" in html
 

@@ -298,7 +298,8 @@ def _reference_summary(ref, hours: float) -> dict:
     at = a.test_at(hours) if len(a) else math.nan
     return {"name": ref.name, "minutes": last.seconds / 60 if last else 0.0, "steps": last.steps if last else 0,
             "val_accuracy": last.val_accuracy if last else None, "test_accuracy": last.test_accuracy if last else None,
-            "test_at_experiment_wall_time": None if math.isnan(at) else at, "done": ref.done, "params": ref.params}
+            "test_at_experiment_wall_time": None if math.isnan(at) else at, "done": ref.done, "params": ref.params,
+            "ended_before": bool(last and last.seconds < hours * 3600)}
 
 
 def make_report(
@@ -517,6 +518,8 @@ def _anchors_text(refs: list[dict], short: bool) -> str:
     out = []
     for r in refs:
         txt = _pct(r["test_at_experiment_wall_time"])
+        if short and r["test_at_experiment_wall_time"] is not None and r["ended_before"]:
+            txt += f" (its last, at {r['minutes']:.1f} min)"  # a shorter anchor holds its last value
         if not short:
             txt += (f" ({r['name']}, {r['params']:,} parameters; {_pct(r['test_accuracy'])} after "
                     f"{r['minutes']:.1f} min{'' if r['done'] else ', unfinished'})")
