@@ -116,3 +116,12 @@ def test_presets_are_plain_fields_and_paper_is_the_default():
     assert apply_preset("quick", {key: "mine"})[key] == "mine"  # what the user gives wins
     with pytest.raises(ConfigError, match="paper, quick"):
         apply_preset("fast", {})
+
+
+@pytest.mark.parametrize("name", ["paper", "quick", "hour"])
+def test_every_preset_is_a_valid_configuration(name):
+    from lse.config import PRESETS, apply_preset
+
+    cfg = ExperimentConfig.parse(apply_preset(name, {}))
+    for key, value in PRESETS[name].items():
+        assert getattr(cfg, key) == value  # saved as the plain fields it sets

@@ -240,12 +240,17 @@ def test_warm_starts_initial_dna_and_seed_from(tmp_path, data_dir):
 @pytest.mark.parametrize("args, flip", [((), True), (("--no-flip",), False), (("--dataset", "mnist"), False),
                                         (("--dataset", "mnist", "--flip"), True)])
 def test_flip_is_an_experiment_option(tmp_path, args, flip):
+    assert _prepared_config(tmp_path, *args).flip is flip
+
+
+def _prepared_config(tmp_path, *args):
+    """`lse.launch --prepare-only ARGS` on a small generated data set; the saved configuration."""
     pop = tmp_path / "pop"
     write_synthetic(tmp_path / "d", "idx", n_train=100, n_test=20)
     r = subprocess.run([sys.executable, "-m", "lse.launch", "--pop", str(pop), "--data-dir", str(tmp_path / "d"),
                         "--validation-size", "10", "--prepare-only", *args], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert Store(pop).open().config.flip is flip
+    return Store(pop).open().config
 
 
 @pytest.mark.parametrize("args, channels", [((), None), (("--preset", "quick"), [8, 16, 32]),
@@ -253,12 +258,7 @@ def test_flip_is_an_experiment_option(tmp_path, args, flip):
                                             (("--preset", "quick", "--insert-channels", "4"), [4])])
 def test_insert_channels_from_the_command_line(tmp_path, args, channels):
     """--insert-channels sets the channel draw of inserted convolutions; it wins over a preset's."""
-    pop = tmp_path / "pop"
-    write_synthetic(tmp_path / "d", "idx", n_train=100, n_test=20)
-    r = subprocess.run([sys.executable, "-m", "lse.launch", "--pop", str(pop), "--data-dir", str(tmp_path / "d"),
-                        "--validation-size", "10", "--prepare-only", *args], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert Store(pop).open().config.insert_channels == channels
+    assert _prepared_config(tmp_path, *args).insert_channels == channels
 
 
 @pytest.mark.parametrize("value", ["16,x", "", "0"])
