@@ -132,3 +132,17 @@ def test_a_reference_folder_does_not_disturb_the_workers(tmp_path, data):
     s = run_worker(pop, WorkerOptions(threads=1, device="cpu"), worker_id="w0", handle_signals=False,
                    log_to_file=False)
     assert s.births == 4 and (paths.reference / "x.json").read_text() == "{"
+
+
+def test_the_default_budget_is_the_reports_wall_time(tmp_path, data):
+    """Without --minutes the anchor trains for the wall time `lse report` shows for the experiment."""
+    from lse.config import WorkerOptions
+    from lse.reports.report import load_experiment, summarize
+    from lse.runners.reference import default_budget_seconds
+    from lse.runners.worker import run_worker
+
+    pop = _pop(tmp_path / "pop", data, max_individuals=3)
+    run_worker(pop, WorkerOptions(threads=1, device="cpu"), worker_id="w0", handle_signals=False, log_to_file=False)
+    wall_hours = summarize(load_experiment(pop), 10, None)["wall_hours"]
+    assert wall_hours > 0
+    assert default_budget_seconds(Store(pop).open()) == pytest.approx(wall_hours * 3600)

@@ -33,15 +33,19 @@ FIRST_CHUNK = 20
 
 
 def default_budget_seconds(store) -> float:
-    """The experiment's wall time so far: creation to its latest birth."""
+    """The experiment's wall time so far, as `lse report` measures it: from its time zero
+    (:func:`lse.reports.curves.experiment_start`) to its latest birth."""
+    from lse.reports import curves as cv
     from lse.reports.report import created_at
 
-    start = created_at(store, store.paths.root)
-    born = [r.born_at for r in store.records() if r.born_at is not None]
-    if start is None or not born or max(born) <= start:
+    inds = [cv.from_record(r) for r in store.records()]
+    if not inds:
         raise ConfigError("the experiment has no births yet, so its wall time is unknown",
                           "give the anchor's budget with --minutes")
-    return max(born) - start
+    wall = max(i.born_at for i in inds) - cv.experiment_start(inds, created_at(store, store.paths.root))
+    if wall <= 0:
+        raise ConfigError("the experiment's births span no wall time yet", "give the anchor's budget with --minutes")
+    return wall
 
 
 def run_reference(
