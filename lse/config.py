@@ -122,6 +122,11 @@ class ExperimentConfig(_Validated):
         "tournament", description="tournament: the algorithm's selection; random: the random-search control (fitness ignored)"
     )
     inheritance: bool = Field(True, description="children inherit the parent's weights (section 3.6)")
+    morph: bool = Field(
+        False, description="inheritance keeps the parent's function where it can (network morphism, not the paper): "
+        "a tensor whose shape changed keeps its overlap, new fan-in starts at zero, an inserted convolution "
+        "starts as the identity; False: the paper's section 3.6 (re-initialise what changed shape)"
+    )
     mutation_probabilities: dict[str, float] | None = Field(
         None, description="relative weight per mutation name; None: uniform over the 11 of section 3.2"
     )

@@ -27,12 +27,14 @@ from lse.core.selection import decide
 
 def mutate_one(algorithm: Algorithm, parents: Sequence[IndividualRecord], rng: random.Random) -> Child:
     """Copy the parent and apply one mutation (section 3.2) -- or, during a burst (section 5),
-    ``algorithm.mutations_per_child`` in a row; inherit by name and shape."""
+    ``algorithm.mutations_per_child`` in a row; inherit by name and shape (section 3.6), or as a
+    network morphism where the experiment asks for it (``morph``, not the paper)."""
     parent = parents[0]
     dna, record = mutate_many(DNA.model_validate(parent.dna), rng, algorithm.config.mutation_probabilities,
                               algorithm.mutations_per_child,
                               insert_channels=algorithm.config.insert_channels)
-    return Child(dna, (parent.id,), record, Provenance.from_mutation(parent.id, record))
+    inherit = Provenance.morphism if algorithm.config.morph else Provenance.from_mutation
+    return Child(dna, (parent.id,), record, inherit(parent.id, record))
 
 
 class Real2017(Algorithm):

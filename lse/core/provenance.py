@@ -81,6 +81,11 @@ class Provenance:
     sources: Mapping[str, TensorSource | tuple[TensorSource, ...]] = field(default_factory=dict)
     by_prefix: Mapping[str, str] = field(default_factory=dict)
     reset_all: bool = False  # a reset-weights mutation: nothing is inherited
+    # Network morphism (not the paper; ExperimentConfig.morph, :meth:`morphism`): a ``default``
+    # tensor whose shape differs is copied in part instead of re-initialised, and ``identity``
+    # names new convolution weights that start as the identity.  lse.nn.inherit says how.
+    morph: bool = False
+    identity: tuple[str, ...] = ()
 
     def parents(self) -> set[str]:
         out = {self.default} if self.default is not None else set()
@@ -131,6 +136,38 @@ class Provenance:
         if getattr(record, "reset_all", False):
             return cls(reset_all=True)
         return cls(default=parent, blocked=tuple(f"edges.{e}." for e in getattr(record, "changed_edges", ())))
+
+    @classmethod
+    def morphism(cls, parent: str, record: object | None) -> "Provenance":
+        """Inheritance that keeps the parent's function where the mutation allows (network
+        morphism, Chen et al. 2016 *Net2Net*; Elsken et al. 2017; not the paper, which
+        re-initialises every tensor whose shape changed).  Every tensor is taken from ``parent``
+        by name, changed edges included: where the shape differs, the overlap is copied (kernels
+        centred) and new fan-in starts at zero, so added channels and a grown kernel change
+        nothing until training moves them.  An inserted convolution starts as the identity on
+        the channels it shares with its input.  A reset still inherits nothing."""
+        if record is None:
+            return cls(default=parent, morph=True)
+        if getattr(record, "reset_all", False):
+            return cls(reset_all=True)
+        return cls(default=parent, morph=True, identity=tuple(f"edges.{e}.weight" for e in inserted_convolutions(record)))
+
+
+def inserted_convolutions(record: object) -> list[str]:
+    """Ids of the convolution edges ``record`` (a MutationRecord, or a chain of them, as
+    :func:`lse.core.mutations.mutate_many` writes) inserted."""
+    name, details = getattr(record, "name", ""), getattr(record, "details", {}) or {}
+    return _inserted(name, details)
+
+
+def _inserted(name: str, details: Mapping) -> list[str]:
+    if name == "insert_convolution" and isinstance(details.get("edge"), str):
+        return [details["edge"]]
+    out: list[str] = []
+    for r in details.get("chain", ()) if isinstance(details.get("chain"), list) else ():
+        if isinstance(r, Mapping):
+            out += _inserted(str(r.get("name", "")), r.get("details") or {})
+    return out
 
 
 def _pieces(src: TensorSource | tuple[TensorSource, ...]) -> tuple[TensorSource, ...]:

@@ -17,6 +17,11 @@ Two-parent variation generalises this to a provenance map (:mod:`lse.core.proven
 child tensor, or rows of it, from a named parent; :func:`inherit` carries it out and counts the
 tensors each parent gave.  :func:`inherit_weights` is the one-parent case of section 3.6.
 
+Network morphism (``ExperimentConfig.morph``, not the paper; :meth:`Provenance.morphism`)
+copies the overlap of a tensor whose shape changed instead of re-initialising it, with new
+fan-in at zero and inserted convolutions starting as the identity: a child computes what its
+parent computed, exactly after a widening or a grown kernel, approximately after the rest.
+
 Inheritance off (``ExperimentConfig.inheritance == False``, the paper's control) is simply
 *not calling* this function: the child keeps its fresh initialisation.
 """
@@ -77,7 +82,12 @@ def inherit(
                 givers = {s.parent for s in pieces if _copy(tensor, states, s)}
                 if givers:
                     break
+            if not givers and provenance.morph and provenance.default is not None:
+                src = states.get(provenance.default, {}).get(name)
+                givers = {provenance.default} if src is not None and _morph_copy(tensor, src) else set()
             if not givers:
+                if name in provenance.identity:
+                    _identity_(tensor)
                 fresh.append(name)
                 continue
             kept.append(name)
@@ -85,6 +95,46 @@ def inherit(
                 by_parent[p] = by_parent.get(p, 0) + 1
     return InheritanceReport(kept=len(kept), reinitialised=len(fresh), kept_names=kept, reinitialised_names=fresh,
                              by_parent=by_parent)
+
+
+def _morph_copy(tensor: torch.Tensor, src: torch.Tensor) -> bool:
+    """Network morphism's copy of a tensor whose shape changed (:meth:`Provenance.morphism`):
+    the overlap of every dimension, kernels (dimensions 2 and up) centre-aligned.  In the rows
+    copied, fan-in columns the source lacks and kernel taps outside its kernel start at zero,
+    so new input channels and a grown kernel add nothing yet; new rows (new output channels)
+    keep their fresh initialisation.  False where nothing overlaps (nothing is copied)."""
+    if src.dim() != tensor.dim() or src.dim() == 0:
+        return False
+    overlap = [min(a, b) for a, b in zip(src.shape, tensor.shape)]
+    if min(overlap) <= 0:
+        return False
+    src = src.to(tensor.device, tensor.dtype)
+    if tensor.dim() >= 2:
+        tensor[: overlap[0]] = 0
+    dst_ix, src_ix = [], []
+    for d, m in enumerate(overlap):
+        a, b = src.shape[d], tensor.shape[d]
+        if d >= 2:  # kernel height, width: centred
+            src_ix.append(slice((a - m) // 2, (a - m) // 2 + m))
+            dst_ix.append(slice((b - m) // 2, (b - m) // 2 + m))
+        else:
+            src_ix.append(slice(0, m))
+            dst_ix.append(slice(0, m))
+    tensor[tuple(dst_ix)] = src[tuple(src_ix)]
+    return True
+
+
+def _identity_(weight: torch.Tensor) -> None:
+    """A fresh convolution weight (out, in, kh, kw) to the identity on the channels its input
+    and output share: output channel i copies input channel i through the kernel's centre.
+    Further output channels keep their fresh initialisation (zeros there could never learn:
+    their consumers' fan-in starts at zero too)."""
+    if weight.dim() != 4:
+        return
+    n = min(weight.shape[0], weight.shape[1])
+    weight[:n] = 0
+    idx = torch.arange(n, device=weight.device)
+    weight[idx, idx, weight.shape[2] // 2, weight.shape[3] // 2] = 1
 
 
 def _copy(tensor: torch.Tensor, states: Mapping[str, Mapping[str, torch.Tensor]], s: TensorSource) -> bool:

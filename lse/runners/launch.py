@@ -626,6 +626,7 @@ def _command():
         steps: int = typer.Option(None, "--steps", min=1, help="SGD steps per individual, batch 50 (default: 25600)"),
         selection: str = typer.Option(None, "--selection", help="tournament (section 3.1) | random (the random-search control) (default: tournament)"),
         inheritance: bool = typer.Option(None, "--inheritance/--no-inheritance", help="children inherit the parent's weights (section 3.6) (default: on)"),
+        morph: bool = typer.Option(None, "--morph/--no-morph", help="inheritance as a network morphism: a child starts computing what its parent did (not the paper; default: off)"),
         flip: bool = typer.Option(None, "--flip/--no-flip", help="augmentation mirrors half the images left-right (default: on for fashion-mnist and CIFAR, off for mnist)"),
         seed: int = typer.Option(None, "--seed", help="experiment seed: validation split, workers' seeds (default: 0)"),
         initial_learning_rate: float = typer.Option(None, "--initial-learning-rate", help="learning rate of initial individuals (default: 0.1)"),
@@ -661,7 +662,7 @@ def _command():
             given = dict(
                 dataset=dataset, data_dir=None if data_dir is None else str(data_dir), validation_size=validation_size,
                 augment=augment,
-                population_size=population_size, steps=steps, selection=selection, inheritance=inheritance, flip=flip, seed=seed,
+                population_size=population_size, steps=steps, selection=selection, inheritance=inheritance, morph=morph, flip=flip, seed=seed,
                 initial_learning_rate=initial_learning_rate, mutation_probabilities=parse_mutation_probs(mutation_prob),
                 insert_channels=parse_channels(insert_channels),
                 max_individuals=max_individuals, max_hours=max_hours, max_flops=max_flops,
