@@ -2,7 +2,7 @@
 one-machine, one-hour goal, on real Fashion-MNIST.
 
     python experiments/search_efficiency.py ordering [--minutes 10] [--repeats 3] [--preset fast]
-    python experiments/search_efficiency.py hour [--minutes 60] [--repeats 3] [--preset fast]
+    python experiments/search_efficiency.py hour [--minutes 60] [--repeats 3] [--preset fast] [--tag T] [--report-only]
 
 ordering: evolution, evolution without weight inheritance, and the random-search control
 (Figure 2's three arms), each ``--repeats`` times for ``--minutes`` of wall time, one worker
@@ -59,16 +59,18 @@ def ordering(a) -> dict:
 
 
 def hour(a) -> dict:
-    base = OUT / f"search-hour-{a.preset}"
+    name = f"search-hour-{a.tag or a.preset}"
+    base = OUT / name
     runs, labels = [], []
     for r in range(a.repeats):
         pop = base / f"r{r}"
         runs.append((pop, ["--max-hours", f"{a.minutes / 60:.6f}", *_config(a.preset, a.population), "--seed", str(r),
                            "--workers", "2", "--validation-size", "5000"]))  # the goal's setting (last value wins over _common's)
         labels.append(f"{a.preset}, 2 workers")
-    launch_all([(p, [*args, "--threads", "1"]) for p, args in runs], parallel=1)
+    if not a.report_only:
+        launch_all([(p, [*args, "--threads", "1"]) for p, args in runs], parallel=1)
     pops = [p for p, _ in runs]
-    if a.anchor_minutes > 0:
+    if a.anchor_minutes > 0 and not a.report_only:
         subprocess.run([sys.executable, "-c", "from lse.cli import app; app()", "reference", "--pop", str(pops[0]),
                         "--minutes", str(a.anchor_minutes), "--threads", "2"], check=True, cwd=ROOT)
     s = report(pops, labels, base / "report")
@@ -76,8 +78,8 @@ def hour(a) -> dict:
     out = {"study": "hour", "minutes": a.minutes, "repeats": a.repeats, "preset": a.preset,
            "population": a.population, "rows": rows, "arms": _arms(rows),
            "anchor": s["experiments"][0].get("references")}
-    save(f"search-hour-{a.preset}", out)
-    copy_figure(base / "report" / "progress.png", f"search-hour-{a.preset}.png")
+    save(name, out)
+    copy_figure(base / "report" / "progress.png", f"{name}.png")
     return out
 
 
@@ -106,6 +108,9 @@ def main() -> None:
     ap.add_argument("--preset", default="fast", help="lse launch --preset (paper, quick, fast)")
     ap.add_argument("--population", type=int, default=10)
     ap.add_argument("--anchor-minutes", type=float, default=15.0, help="hour: wall time of the hand-designed anchor")
+    ap.add_argument("--tag", default=None, help="hour: names the output (search-hour-TAG; default: the preset)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="hour: launch nothing, redraw the report and JSON from the populations already there")
     a = ap.parse_args()
     a.minutes = a.minutes or (10.0 if a.study == "ordering" else 60.0)
     FIGURES.mkdir(parents=True, exist_ok=True)

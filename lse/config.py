@@ -55,7 +55,8 @@ LIVE_FIELDS = frozenset({"mutations_per_child"})
 #: ``quick``: for a few minutes on a laptop (README, Quick start); what it changes and why is
 #: in the README's preset table.
 #: ``hour``: for an hour on one machine (issue 19, docs/SEARCH.md): wider inserted convolutions,
-#: more steps per child, and mutation weights that favour growing the network over the
+#: more steps per child, inheritance as a network morphism (so a grown child does not start
+#: behind its parent), and mutation weights that favour growing the network over the
 #: identity layers and weight resets that filled the quick start's populations.
 PRESETS: dict[str, dict] = {
     "paper": {},
@@ -64,6 +65,7 @@ PRESETS: dict[str, dict] = {
         "insert_channels": [16, 32, 64],
         "steps": 500,
         "population_size": 10,
+        "morph": True,
         "mutation_probabilities": {
             "insert_convolution": 3, "alter_channels": 2, "alter_stride": 2, "filter_size": 1,
             "alter_learning_rate": 1, "identity": 1, "remove_convolution": 1, "add_skip": 0.5, "remove_skip": 0.5,
