@@ -2,7 +2,7 @@
 one-machine, one-hour goal, on real Fashion-MNIST.
 
     python experiments/search_efficiency.py ordering [--minutes 10] [--repeats 3] [--preset fast]
-    python experiments/search_efficiency.py hour [--minutes 60] [--repeats 3] [--preset fast] [--tag T] [--report-only]
+    python experiments/search_efficiency.py hour [--minutes 60] [--repeats 3] [--preset fast] [--tag T] [--launch-args ARGS] [--report-only]
 
 ordering: evolution, evolution without weight inheritance, and the random-search control
 (Figure 2's three arms), each ``--repeats`` times for ``--minutes`` of wall time, one worker
@@ -34,8 +34,8 @@ ARMS = {  # Figure 2's arms: the same configuration, one switch each
 }
 
 
-def _config(preset: str, population: int) -> list[str]:
-    return ["--preset", preset, "--population-size", str(population)]
+def _config(a) -> list[str]:
+    return ["--preset", a.preset, "--population-size", str(a.population), *a.launch_args.split()]
 
 
 def ordering(a) -> dict:
@@ -45,7 +45,7 @@ def ordering(a) -> dict:
     for r in range(a.repeats):
         for arm, extra in ARMS.items():
             pop = base / f"{arm.replace(' ', '-')}-r{r}"
-            runs.append((pop, [*hours, *_config(a.preset, a.population), *extra, "--seed", str(r)]))
+            runs.append((pop, [*hours, *_config(a), *extra, "--seed", str(r)]))
             labels.append(arm)
     launch_all(runs)
     pops = [p for p, _ in runs]
@@ -64,7 +64,7 @@ def hour(a) -> dict:
     runs, labels = [], []
     for r in range(a.repeats):
         pop = base / f"r{r}"
-        runs.append((pop, ["--max-hours", f"{a.minutes / 60:.6f}", *_config(a.preset, a.population), "--seed", str(r),
+        runs.append((pop, ["--max-hours", f"{a.minutes / 60:.6f}", *_config(a), "--seed", str(r),
                            "--workers", "2", "--validation-size", "5000"]))  # the goal's setting (last value wins over _common's)
         labels.append(f"{a.preset}, 2 workers")
     if not a.report_only:
@@ -108,6 +108,8 @@ def main() -> None:
     ap.add_argument("--preset", default="fast", help="lse launch --preset (paper, quick, fast)")
     ap.add_argument("--population", type=int, default=10)
     ap.add_argument("--anchor-minutes", type=float, default=15.0, help="hour: wall time of the hand-designed anchor")
+    ap.add_argument("--launch-args", default="",
+                    help='further lse launch options for every experiment, e.g. "--no-morph" (options given win over the preset)')
     ap.add_argument("--tag", default=None, help="hour: names the output (search-hour-TAG; default: the preset)")
     ap.add_argument("--report-only", action="store_true",
                     help="hour: launch nothing, redraw the report and JSON from the populations already there")

@@ -139,3 +139,33 @@ def test_morph_still_honours_a_reset_and_names_inserted_convolutions_in_a_chain(
     assert len(ids) == 3 and all(any(e.id == i for e in dna.edges) for i in ids)
     assert Provenance.morphism("p", record).identity == tuple(f"edges.{i}.weight" for i in ids)
     assert inserted_convolutions(MutationRecord(name="identity")) == []
+
+
+@pytest.mark.parametrize("morph", [True, False])
+def test_a_real_worker_inherits_as_the_experiment_says(tmp_path, morph):
+    """The switch reaches the workers through experiment.json: with morph, a child whose
+    convolution changed width re-initialises nothing, one with an inserted convolution only
+    the new layer's tensors; with
+    the paper's inheritance, it re-initialises the changed tensors."""
+    from lse.config import ExperimentConfig, WorkerOptions
+    from lse.nn.synthetic import write_synthetic
+    from lse.runners.worker import TorchTrainer, run_worker
+    from lse.store import Store
+
+    data = write_synthetic(tmp_path / "data", "idx", n_train=200, n_test=40, image_shape=(12, 12), seed=3)
+    pop = tmp_path / "pop"
+    Store(pop).create(ExperimentConfig(
+        data_dir=str(data), validation_size=40, population_size=3, steps=2, eval_batch_size=40, max_individuals=10,
+        morph=morph, insert_channels=[4], mutation_probabilities={"insert_convolution": 1, "alter_channels": 2}))
+    opts = WorkerOptions(threads=1, device="cpu")
+    run_worker(pop, opts, TorchTrainer(opts), worker_id="w", handle_signals=False, log_to_file=False)
+    children = [r for r in Store(pop).open().records() if r.parents]
+    widened = [r for r in children if r.mutation_name == "alter_channels" and r.mutation["changed_edges"]]
+    assert widened, [r.mutation_name for r in children]
+    if morph:
+        assert all(r.inheritance.reinitialised == 0 for r in widened)
+        inserted = [r for r in children if r.mutation_name == "insert_convolution"]
+        # the new conv's weight and bias, and the new vertex's batch norm (5) where it has one
+        assert all(r.inheritance.reinitialised in (2, 7) for r in inserted)
+    else:
+        assert all(r.inheritance.reinitialised >= 2 for r in widened)

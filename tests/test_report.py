@@ -214,6 +214,36 @@ def test_second_report_reads_the_cache_and_agrees(experiments, report, tmp_path,
     assert (tmp_path / "again" / "progress.png").is_file()
 
 
+def test_a_population_that_cannot_be_written_still_gets_its_report(experiments, report, tmp_path, monkeypatch,
+                                                                    caplog):
+    """The test-accuracy cache is a convenience: where it cannot be written (a read-only
+    population, a full disk) the report computes, warns once and goes on."""
+    import lse.reports.report as rp
+
+    _root, _data, pops = experiments
+    blocker = tmp_path / "a file, not a folder"
+    blocker.write_text("")
+    monkeypatch.setattr(rp, "_eval_path", lambda pop, i: blocker / f"{i}.json")
+    s = make_report([pops[1]], tmp_path / "uncached")
+    assert s["experiments"][0]["best"]["test_accuracy"] == report[1]["experiments"][1]["best"]["test_accuracy"]
+    assert caplog.text.count("not cached") == 1
+    assert (tmp_path / "uncached" / "progress.png").is_file()
+
+
+def test_json_side_files_are_written_whole_or_not_at_all(tmp_path):
+    from lse.errors import StoreError
+    from lse.store.atomic import write_json_atomic
+
+    write_json_atomic(tmp_path / "new" / "a.json", {"x": 1}, fix="-")
+    assert json.loads((tmp_path / "new" / "a.json").read_text()) == {"x": 1}
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StoreError, match="cannot write .*: free space"):
+        write_json_atomic(blocker / "b.json", {"x": 1}, fix="free space")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "new"]
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["a.json"]
+
+
 def test_bad_arguments_are_typed_errors(tmp_path):
     from lse.errors import ConfigError, StoreError
 

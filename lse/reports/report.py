@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from lse.reports import curves as cv
-from lse.errors import ConfigError, DataError, LseError
+from lse.errors import ConfigError, DataError, LseError, StoreError
+from lse.store.atomic import write_json_atomic
 
 log = logging.getLogger("lse.reports.report")
 
@@ -148,14 +149,6 @@ def _eval_path(pop: Path, individual_id: str) -> Path:
     return PopulationPaths(pop).eval_record(individual_id)
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    """Private file then rename: a concurrent report never reads half a cache entry."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 class Evaluator:
     """Builds models from records and evaluates them on one data set's test split."""
 
@@ -164,6 +157,7 @@ class Evaluator:
         self.batch_size = batch_size
         self.device = device
         self.fingerprint = test_fingerprint(dataset)
+        self._warned_cache = False
 
     def model(self, pop: Path, record):
         """The trained model of ``record`` in eval mode, or None when its weights are gone."""
@@ -196,10 +190,15 @@ class Evaluator:
         from lse.nn.train import evaluate
 
         acc = float(evaluate(model, self.dataset.test_x, self.dataset.test_y, self.batch_size))
-        _write_json_atomic(_eval_path(pop, record.id), {
-            "id": record.id, "test_accuracy": acc, "test_fingerprint": self.fingerprint,
-            "dataset": self.dataset.record(), "computed_at": time.time(),
-        })
+        try:
+            write_json_atomic(_eval_path(pop, record.id), {
+                "id": record.id, "test_accuracy": acc, "test_fingerprint": self.fingerprint,
+                "dataset": self.dataset.record(), "computed_at": time.time(),
+            }, fix="make the population writable to cache them", indent=2, sort_keys=True)
+        except StoreError as e:  # a read-only or full population: the report goes on uncached
+            if not self._warned_cache:
+                log.warning("test accuracies are not cached (%s); the report still draws them", e.message)
+                self._warned_cache = True
         return acc
 
     def predictions(self, pop: Path, record) -> tuple[np.ndarray, np.ndarray] | None:

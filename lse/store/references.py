@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import stat
 from pathlib import Path
 
 from lse.core.reference import ReferenceCurve
-from lse.errors import StoreError
+from lse.store.atomic import write_json_atomic
 from lse.store.population import PopulationPaths
 
 log = logging.getLogger(__name__)
@@ -20,18 +19,8 @@ _MAX_BYTES = 4 << 20
 
 def write_reference(path: Path, curve: ReferenceCurve) -> None:
     """Private file, then one rename: a report never reads half a curve."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(exist_ok=True)
-        tmp.write_text(json.dumps(curve.model_dump(mode="json"), indent=1) + "\n")
-        os.replace(tmp, path)
-    except OSError as e:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise StoreError(f"cannot write {path} ({e.strerror or e})",
-                         "free some space or fix the folder's permissions, then run lse reference again") from None
+    write_json_atomic(path, curve.model_dump(mode="json"),
+                      fix="free some space or fix the folder's permissions, then run lse reference again")
 
 
 def read_references(pop: str | os.PathLike) -> list[ReferenceCurve]:
