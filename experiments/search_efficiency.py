@@ -3,6 +3,7 @@ one-machine, one-hour goal, on real Fashion-MNIST.
 
     python experiments/search_efficiency.py ordering [--minutes 10] [--repeats 3] [--preset fast]
     python experiments/search_efficiency.py hour [--minutes 60] [--repeats 3] [--preset fast] [--tag T] [--launch-args ARGS] [--report-only]
+    python experiments/search_efficiency.py scale [--minutes 7] [--repeats 3] [--preset hour]
 
 ordering: evolution, evolution without weight inheritance, and the random-search control
 (Figure 2's three arms), each ``--repeats`` times for ``--minutes`` of wall time, one worker
@@ -13,7 +14,11 @@ hour: the issue's goal setting: 2 workers on the 2 cores, ``--minutes`` of wall 
 experiment at a time, ``--repeats`` times; then the hand-designed anchor (`lse reference`) on the
 first repeat's data for ``--anchor-minutes``.
 
-Both write experiments/out/search-<study>/ (populations, report, JSON) and a figure in
+scale: Figure 3's two axes at this configuration (section 5; the plot is
+section5_figure3.plot): population 5, 10, 20 at the preset's steps, and 250, 500, 1000 steps per
+child at population ``--population``; one worker each, two at a time, ``--repeats`` each.
+
+All write experiments/out/search-<study>/ (populations, report, JSON) and a figure in
 docs/figures/.  Scale-downs are those of the paper's section 3 at this machine's size: population
 10 (paper 1,000), steps per individual from the preset (paper 25,600), validation 5,000.
 """
@@ -25,7 +30,10 @@ import statistics
 import subprocess
 import sys
 
+from pathlib import Path
+
 from _common import FIGURES, OUT, ROOT, best_test, copy_figure, launch_all, report, save
+from section5_figure3 import plot
 
 ARMS = {  # Figure 2's arms: the same configuration, one switch each
     "evolution": [],
@@ -83,6 +91,62 @@ def hour(a) -> dict:
     return out
 
 
+SCALE_POPULATIONS = (5, 10, 20)  # at the preset's steps
+SCALE_STEPS = (250, 500, 1000)  # at population 10
+
+
+def scale(a) -> dict:
+    """Figure 3's two axes at this configuration: population size (at the preset's steps) and
+    steps per child (at population ``--population``), every experiment given the same wall
+    time, ``--repeats`` each; the point the two axes share runs once per repeat."""
+    base = OUT / f"search-scale-{a.tag or a.preset}"
+    hours = ["--max-hours", f"{a.minutes / 60:.6f}"]
+    configs: dict[tuple[int, int | None], list[Path]] = {}
+    runs = []
+    for r in range(a.repeats):
+        for pop_size, steps in [*((p, None) for p in SCALE_POPULATIONS), *((a.population, t) for t in SCALE_STEPS)]:
+            key = (pop_size, steps if steps != a.preset_steps else None)
+            if len(configs.setdefault(key, [])) > r:
+                continue  # the shared point: once per repeat
+            pop = base / f"pop{pop_size}-steps{steps or a.preset_steps}-r{r}"
+            configs[key].append(pop)
+            runs.append((pop, [*hours, "--preset", a.preset, "--population-size", str(pop_size),
+                               *(["--steps", str(steps)] if steps else []), *a.launch_args.split(), "--seed", str(r)]))
+    if not a.report_only:
+        launch_all(runs)
+    pops = [p for p, _ in runs]
+    labels = [p.name.rsplit("-r", 1)[0] for p in pops]
+    s = report(pops, labels, base / "report")
+    by_pop = {str(p): (t, e) for p, t, e in zip(pops, best_test(s), s["experiments"])}
+    rows = []
+    for (pop_size, steps), members in configs.items():
+        for p in members:
+            t, e = by_pop[str(p)]
+            point = {"pop": str(p), "best_test": t, "best_val": (e["best"] or {}).get("val_accuracy"),
+                     "individuals": e["individuals"], "params": (e["best"] or {}).get("params")}
+            if steps is None or pop_size != a.population:  # on the population axis
+                rows.append({"axis": "population size", "x": pop_size, **point})
+            if pop_size == a.population:  # on the steps axis
+                rows.append({"axis": "steps per individual", "x": steps or a.preset_steps, **point})
+    out = {"study": "scale", "minutes": a.minutes, "repeats": a.repeats, "preset": a.preset,
+           "launch_args": a.launch_args, "rows": rows, "points": _points(rows)}
+    save(base.name, out)
+    plot(rows, FIGURES / f"{base.name}.png",
+         title=f"--preset {a.preset} {a.launch_args}: every circle one experiment of {a.minutes:g} min; mean ± 2σ")
+    return out
+
+
+def _points(rows: list[dict]) -> dict:
+    out = {}
+    for axis in dict.fromkeys(r["axis"] for r in rows):
+        for x in sorted({r["x"] for r in rows if r["axis"] == axis}):
+            xs = [r["best_test"] for r in rows if r["axis"] == axis and r["x"] == x and r["best_test"] is not None]
+            sd = statistics.stdev(xs) if len(xs) > 1 else float("nan")
+            out[f"{axis}={x}"] = {"n": len(xs), "mean": statistics.fmean(xs) if xs else None, "two_sigma": 2 * sd,
+                                  "values": xs}
+    return out
+
+
 def _rows(s: dict, labels: list[str], pops) -> list[dict]:
     return [{"arm": label, "pop": str(p), "best_test": t, "best_val": (e["best"] or {}).get("val_accuracy"),
              "params": (e["best"] or {}).get("params"), "individuals": e["individuals"],
@@ -102,7 +166,7 @@ def _arms(rows: list[dict]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("study", choices=["ordering", "hour"])
+    ap.add_argument("study", choices=["ordering", "hour", "scale"])
     ap.add_argument("--minutes", type=float, default=None, help="wall time of every experiment (ordering 10, hour 60)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--preset", default="fast", help="lse launch --preset (paper, quick, fast)")
@@ -110,14 +174,18 @@ def main() -> None:
     ap.add_argument("--anchor-minutes", type=float, default=15.0, help="hour: wall time of the hand-designed anchor")
     ap.add_argument("--launch-args", default="",
                     help='further lse launch options for every experiment, e.g. "--no-morph" (options given win over the preset)')
-    ap.add_argument("--tag", default=None, help="hour: names the output (search-hour-TAG; default: the preset)")
+    ap.add_argument("--tag", default=None, help="hour, scale: names the output (search-STUDY-TAG; default: the preset)")
     ap.add_argument("--report-only", action="store_true",
-                    help="hour: launch nothing, redraw the report and JSON from the populations already there")
+                    help="hour, scale: launch nothing, redraw the report and JSON from the populations already there")
     a = ap.parse_args()
     a.minutes = a.minutes or (10.0 if a.study == "ordering" else 60.0)
     FIGURES.mkdir(parents=True, exist_ok=True)
-    out = ordering(a) if a.study == "ordering" else hour(a)
-    for arm, v in out["arms"].items():
+    if a.study == "scale":
+        from lse.config import PRESETS, ExperimentConfig
+
+        a.preset_steps = PRESETS[a.preset].get("steps", ExperimentConfig.model_fields["steps"].default)
+    out = {"ordering": ordering, "hour": hour, "scale": scale}[a.study](a)
+    for arm, v in out.get("arms", out.get("points", {})).items():
         mean = "-" if v["mean"] is None else f"{100 * v['mean']:.2f}%"
         print(f"{arm:>16}: {mean} ± {100 * v['two_sigma']:.2f} (2σ, n={v['n']})  {[round(100 * x, 2) for x in v['values']]}")
 

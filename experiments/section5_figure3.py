@@ -52,7 +52,10 @@ def main() -> None:
     plot(rows, FIGURES / "section5-figure3.png")
 
 
-def plot(rows: list[dict], path) -> None:
+def plot(rows: list[dict], path, title: str = "Figure 3, scaled down: every circle one experiment, all given the same wall time") -> None:
+    """Every experiment a circle; where a point has several, their mean with +-2 sigma (sample)."""
+    import statistics
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,12 +67,17 @@ def plot(rows: list[dict], path) -> None:
         ax.scatter([x for x, _ in pts], [y for _, y in pts], s=40, facecolors="none", edgecolors="#1f4e9c")
         ax.set_xscale("log")
         xs = sorted({x for x, _ in pts})
+        for x in xs:
+            ys = [y for px, y in pts if px == x]
+            if len(ys) > 1:
+                ax.errorbar([x], [statistics.fmean(ys)], yerr=[2 * statistics.stdev(ys)], fmt="_", color="#c0392b",
+                            markersize=14, capsize=4)
         ax.set_xticks(xs, [str(x) for x in xs])
         ax.minorticks_off()
         ax.set_xlabel(axis)
         ax.set_ylabel("test accuracy of the best by validation (%)")
         ax.grid(True, alpha=0.3)
-    fig.suptitle("Figure 3, scaled down: every circle one experiment, all given the same wall time")
+    fig.suptitle(title)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
