@@ -30,8 +30,6 @@ import statistics
 import subprocess
 import sys
 
-from pathlib import Path
-
 from _common import FIGURES, OUT, ROOT, best_test, copy_figure, launch_all, report, save
 from section5_figure3 import plot
 
@@ -101,33 +99,27 @@ def scale(a) -> dict:
     time, ``--repeats`` each; the point the two axes share runs once per repeat."""
     base = OUT / f"search-scale-{a.tag or a.preset}"
     hours = ["--max-hours", f"{a.minutes / 60:.6f}"]
-    configs: dict[tuple[int, int | None], list[Path]] = {}
-    runs = []
+    points = list(dict.fromkeys([*((p, a.preset_steps) for p in SCALE_POPULATIONS),
+                                 *((a.population, t) for t in SCALE_STEPS)]))
+    runs, keys = [], []
     for r in range(a.repeats):
-        for pop_size, steps in [*((p, None) for p in SCALE_POPULATIONS), *((a.population, t) for t in SCALE_STEPS)]:
-            key = (pop_size, steps if steps != a.preset_steps else None)
-            if len(configs.setdefault(key, [])) > r:
-                continue  # the shared point: once per repeat
-            pop = base / f"pop{pop_size}-steps{steps or a.preset_steps}-r{r}"
-            configs[key].append(pop)
-            runs.append((pop, [*hours, "--preset", a.preset, "--population-size", str(pop_size),
-                               *(["--steps", str(steps)] if steps else []), *a.launch_args.split(), "--seed", str(r)]))
+        for pop_size, steps in points:
+            runs.append((base / f"pop{pop_size}-steps{steps}-r{r}",
+                         [*hours, "--preset", a.preset, "--population-size", str(pop_size), "--steps", str(steps),
+                          *a.launch_args.split(), "--seed", str(r)]))
+            keys.append((pop_size, steps))
     if not a.report_only:
         launch_all(runs)
     pops = [p for p, _ in runs]
-    labels = [p.name.rsplit("-r", 1)[0] for p in pops]
-    s = report(pops, labels, base / "report")
-    by_pop = {str(p): (t, e) for p, t, e in zip(pops, best_test(s), s["experiments"])}
+    s = report(pops, [p.name.rsplit("-r", 1)[0] for p in pops], base / "report")
     rows = []
-    for (pop_size, steps), members in configs.items():
-        for p in members:
-            t, e = by_pop[str(p)]
-            point = {"pop": str(p), "best_test": t, "best_val": (e["best"] or {}).get("val_accuracy"),
-                     "individuals": e["individuals"], "params": (e["best"] or {}).get("params")}
-            if steps is None or pop_size != a.population:  # on the population axis
-                rows.append({"axis": "population size", "x": pop_size, **point})
-            if pop_size == a.population:  # on the steps axis
-                rows.append({"axis": "steps per individual", "x": steps or a.preset_steps, **point})
+    for (pop_size, steps), p, t, e in zip(keys, pops, best_test(s), s["experiments"]):
+        point = {"pop": str(p), "best_test": t, "best_val": (e["best"] or {}).get("val_accuracy"),
+                 "individuals": e["individuals"], "params": (e["best"] or {}).get("params")}
+        if steps == a.preset_steps:
+            rows.append({"axis": "population size", "x": pop_size, **point})
+        if pop_size == a.population:
+            rows.append({"axis": "steps per individual", "x": steps, **point})
     out = {"study": "scale", "minutes": a.minutes, "repeats": a.repeats, "preset": a.preset,
            "launch_args": a.launch_args, "rows": rows, "points": _points(rows)}
     save(base.name, out)
@@ -136,15 +128,18 @@ def scale(a) -> dict:
     return out
 
 
+def _spread(xs: list[float]) -> dict:
+    """Mean and +-2 sigma (sample sigma) of final test accuracies."""
+    sd = statistics.stdev(xs) if len(xs) > 1 else float("nan")
+    return {"n": len(xs), "mean": statistics.fmean(xs) if xs else None, "two_sigma": 2 * sd, "values": xs}
+
+
 def _points(rows: list[dict]) -> dict:
-    out = {}
-    for axis in dict.fromkeys(r["axis"] for r in rows):
-        for x in sorted({r["x"] for r in rows if r["axis"] == axis}):
-            xs = [r["best_test"] for r in rows if r["axis"] == axis and r["x"] == x and r["best_test"] is not None]
-            sd = statistics.stdev(xs) if len(xs) > 1 else float("nan")
-            out[f"{axis}={x}"] = {"n": len(xs), "mean": statistics.fmean(xs) if xs else None, "two_sigma": 2 * sd,
-                                  "values": xs}
-    return out
+    """Per point of each axis: :func:`_spread` of the test accuracy of the best by validation."""
+    return {f"{axis}={x}": _spread([r["best_test"] for r in rows
+                                    if r["axis"] == axis and r["x"] == x and r["best_test"] is not None])
+            for axis in dict.fromkeys(r["axis"] for r in rows)
+            for x in sorted({r["x"] for r in rows if r["axis"] == axis})}
 
 
 def _rows(s: dict, labels: list[str], pops) -> list[dict]:
@@ -155,13 +150,9 @@ def _rows(s: dict, labels: list[str], pops) -> list[dict]:
 
 
 def _arms(rows: list[dict]) -> dict:
-    """Per arm: mean and +-2 sigma (sample sigma) of the final test accuracy of the best by validation."""
-    out = {}
-    for arm in dict.fromkeys(r["arm"] for r in rows):
-        xs = [r["best_test"] for r in rows if r["arm"] == arm and r["best_test"] is not None]
-        sd = statistics.stdev(xs) if len(xs) > 1 else float("nan")
-        out[arm] = {"n": len(xs), "mean": statistics.fmean(xs) if xs else None, "two_sigma": 2 * sd, "values": xs}
-    return out
+    """Per arm: :func:`_spread` of the test accuracy of the best by validation."""
+    return {arm: _spread([r["best_test"] for r in rows if r["arm"] == arm and r["best_test"] is not None])
+            for arm in dict.fromkeys(r["arm"] for r in rows)}
 
 
 def main() -> None:
