@@ -56,7 +56,8 @@ LIVE_FIELDS = frozenset({"mutations_per_child"})
 #: in the README's preset table.
 #: ``hour``: for an hour on one machine (issue 19, docs/SEARCH.md): wider inserted convolutions,
 #: more steps per child, inheritance as a network morphism (so a grown child does not start
-#: behind its parent), and mutation weights that favour growing the network over the
+#: behind its parent), a cosine learning-rate decay within each child (so it is evaluated after
+#: annealing, not in the noise of a large step), and mutation weights that favour growing the network over the
 #: identity layers and weight resets that filled the quick start's populations.
 PRESETS: dict[str, dict] = {
     "paper": {},
@@ -66,6 +67,7 @@ PRESETS: dict[str, dict] = {
         "steps": 500,
         "population_size": 10,
         "morph": True,
+        "lr_schedule": "cosine",
         "mutation_probabilities": {
             "insert_convolution": 3, "alter_channels": 2, "alter_stride": 2, "filter_size": 1,
             "alter_learning_rate": 1, "identity": 1, "remove_convolution": 1, "add_skip": 0.5, "remove_skip": 0.5,
@@ -147,6 +149,10 @@ class ExperimentConfig(_Validated):
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
     weight_decay: float = Field(1e-4, ge=0.0, description="L2 weight decay")
     initial_learning_rate: float = Field(0.1, gt=0.0, description="learning rate of initial individuals (section 3.3)")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="learning rate within one child's training: constant (section 3.4) or cosine: "
+        "from the individual's learning rate down to 0 over its steps (not the paper)"
+    )
     eval_batch_size: int = Field(1000, ge=1, description="examples per validation batch (no grad)")
 
     # --- live settings (section 5; may change on resume and while the run goes on) ---

@@ -185,7 +185,7 @@ class TorchTrainer:
                 momentum=cfg.momentum, weight_decay=cfg.weight_decay, seed=seed, augment=cfg.augment,
                 should_stop=should_stop, device=self.device, eval_batch_size=cfg.eval_batch_size,
                 optimizer="sgd" if recipe.optimizer == "none" else recipe.optimizer,
-                data_fraction=recipe.data_fraction,
+                data_fraction=recipe.data_fraction, lr_schedule=cfg.lr_schedule,
             )
         except StopRequested:
             raise
