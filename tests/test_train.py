@@ -10,7 +10,7 @@ from torch import nn
 from lse.nn.data import SYSTEM_FASHION_MNIST, load_dataset
 from lse.errors import StopRequested
 from lse.nn.synthetic import write_synthetic
-from lse.nn.train import TrainResult, evaluate, predict, train
+from lse.nn.train import TrainResult, cosine_lr, evaluate, predict, train
 
 
 def small_cnn(in_ch: int, classes: int = 10) -> nn.Module:
@@ -156,3 +156,56 @@ def test_the_trainer_mirrors_as_the_experiment_says(tmp_path):
         t = TorchTrainer(WorkerOptions())
         t.prepare(ExperimentConfig(data_dir=str(tmp_path), validation_size=20, flip=flip))
         assert t.dataset.flip is flip
+
+
+@pytest.fixture
+def step_lrs(monkeypatch):
+    """The learning rate of every SGD step taken while the test runs, in order."""
+    seen: list[float] = []
+    step = torch.optim.SGD.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    return seen
+
+
+def test_the_cosine_schedule_anneals_each_run_from_its_rate_towards_zero(synth, step_lrs):
+    torch.manual_seed(0)
+    r = train(small_cnn(1), synth, learning_rate=0.08, steps=8, seed=0, lr_schedule="cosine")
+    assert r.failed_reason is None
+    assert step_lrs == pytest.approx([cosine_lr(0.08, 8, i) for i in range(8)])
+    assert step_lrs[0] == pytest.approx(0.08) and step_lrs[4] == pytest.approx(0.04)
+    assert all(a > b > 0 for a, b in zip(step_lrs, step_lrs[1:]))
+    step_lrs.clear()
+    train(small_cnn(1), synth, learning_rate=0.08, steps=8, seed=0)  # the paper's: constant
+    assert step_lrs == [0.08] * 8
+
+
+def test_an_unknown_schedule_is_refused(synth):
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train(small_cnn(1), synth, learning_rate=0.08, steps=2, seed=0, lr_schedule="step")
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_a_real_worker_trains_with_the_experiments_schedule(tmp_path, step_lrs, schedule):
+    from lse.config import ExperimentConfig, WorkerOptions
+    from lse.runners.worker import TorchTrainer, run_worker
+    from lse.store import Store
+
+    data = write_synthetic(tmp_path / "data", "idx", n_train=200, n_test=40, image_shape=(12, 12), seed=3)
+    pop = tmp_path / "pop"
+    Store(pop).create(ExperimentConfig(
+        data_dir=str(data), validation_size=40, population_size=2, steps=4, eval_batch_size=40, max_individuals=4,
+        lr_schedule=schedule, mutation_probabilities={"alter_learning_rate": 1}))
+    opts = WorkerOptions(threads=1, device="cpu")
+    run_worker(pop, opts, TorchTrainer(opts), worker_id="w", handle_signals=False, log_to_file=False)
+    records = sorted(Store(pop).open().records(), key=lambda r: r.id)
+    runs = [step_lrs[i:i + 4] for i in range(0, len(step_lrs), 4)]
+    assert len(runs) == len(records) == 4
+    for run in runs:  # each child starts at its own (mutated) rate
+        want = [cosine_lr(run[0], 4, i) for i in range(4)] if schedule == "cosine" else [run[0]] * 4
+        assert run == pytest.approx(want)
+    assert {round(run[0], 12) for run in runs} == {round(r.dna["learning_rate"], 12) for r in records}
