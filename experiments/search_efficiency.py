@@ -4,6 +4,7 @@ one-machine, one-hour goal, on real Fashion-MNIST.
     python experiments/search_efficiency.py ordering [--minutes 10] [--repeats 3] [--preset fast]
     python experiments/search_efficiency.py hour [--minutes 60] [--repeats 3] [--preset fast] [--tag T] [--launch-args ARGS] [--report-only]
     python experiments/search_efficiency.py scale [--minutes 7] [--repeats 3] [--preset hour]
+    python experiments/search_efficiency.py schedule --pop POP [--top 4] [--seeds 2] [--steps 500]
 
 ordering: evolution, evolution without weight inheritance, and the random-search control
 (Figure 2's three arms), each ``--repeats`` times for ``--minutes`` of wall time, one worker
@@ -17,6 +18,12 @@ first repeat's data for ``--anchor-minutes``.
 scale: Figure 3's two axes at this configuration (section 5; the plot is
 section5_figure3.plot): population 5, 10, 20 at the preset's steps, and 250, 500, 1000 steps per
 child at population ``--population``; one worker each, two at a time, ``--repeats`` each.
+
+schedule: the learning-rate schedule within a child, measured where it acts: the ``--top``
+individuals of population POP by validation are each trained ``--steps`` more steps from their
+own weights at their own learning rate, once with each schedule, with the same batches (seeds
+1..``--seeds``); it compares the validation accuracies pair by pair.  The test split is not
+read.
 
 All write experiments/out/search-<study>/ (populations, report, JSON) and a figure in
 docs/figures/.  Scale-downs are those of the paper's section 3 at this machine's size: population
@@ -128,6 +135,50 @@ def scale(a) -> dict:
     return out
 
 
+def schedule(a) -> dict:
+    import torch
+
+    from lse.nn.data import load_dataset
+    from lse.nn.genomes import build
+    from lse.nn.train import LR_SCHEDULES, train
+    from lse.reports import curves as cv
+    from lse.reports.report import load_experiment, load_weights
+
+    if a.pop is None:
+        sys.exit("schedule: give --pop, a population whose best individuals to retrain")
+    torch.set_num_threads(2)
+    exp = load_experiment(a.pop)
+    cfg = exp.config
+    ds = load_dataset(cfg.dataset, cfg.data_dir, validation_size=cfg.validation_size, seed=cfg.seed, flip=cfg.flip)
+    pairs = []
+    for ind in cv.top_by_validation(exp.inds, len(exp.inds)):
+        state = load_weights(exp.pop, ind.id)
+        if state is None:
+            continue
+        record = exp.by_id[ind.id]
+        for seed in range(1, a.seeds + 1):
+            row = {"id": ind.id, "seed": seed, "learning_rate": record.dna["learning_rate"], "val_before": ind.val_accuracy}
+            for name in LR_SCHEDULES:
+                torch.manual_seed(0)
+                model = build(record.genome, record.dna, tuple(ds.input_shape), ds.num_classes)
+                model.load_state_dict(state)
+                res = train(model, ds, learning_rate=record.dna["learning_rate"], steps=a.steps, batch_size=cfg.batch_size,
+                            momentum=cfg.momentum, weight_decay=cfg.weight_decay, seed=seed, augment=cfg.augment,
+                            lr_schedule=name)
+                row[name] = res.val_accuracy
+            print(f"{ind.id}  seed {seed}  lr {row['learning_rate']:.3g}: "
+                  + "  ".join(f"{n} {100 * row[n]:.2f}%" for n in LR_SCHEDULES), flush=True)
+            pairs.append(row)
+        if len({p["id"] for p in pairs}) == a.top:
+            break
+    out = {"study": "schedule", "pop": str(a.pop), "steps": a.steps, "pairs": pairs,
+           "arms": {n: _spread([p[n] for p in pairs]) for n in LR_SCHEDULES},
+           "cosine_ahead": sum(p["cosine"] > p["constant"] for p in pairs)}
+    save("search-schedule", out)
+    print(f"cosine ahead in {out['cosine_ahead']} of {len(pairs)} pairs")
+    return out
+
+
 def _spread(xs: list[float]) -> dict:
     """Mean and +-2 sigma (sample sigma) of final test accuracies."""
     sd = statistics.stdev(xs) if len(xs) > 1 else float("nan")
@@ -157,7 +208,7 @@ def _arms(rows: list[dict]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("study", choices=["ordering", "hour", "scale"])
+    ap.add_argument("study", choices=["ordering", "hour", "scale", "schedule"])
     ap.add_argument("--minutes", type=float, default=None, help="wall time of every experiment (ordering 10, hour 60)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--preset", default="fast", help="lse launch --preset (paper, quick, fast)")
@@ -168,6 +219,10 @@ def main() -> None:
     ap.add_argument("--tag", default=None, help="hour, scale: names the output (search-STUDY-TAG; default: the preset)")
     ap.add_argument("--report-only", action="store_true",
                     help="hour, scale: launch nothing, redraw the report and JSON from the populations already there")
+    ap.add_argument("--pop", default=None, help="schedule: the population whose best individuals are retrained")
+    ap.add_argument("--top", type=int, default=4, help="schedule: how many of the best by validation")
+    ap.add_argument("--seeds", type=int, default=2, help="schedule: batch orders per individual")
+    ap.add_argument("--steps", type=int, default=500, help="schedule: steps of each retraining")
     a = ap.parse_args()
     a.minutes = a.minutes or (10.0 if a.study == "ordering" else 60.0)
     FIGURES.mkdir(parents=True, exist_ok=True)
@@ -175,7 +230,7 @@ def main() -> None:
         from lse.config import PRESETS, ExperimentConfig
 
         a.preset_steps = PRESETS[a.preset].get("steps", ExperimentConfig.model_fields["steps"].default)
-    out = {"ordering": ordering, "hour": hour, "scale": scale}[a.study](a)
+    out = {"ordering": ordering, "hour": hour, "scale": scale, "schedule": schedule}[a.study](a)
     for arm, v in out.get("arms", out.get("points", {})).items():
         mean = "-" if v["mean"] is None else f"{100 * v['mean']:.2f}%"
         print(f"{arm:>16}: {mean} ± {100 * v['two_sigma']:.2f} (2σ, n={v['n']})  {[round(100 * x, 2) for x in v['values']]}")
