@@ -88,9 +88,17 @@ def hour(a) -> dict:
                         "--minutes", str(a.anchor_minutes), "--threads", "2"], check=True, cwd=ROOT)
     s = report(pops, labels, base / "report")
     rows = _rows(s, labels, pops)
+    for row, pop in zip(rows, pops):
+        row["checkpoints"] = _checkpoints(pop, base / "report" / "individuals.json", a.minutes)
     out = {"study": "hour", "minutes": a.minutes, "repeats": a.repeats, "preset": a.preset,
            "population": a.population, "rows": rows, "arms": _arms(rows),
-           "anchor": s["experiments"][0].get("references")}
+           "anchor": s["experiments"][0].get("references"),
+           "checkpoints": {c["minutes"]: _spread([r["checkpoints"][k]["test"] for r in rows])
+                           for k, c in enumerate(rows[0]["checkpoints"])
+                           if all(len(r["checkpoints"]) > k and r["checkpoints"][k]["test"] is not None for r in rows)}}
+    for m, v in out["checkpoints"].items():
+        print(f"minute {m:>4}: test of the best by validation {100 * v['mean']:.2f}% ± {100 * v['two_sigma']:.2f} (2σ)"
+              f"  {[round(100 * x, 2) for x in v['values']]}")
     save(name, out)
     copy_figure(base / "report" / "progress.png", f"{name}.png")
     return out
@@ -176,6 +184,31 @@ def schedule(a) -> dict:
            "cosine_ahead": sum(p["cosine"] > p["constant"] for p in pairs)}
     save("search-schedule", out)
     print(f"cosine ahead in {out['cosine_ahead']} of {len(pairs)} pairs")
+    return out
+
+
+CHECKPOINT_MINUTES = (2, 6, 10, 20, 30, 40, 45, 60)
+
+
+def _checkpoints(pop, individuals_json, minutes: float) -> list[dict]:
+    """The best by validation among the individuals born by each of CHECKPOINT_MINUTES (and
+    the end), with its test accuracy as the report computed it (the report evaluates every
+    individual that was ever best so far, so each checkpoint's best has one)."""
+    import json
+
+    from lse.reports import curves as cv
+    from lse.reports.report import load_experiment
+
+    exp = load_experiment(pop)
+    tests = {r["id"]: r["test_accuracy"] for r in json.loads(individuals_json.read_text()) if r["pop"] == str(pop)}
+    out = []
+    for m in [*(m for m in CHECKPOINT_MINUTES if m < minutes), minutes]:
+        born = [i for i in exp.inds if i.born_at - exp.start <= 60 * m]
+        best = cv.top_by_validation(born, 1)
+        if best:
+            rec = exp.by_id[best[0].id]
+            out.append({"minutes": m, "individuals": len(born), "id": rec.id, "val": rec.val_accuracy,
+                        "test": tests.get(rec.id), "params": rec.params})
     return out
 
 
