@@ -55,16 +55,19 @@ LIVE_FIELDS = frozenset({"mutations_per_child"})
 #: ``quick``: for a few minutes on a laptop (README, Quick start); what it changes and why is
 #: in the README's preset table.
 #: ``hour``: for an hour on one machine (issue 19, docs/SEARCH.md): wider inserted convolutions,
-#: more steps per child, inheritance as a network morphism (so a grown child does not start
-#: behind its parent), a cosine learning-rate decay within each child (so it is evaluated after
-#: annealing, not in the noise of a large step), and mutation weights that favour growing the network over the
-#: identity layers and weight resets that filled the quick start's populations.
+#: more steps per child and more again later in the run (a step schedule: the structure is found
+#: with short children, the late ones train long enough to anneal), inheritance as a network
+#: morphism (so a grown child does not start behind its parent), a cosine learning-rate decay
+#: within each child (so it is evaluated after annealing, not in the noise of a large step), and
+#: mutation weights that favour growing the network over the identity layers and weight resets
+#: that filled the quick start's populations.
 PRESETS: dict[str, dict] = {
     "paper": {},
     "quick": {"insert_channels": [8, 16, 32]},
     "hour": {
         "insert_channels": [16, 32, 64],
         "steps": 500,
+        "steps_schedule": [(15, 1000), (25, 2000)],
         "population_size": 10,
         "morph": True,
         "lr_schedule": "cosine",
@@ -145,6 +148,11 @@ class ExperimentConfig(_Validated):
 
     # --- training (section 3.4) ---
     steps: int = Field(25_600, ge=1, description="SGD steps per individual")
+    steps_schedule: list[tuple[float, int]] | None = Field(
+        None, description="[[MINUTE, STEPS], ...]: a child whose training starts at or after MINUTE of the "
+        "experiment trains STEPS steps (the latest such pair wins; before the first, ``steps``); "
+        "None: every child trains ``steps`` (the paper)"
+    )
     batch_size: int = Field(50, ge=1, description="training examples per step")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
     weight_decay: float = Field(1e-4, ge=0.0, description="L2 weight decay")
@@ -193,6 +201,26 @@ class ExperimentConfig(_Validated):
         if v is not None and (not v or any(c < 1 for c in v)):
             raise ValueError("a non-empty list of channel counts >= 1, or null")
         return v
+
+    @field_validator("steps_schedule")
+    @classmethod
+    def _increasing_schedule(cls, v: list[tuple[float, int]] | None) -> list[tuple[float, int]] | None:
+        if v is None:
+            return v
+        minutes = [m for m, _ in v]
+        if not v or any(m < 0 for m in minutes) or any(a >= b for a, b in zip(minutes, minutes[1:])):
+            raise ValueError("a non-empty list of [minute, steps] with minutes >= 0 and increasing, or null")
+        if any(n < 1 for _, n in v):
+            raise ValueError("steps in every [minute, steps] must be >= 1")
+        return v
+
+    def steps_at(self, minutes: float) -> int:
+        """SGD steps of a child whose training starts ``minutes`` after the experiment began."""
+        steps = self.steps
+        for start, n in self.steps_schedule or ():
+            if minutes >= start:
+                steps = n
+        return steps
 
     @field_validator("mutation_probabilities")
     @classmethod

@@ -105,6 +105,16 @@ def test_insert_channels_must_be_positive_counts():
             ExperimentConfig.parse({"insert_channels": bad})
 
 
+def test_the_step_schedule_picks_steps_by_the_minute_a_child_starts():
+    c = ExperimentConfig(steps=500, steps_schedule=[(15, 1000), (25, 2000)])
+    assert [c.steps_at(m) for m in (0, 14.99, 15, 24.99, 25, 600)] == [500, 500, 1000, 1000, 2000, 2000]
+    assert ExperimentConfig(steps=7).steps_at(600) == 7  # the paper: no schedule
+    assert ExperimentConfig.from_json(c.model_dump_json()) == c  # saved and read back whole
+    for bad in ([], [(5, 100), (5, 200)], [(9, 100), (5, 200)], [(-1, 100)], [(1, 0)]):
+        with pytest.raises(ConfigError, match="steps_schedule"):
+            ExperimentConfig.parse({"steps_schedule": bad})
+
+
 def test_presets_are_plain_fields_and_paper_is_the_default():
     from lse.config import PRESETS, apply_preset
 

@@ -261,6 +261,23 @@ def test_insert_channels_from_the_command_line(tmp_path, args, channels):
     assert _prepared_config(tmp_path, *args).insert_channels == channels
 
 
+@pytest.mark.parametrize("args, schedule", [((), None),
+                                            (("--preset", "hour"), [(15, 1000), (25, 2000)]),
+                                            (("--steps-from", "2000@1h", "--steps-from", "800@90s"), [(1.5, 800), (60, 2000)]),
+                                            (("--preset", "hour", "--steps-from", "900@10"), [(10, 900)])])
+def test_steps_from_the_command_line(tmp_path, args, schedule):
+    """--steps-from sets the step schedule (any order, in any duration unit); it wins over a preset's."""
+    assert _prepared_config(tmp_path, *args).steps_schedule == schedule
+
+
+@pytest.mark.parametrize("value", ["1000", "x@5m", "1000@5q", "0@5m"])
+def test_bad_steps_from_are_one_line_errors(tmp_path, value):
+    r = subprocess.run([sys.executable, "-m", "lse.launch", "--pop", str(tmp_path / "pop"), "--steps-from", value,
+                        "--prepare-only"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "steps" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "pop").exists()
+
+
 @pytest.mark.parametrize("value", ["16,x", "", "0"])
 def test_bad_insert_channels_are_one_line_errors(tmp_path, value):
     r = subprocess.run([sys.executable, "-m", "lse.launch", "--pop", str(tmp_path / "pop"), "--insert-channels", value,

@@ -3,6 +3,9 @@ cleanly, evaluation/prediction never leave the model in eval mode.  No timings a
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 import torch
 from torch import nn
@@ -209,3 +212,23 @@ def test_a_real_worker_trains_with_the_experiments_schedule(tmp_path, step_lrs, 
         want = [cosine_lr(run[0], 4, i) for i in range(4)] if schedule == "cosine" else [run[0]] * 4
         assert run == pytest.approx(want)
     assert {round(run[0], 12) for run in runs} == {round(r.dna["learning_rate"], 12) for r in records}
+
+
+def test_a_real_worker_follows_the_step_schedule_by_the_experiments_age(tmp_path, step_lrs):
+    from lse.config import ExperimentConfig, WorkerOptions
+    from lse.runners.worker import TorchTrainer, run_worker
+    from lse.store import Store
+
+    data = write_synthetic(tmp_path / "data", "idx", n_train=200, n_test=40, image_shape=(12, 12), seed=3)
+    pop = tmp_path / "pop"
+    store = Store(pop)
+    store.create(ExperimentConfig(
+        data_dir=str(data), validation_size=40, population_size=2, steps=3, eval_batch_size=40, max_individuals=3,
+        steps_schedule=[(10, 5), (60, 7)]))
+    twenty_minutes_ago = time.time() - 20 * 60  # the experiment's age is experiment.json's
+    os.utime(store.paths.experiment, (twenty_minutes_ago, twenty_minutes_ago))
+    opts = WorkerOptions(threads=1, device="cpu")
+    run_worker(pop, opts, TorchTrainer(opts), worker_id="w", handle_signals=False, log_to_file=False)
+    records = Store(pop).open().records()
+    assert len(records) == 3 and [r.steps for r in records] == [5, 5, 5]
+    assert len(step_lrs) == 15  # the steps taken, not only the ones recorded

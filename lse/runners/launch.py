@@ -97,6 +97,26 @@ def parse_mutation_probs(items: list[str] | None) -> dict[str, float] | None:
     return out
 
 
+def parse_steps_from(items: list[str] | None) -> list[list[float]] | None:
+    """``["1000@15m", "2000@25m"]`` -> ``[[15.0, 1000], [25.0, 2000]]`` (minutes, steps), sorted by
+    minute; the values' range is the config's to check."""
+    if not items:
+        return None
+    from lse.core.events import parse_duration
+
+    out = []
+    for item in items:
+        steps, sep, at = item.partition("@")
+        try:
+            if not sep:
+                raise ValueError
+            out.append([parse_duration(at) / 60, int(steps)])
+        except ValueError:
+            raise ConfigError(f"--steps-from {item!r} is not STEPS@AT",
+                              "e.g. --steps-from 1000@15m (children that start from minute 15 train 1000 steps)") from None
+    return sorted(out)
+
+
 def parse_channels(text: str | None) -> list[int] | None:
     """``"16,32,64"`` -> ``[16, 32, 64]``; the values' range is the config's to check."""
     if text is None:
@@ -624,6 +644,7 @@ def _command():
         validation_size: int = typer.Option(None, "--validation-size", min=1, help="training examples held out for fitness (default: 5000)"),
         population_size: int = typer.Option(None, "--population-size", min=2, help="alive individuals to maintain (default: 4 x workers, the paper's ratio)"),
         steps: int = typer.Option(None, "--steps", min=1, help="SGD steps per individual, batch 50 (default: 25600)"),
+        steps_from: list[str] = typer.Option(None, "--steps-from", help="STEPS@AT, repeatable: children that start training AT or later after the experiment began train STEPS steps (e.g. 2000@25m; not the paper)"),
         selection: str = typer.Option(None, "--selection", help="tournament (section 3.1) | random (the random-search control) (default: tournament)"),
         inheritance: bool = typer.Option(None, "--inheritance/--no-inheritance", help="children inherit the parent's weights (section 3.6) (default: on)"),
         morph: bool = typer.Option(None, "--morph/--no-morph", help="inheritance as a network morphism: a child starts computing what its parent did (not the paper; default: off)"),
@@ -631,7 +652,7 @@ def _command():
         seed: int = typer.Option(None, "--seed", help="experiment seed: validation split, workers' seeds (default: 0)"),
         initial_learning_rate: float = typer.Option(None, "--initial-learning-rate", help="learning rate of initial individuals (default: 0.1)"),
         lr_schedule: str = typer.Option(None, "--lr-schedule", help="constant (section 3.4) | cosine (each child's learning rate decays to 0 over its steps; not the paper) (default: constant)"),
-        preset: str = typer.Option("paper", "--preset", help="paper (the paper's algorithm) | quick (insert-convolution draws 8/16/32 channels) | hour (for an hour on one machine: 16/32/64 channels, 500 steps, population 10, morphism inheritance, cosine learning rate, growth-weighted mutations); see README; options given explicitly win"),
+        preset: str = typer.Option("paper", "--preset", help="paper (the paper's algorithm) | quick (insert-convolution draws 8/16/32 channels) | hour (for an hour on one machine: 16/32/64 channels, 500 steps then 1000 from minute 15 and 2000 from minute 25, population 10, morphism inheritance, cosine learning rate, growth-weighted mutations); see README; options given explicitly win"),
         insert_channels: str = typer.Option(None, "--insert-channels", help="C1,C2,...: an inserted convolution draws its output channels from these (default: its input's, the paper's)"),
         mutation_prob: list[str] = typer.Option(None, "--mutation-prob", help="NAME=WEIGHT, repeatable; names not given weigh 0 (default: uniform over the 11 mutations)"),
         algorithm: str = typer.Option(None, "--algorithm", help="the algorithm, from `lse algorithms` (default: real2017, the paper's)"),
@@ -663,7 +684,7 @@ def _command():
             given = dict(
                 dataset=dataset, data_dir=None if data_dir is None else str(data_dir), validation_size=validation_size,
                 augment=augment,
-                population_size=population_size, steps=steps, selection=selection, inheritance=inheritance, morph=morph, flip=flip, seed=seed,
+                population_size=population_size, steps=steps, steps_schedule=parse_steps_from(steps_from), selection=selection, inheritance=inheritance, morph=morph, flip=flip, seed=seed,
                 initial_learning_rate=initial_learning_rate, lr_schedule=lr_schedule, mutation_probabilities=parse_mutation_probs(mutation_prob),
                 insert_channels=parse_channels(insert_channels),
                 max_individuals=max_individuals, max_hours=max_hours, max_flops=max_flops,

@@ -43,7 +43,7 @@ import random
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Any, Callable, Protocol
@@ -813,6 +813,15 @@ class _Loop:
             log.info("born %s: fitness %.4f, %d steps in %.1f s", record.id, record.fitness, record.steps,
                      record.train_seconds or 0.0)
 
+    def _recipe(self) -> Recipe:
+        """The algorithm's recipe; where it leaves the steps to the experiment, the experiment's
+        step schedule picks them by the minute this child starts training."""
+        recipe = self.algorithm.recipe()
+        if self.config.steps_schedule and recipe.steps is None and recipe.epochs is None:
+            minutes = (time.time() - self.stopper.created_at) / 60
+            recipe = replace(recipe, steps=self.config.steps_at(minutes))
+        return recipe
+
     def _breed(self, child_id: str, parents: list[tuple[IndividualRecord, dict]] | None,
                barrier_generation: int | None = None) -> tuple[IndividualRecord, dict | None] | None:
         """Vary the parents (None: an initial individual), train and evaluate the child; its
@@ -830,7 +839,7 @@ class _Loop:
         log.info("training %s (%s), seed %d", child_id, what, seed)
         t0 = time.time()
         try:
-            res = self.trainer.train_child(child, states, algo.recipe(), seed=seed, should_stop=self.stopper.should_stop)
+            res = self.trainer.train_child(child, states, self._recipe(), seed=seed, should_stop=self.stopper.should_stop)
         except StopRequested:
             log.info("stop during training of %s: discarded, nothing published", child_id)
             raise
