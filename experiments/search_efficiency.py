@@ -2,7 +2,7 @@
 one-machine, one-hour goal, on real Fashion-MNIST.
 
     python experiments/search_efficiency.py ordering [--minutes 10] [--repeats 3] [--preset fast]
-    python experiments/search_efficiency.py hour [--minutes 60] [--repeats 3] [--preset fast] [--tag T] [--launch-args ARGS] [--report-only]
+    python experiments/search_efficiency.py hour [--minutes 60] [--repeats 3] [--preset fast] [--tag T] [--launch-args ARGS] [--report-only] [--no-figure]
     python experiments/search_efficiency.py scale [--minutes 7] [--repeats 3] [--preset hour]
     python experiments/search_efficiency.py schedule --pop POP [--top 4] [--seeds 2] [--steps 500]
 
@@ -13,7 +13,9 @@ load); the report draws each arm as its mean with a +-2 sigma band.
 
 hour: the issue's goal setting: 2 workers on the 2 cores, ``--minutes`` of wall time, one
 experiment at a time, ``--repeats`` times; then the hand-designed anchor (`lse reference`) on the
-first repeat's data for ``--anchor-minutes``.
+first repeat's data for ``--anchor-minutes``; then the test accuracy of the best by validation at
+fixed minutes of every repeat, with their mean and 2 sigma; then the report and its figure
+(slow: it evaluates every best-so-far individual; ``--no-figure`` skips it).
 
 scale: Figure 3's two axes at this configuration (section 5; the plot is
 section5_figure3.plot): population 5, 10, 20 at the preset's steps, and 250, 500, 1000 steps per
@@ -86,19 +88,26 @@ def hour(a) -> dict:
     if a.anchor_minutes > 0 and not a.report_only:
         subprocess.run([sys.executable, "-c", "from lse.cli import app; app()", "reference", "--pop", str(pops[0]),
                         "--minutes", str(a.anchor_minutes), "--threads", "2"], check=True, cwd=ROOT)
-    s = report(pops, labels, base / "report")
-    rows = _rows(s, labels, pops)
-    for row, pop in zip(rows, pops):
-        row["checkpoints"] = _checkpoints(pop, base / "report" / "individuals.json", a.minutes)
+    # The checkpoints first: they evaluate one individual per checkpoint, where the report
+    # evaluates every best-so-far individual (slow on 2 cores); both share the test cache.
+    evaluate = _test_evaluator()
+    rows = [{"arm": label, "pop": str(p), "checkpoints": _checkpoints(p, a.minutes, evaluate)}
+            for label, p in zip(labels, pops)]
     out = {"study": "hour", "minutes": a.minutes, "repeats": a.repeats, "preset": a.preset,
-           "population": a.population, "rows": rows, "arms": _arms(rows),
-           "anchor": s["experiments"][0].get("references"),
+           "population": a.population, "launch_args": a.launch_args, "rows": rows,
            "checkpoints": {c["minutes"]: _spread([r["checkpoints"][k]["test"] for r in rows])
                            for k, c in enumerate(rows[0]["checkpoints"])
                            if all(len(r["checkpoints"]) > k and r["checkpoints"][k]["test"] is not None for r in rows)}}
     for m, v in out["checkpoints"].items():
         print(f"minute {m:>4}: test of the best by validation {100 * v['mean']:.2f}% ± {100 * v['two_sigma']:.2f} (2σ)"
               f"  {[round(100 * x, 2) for x in v['values']]}")
+    save(name, out)
+    if not a.figure:
+        return out
+    s = report(pops, labels, base / "report")
+    for row, more in zip(rows, _rows(s, labels, pops)):
+        row.update(more)
+    out.update(arms=_arms(rows), anchor=s["experiments"][0].get("references"))
     save(name, out)
     copy_figure(base / "report" / "progress.png", f"{name}.png")
     return out
@@ -190,17 +199,35 @@ def schedule(a) -> dict:
 CHECKPOINT_MINUTES = (2, 6, 10, 20, 30, 40, 45, 60)
 
 
-def _checkpoints(pop, individuals_json, minutes: float) -> list[dict]:
-    """The best by validation among the individuals born by each of CHECKPOINT_MINUTES (and
-    the end), with its test accuracy as the report computed it (the report evaluates every
-    individual that was ever best so far, so each checkpoint's best has one)."""
-    import json
+def _test_evaluator():
+    """``evaluate(pop, record)``: the record's test accuracy, with the report's own evaluator and
+    cache (one Evaluator per data set and split)."""
+    from lse.nn.data import load_dataset
+    from lse.reports.report import Evaluator
 
+    evaluators = {}
+
+    def evaluate(pop, record) -> float | None:
+        from lse.store import Store
+
+        cfg = Store(pop).open().config
+        key = (cfg.dataset, cfg.data_dir, cfg.validation_size, cfg.seed)
+        if key not in evaluators:
+            ds = load_dataset(cfg.dataset, cfg.data_dir, validation_size=cfg.validation_size, seed=cfg.seed)
+            evaluators[key] = Evaluator(ds, batch_size=cfg.eval_batch_size)
+        return evaluators[key].test_accuracy(pop, record)
+
+    return evaluate
+
+
+def _checkpoints(pop, minutes: float, evaluate) -> list[dict]:
+    """The best by validation among the individuals born by each of CHECKPOINT_MINUTES (and
+    the end), with its test accuracy (``evaluate``: :func:`_test_evaluator`).  The report draws
+    the same individuals: its best-so-far chain holds every checkpoint's best."""
     from lse.reports import curves as cv
     from lse.reports.report import load_experiment
 
     exp = load_experiment(pop)
-    tests = {r["id"]: r["test_accuracy"] for r in json.loads(individuals_json.read_text()) if r["pop"] == str(pop)}
     out = []
     for m in [*(m for m in CHECKPOINT_MINUTES if m < minutes), minutes]:
         born = [i for i in exp.inds if i.born_at - exp.start <= 60 * m]
@@ -208,7 +235,7 @@ def _checkpoints(pop, individuals_json, minutes: float) -> list[dict]:
         if best:
             rec = exp.by_id[best[0].id]
             out.append({"minutes": m, "individuals": len(born), "id": rec.id, "val": rec.val_accuracy,
-                        "test": tests.get(rec.id), "params": rec.params})
+                        "test": evaluate(pop, rec), "params": rec.params})
     return out
 
 
@@ -252,6 +279,8 @@ def main() -> None:
     ap.add_argument("--tag", default=None, help="hour, scale: names the output (search-STUDY-TAG; default: the preset)")
     ap.add_argument("--report-only", action="store_true",
                     help="hour, scale: launch nothing, redraw the report and JSON from the populations already there")
+    ap.add_argument("--no-figure", dest="figure", action="store_false",
+                    help="hour: the checkpoints only (one test evaluation per checkpoint), no report or figure")
     ap.add_argument("--pop", default=None, help="schedule: the population whose best individuals are retrained")
     ap.add_argument("--top", type=int, default=4, help="schedule: how many of the best by validation")
     ap.add_argument("--seeds", type=int, default=2, help="schedule: batch orders per individual")
