@@ -91,8 +91,8 @@ def hour(a) -> dict:
     # The checkpoints first: they evaluate one individual per checkpoint, where the report
     # evaluates every best-so-far individual (slow on 2 cores); both share the test cache.
     evaluate = _test_evaluator()
-    rows = [{"arm": label, "pop": str(p), "checkpoints": _checkpoints(p, a.minutes, evaluate)}
-            for label, p in zip(labels, pops)]
+    rows = [{"arm": label, "pop": str(p), "checkpoints": _checkpoints(p, a.minutes, evaluate),
+             "children_by_steps": _children_by_steps(p)} for label, p in zip(labels, pops)]
     out = {"study": "hour", "minutes": a.minutes, "repeats": a.repeats, "preset": a.preset,
            "population": a.population, "launch_args": a.launch_args, "rows": rows,
            "checkpoints": {c["minutes"]: _spread([r["checkpoints"][k]["test"] for r in rows])
@@ -225,7 +225,7 @@ def _checkpoints(pop, minutes: float, evaluate) -> list[dict]:
     the end), with its test accuracy (``evaluate``: :func:`_test_evaluator`).  The report draws
     the same individuals: its best-so-far chain holds every checkpoint's best."""
     from lse.reports import curves as cv
-    from lse.reports.report import load_experiment
+    from lse.reports.report import _dna_info, load_experiment
 
     exp = load_experiment(pop)
     out = []
@@ -235,8 +235,18 @@ def _checkpoints(pop, minutes: float, evaluate) -> list[dict]:
         if best:
             rec = exp.by_id[best[0].id]
             out.append({"minutes": m, "individuals": len(born), "id": rec.id, "val": rec.val_accuracy,
-                        "test": evaluate(pop, rec), "params": rec.params})
+                        "test": evaluate(pop, rec), "params": rec.params, "steps": rec.steps,
+                        "arch": _dna_info(rec, exp.num_classes)[0]})
     return out
+
+
+def _children_by_steps(pop) -> dict[int, int]:
+    """How many trained children trained each number of steps (a step schedule's effect)."""
+    from collections import Counter
+
+    from lse.store import Store
+
+    return dict(sorted(Counter(r.steps for r in Store(pop).open().records() if r.fitness is not None).items()))
 
 
 def _spread(xs: list[float]) -> dict:
