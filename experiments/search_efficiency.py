@@ -2,7 +2,7 @@
 one-machine, one-hour goal, on real Fashion-MNIST.
 
     python experiments/search_efficiency.py ordering [--minutes 10] [--repeats 3] [--preset fast]
-    python experiments/search_efficiency.py hour [--minutes 60] [--repeats 3] [--preset fast] [--tag T] [--launch-args ARGS] [--report-only] [--no-figure]
+    python experiments/search_efficiency.py hour [--minutes 60] [--repeats 3] [--preset fast] [--tag T] [--launch-args ARGS] [--report-only] [--no-figure] [--compare TAG]
     python experiments/search_efficiency.py scale [--minutes 7] [--repeats 3] [--preset hour]
     python experiments/search_efficiency.py schedule --pop POP [--top 4] [--seeds 2] [--steps 500]
 
@@ -93,7 +93,7 @@ def hour(a) -> dict:
     evaluate = _test_evaluator()
     rows = [{"arm": label, "pop": str(p), "checkpoints": _checkpoints(p, a.minutes, evaluate),
              "children_by_steps": _children_by_steps(p)} for label, p in zip(labels, pops)]
-    out = {"study": "hour", "minutes": a.minutes, "repeats": a.repeats, "preset": a.preset,
+    out = {"study": "hour", "tag": a.tag, "minutes": a.minutes, "repeats": a.repeats, "preset": a.preset,
            "population": a.population, "launch_args": a.launch_args, "rows": rows,
            "checkpoints": {c["minutes"]: _spread([r["checkpoints"][k]["test"] for r in rows])
                            for k, c in enumerate(rows[0]["checkpoints"])
@@ -102,6 +102,7 @@ def hour(a) -> dict:
         print(f"minute {m:>4}: test of the best by validation {100 * v['mean']:.2f}% ± {100 * v['two_sigma']:.2f} (2σ)"
               f"  {[round(100 * x, 2) for x in v['values']]}")
     save(name, out)
+    _plot_checkpoints(out, f"{name}-checkpoints.png", a.compare)
     if not a.figure:
         return out
     s = report(pops, labels, base / "report")
@@ -240,6 +241,44 @@ def _checkpoints(pop, minutes: float, evaluate) -> list[dict]:
     return out
 
 
+def _plot_checkpoints(out: dict, figure: str, compare: str | None) -> None:
+    """Test accuracy of the best by validation at each checkpoint: every repeat (thin), their
+    mean with a 2 sigma band; ``compare``: another hour study's mean and band (its saved JSON),
+    in grey."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+
+    def band(study: dict, color: str, label: str) -> None:
+        cps = {float(m): v for m, v in study["checkpoints"].items()}
+        xs = sorted(cps)
+        mean = [100 * cps[x]["mean"] for x in xs]
+        two = [100 * cps[x]["two_sigma"] for x in xs]
+        ax.plot(xs, mean, "o-", color=color, label=f"{label}: mean of {study['repeats']}")
+        ax.fill_between(xs, [m - t for m, t in zip(mean, two)], [m + t for m, t in zip(mean, two)], color=color,
+                        alpha=0.15, label=f"{label}: ±2σ")
+
+    if compare:
+        band(json.loads((OUT / f"search-hour-{compare}.json").read_text()), "0.5", compare)
+    for r in out["rows"]:
+        ax.plot([c["minutes"] for c in r["checkpoints"]], [100 * (c["test"] or float("nan")) for c in r["checkpoints"]],
+                "-", color="tab:blue", lw=0.8, alpha=0.5)
+    band(out, "tab:blue", out.get("tag") or out["preset"])
+    ax.axhline(90, color="tab:red", lw=0.8, ls="--", label="the goal: 90%")
+    ax.set(xlabel="minutes (2 workers, 2 cores)", ylabel="test accuracy of the best by validation (%)",
+           ylim=(65, 93), title="Fashion-MNIST, from the trivial initial individual")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(FIGURES / figure, dpi=110)
+    plt.close(fig)
+
+
 def _children_by_steps(pop) -> dict[int, int]:
     """How many trained children trained each number of steps (a step schedule's effect)."""
     from collections import Counter
@@ -291,6 +330,8 @@ def main() -> None:
                     help="hour, scale: launch nothing, redraw the report and JSON from the populations already there")
     ap.add_argument("--no-figure", dest="figure", action="store_false",
                     help="hour: the checkpoints only (one test evaluation per checkpoint), no report or figure")
+    ap.add_argument("--compare", default=None,
+                    help="hour: the TAG of an earlier hour study whose checkpoints the figure draws in grey")
     ap.add_argument("--pop", default=None, help="schedule: the population whose best individuals are retrained")
     ap.add_argument("--top", type=int, default=4, help="schedule: how many of the best by validation")
     ap.add_argument("--seeds", type=int, default=2, help="schedule: batch orders per individual")
