@@ -55,8 +55,8 @@ LIVE_FIELDS = frozenset({"mutations_per_child"})
 #: ``quick``: for a few minutes on a laptop (README, Quick start); what it changes and why is
 #: in the README's preset table.
 #: ``hour``: for an hour on one machine (issue 19, docs/SEARCH.md): wider inserted convolutions,
-#: more steps per child and more again later in the run (a step schedule: the structure is found
-#: with short children, the late ones train long enough to anneal), inheritance as a network
+#: 500 steps per child and more later in the run (a step schedule: the structure is found with
+#: short children, the late ones train long enough to anneal), inheritance as a network
 #: morphism (so a grown child does not start behind its parent), a cosine learning-rate decay
 #: within each child (so it is evaluated after annealing, not in the noise of a large step), and
 #: mutation weights that favour growing the network over the identity layers and weight resets
