@@ -192,20 +192,28 @@ def test_an_unknown_schedule_is_refused(synth):
         train(small_cnn(1), synth, learning_rate=0.08, steps=2, seed=0, lr_schedule="step")
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_a_real_worker_trains_with_the_experiments_schedule(tmp_path, step_lrs, schedule):
+def _run_real_worker(tmp_path, age_minutes: float = 0.0, **config) -> list:
+    """One real TorchTrainer worker, to its stop, on a small synthetic data set, in an experiment
+    created ``age_minutes`` ago with ``config``; the records it published, in id order."""
     from lse.config import ExperimentConfig, WorkerOptions
     from lse.runners.worker import TorchTrainer, run_worker
     from lse.store import Store
 
     data = write_synthetic(tmp_path / "data", "idx", n_train=200, n_test=40, image_shape=(12, 12), seed=3)
-    pop = tmp_path / "pop"
-    Store(pop).create(ExperimentConfig(
-        data_dir=str(data), validation_size=40, population_size=2, steps=4, eval_batch_size=40, max_individuals=4,
-        lr_schedule=schedule, mutation_probabilities={"alter_learning_rate": 1}))
+    store = Store(tmp_path / "pop")
+    store.create(ExperimentConfig(data_dir=str(data), validation_size=40, population_size=2, eval_batch_size=40,
+                                  **config))
+    created = time.time() - 60 * age_minutes  # the experiment's age is experiment.json's
+    os.utime(store.paths.experiment, (created, created))
     opts = WorkerOptions(threads=1, device="cpu")
-    run_worker(pop, opts, TorchTrainer(opts), worker_id="w", handle_signals=False, log_to_file=False)
-    records = sorted(Store(pop).open().records(), key=lambda r: r.id)
+    run_worker(store.root, opts, TorchTrainer(opts), worker_id="w", handle_signals=False, log_to_file=False)
+    return sorted(Store(store.root).open().records(), key=lambda r: r.id)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_a_real_worker_trains_with_the_experiments_schedule(tmp_path, step_lrs, schedule):
+    records = _run_real_worker(tmp_path, steps=4, max_individuals=4, lr_schedule=schedule,
+                               mutation_probabilities={"alter_learning_rate": 1})
     runs = [step_lrs[i:i + 4] for i in range(0, len(step_lrs), 4)]
     assert len(runs) == len(records) == 4
     for run in runs:  # each child starts at its own (mutated) rate
@@ -215,20 +223,6 @@ def test_a_real_worker_trains_with_the_experiments_schedule(tmp_path, step_lrs, 
 
 
 def test_a_real_worker_follows_the_step_schedule_by_the_experiments_age(tmp_path, step_lrs):
-    from lse.config import ExperimentConfig, WorkerOptions
-    from lse.runners.worker import TorchTrainer, run_worker
-    from lse.store import Store
-
-    data = write_synthetic(tmp_path / "data", "idx", n_train=200, n_test=40, image_shape=(12, 12), seed=3)
-    pop = tmp_path / "pop"
-    store = Store(pop)
-    store.create(ExperimentConfig(
-        data_dir=str(data), validation_size=40, population_size=2, steps=3, eval_batch_size=40, max_individuals=3,
-        steps_schedule=[(10, 5), (60, 7)]))
-    twenty_minutes_ago = time.time() - 20 * 60  # the experiment's age is experiment.json's
-    os.utime(store.paths.experiment, (twenty_minutes_ago, twenty_minutes_ago))
-    opts = WorkerOptions(threads=1, device="cpu")
-    run_worker(pop, opts, TorchTrainer(opts), worker_id="w", handle_signals=False, log_to_file=False)
-    records = Store(pop).open().records()
-    assert len(records) == 3 and [r.steps for r in records] == [5, 5, 5]
+    records = _run_real_worker(tmp_path, age_minutes=20, steps=3, max_individuals=3, steps_schedule=[(10, 5), (60, 7)])
+    assert [r.steps for r in records] == [5, 5, 5]  # minute 20: not --steps (3), not minute 60's (7)
     assert len(step_lrs) == 15  # the steps taken, not only the ones recorded
