@@ -383,8 +383,9 @@ def initial_rank(child_id: str, claims: list[str], times: dict[str, int]) -> int
     already counted their rank (7 initial individuals for 6).  Creation times can: a claim a
     worker did not see was created after its listing, so no earlier than its own claim.
     Timestamps are coarse (4 ms ticks here), so a claim created in our tick counts as before
-    ours: two claims that see each other in one tick both yield (one initial individual too
-    few, which the kill rule heals); one that did not see the other never overtakes it.
+    ours: two claims that see each other in one tick both yield to the other and take the same
+    slot (an initial index twice, and one initial individual too few if it was the last slot;
+    the kill rule heals the count); one that did not see the other never overtakes it.
     """
     mine = times.get(child_id)
     if mine is None:  # no time for our own claim: yield to everyone
