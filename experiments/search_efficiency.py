@@ -91,8 +91,7 @@ def hour(a) -> dict:
     # The checkpoints first: they evaluate one individual per checkpoint, where the report
     # evaluates every best-so-far individual (slow on 2 cores); both share the test cache.
     evaluate = _test_evaluator()
-    rows = [{"arm": label, "pop": str(p), "checkpoints": _checkpoints(p, a.minutes, evaluate),
-             "children_by_steps": _children_by_steps(p)} for label, p in zip(labels, pops)]
+    rows = [{"arm": label, "pop": str(p), **_checkpoints(p, a.minutes, evaluate)} for label, p in zip(labels, pops)]
     out = {"study": "hour", "tag": a.tag, "minutes": a.minutes, "repeats": a.repeats, "preset": a.preset,
            "population": a.population, "launch_args": a.launch_args, "rows": rows,
            "checkpoints": {c["minutes"]: _spread([r["checkpoints"][k]["test"] for r in rows])
@@ -201,17 +200,14 @@ CHECKPOINT_MINUTES = (2, 6, 10, 20, 30, 40, 45, 60)
 
 
 def _test_evaluator():
-    """``evaluate(pop, record)``: the record's test accuracy, with the report's own evaluator and
+    """``evaluate(pop, record, cfg)``: the record's test accuracy (``cfg``: its experiment's), with the report's own evaluator and
     cache (one Evaluator per data set and split)."""
     from lse.nn.data import load_dataset
     from lse.reports.report import Evaluator
 
     evaluators = {}
 
-    def evaluate(pop, record) -> float | None:
-        from lse.store import Store
-
-        cfg = Store(pop).open().config
+    def evaluate(pop, record, cfg) -> float | None:
         key = (cfg.dataset, cfg.data_dir, cfg.validation_size, cfg.seed)
         if key not in evaluators:
             ds = load_dataset(cfg.dataset, cfg.data_dir, validation_size=cfg.validation_size, seed=cfg.seed)
@@ -221,10 +217,14 @@ def _test_evaluator():
     return evaluate
 
 
-def _checkpoints(pop, minutes: float, evaluate) -> list[dict]:
-    """The best by validation among the individuals born by each of CHECKPOINT_MINUTES (and
+def _checkpoints(pop, minutes: float, evaluate) -> dict:
+    """``checkpoints``: the best by validation among the individuals born by each of CHECKPOINT_MINUTES (and
     the end), with its test accuracy (``evaluate``: :func:`_test_evaluator`).  The report draws
-    the same individuals: its best-so-far chain holds every checkpoint's best."""
+    the same individuals: its best-so-far chain holds every checkpoint's best.
+    ``children_by_steps``: how many trained children trained each number of steps (a step
+    schedule's effect)."""
+    from collections import Counter
+
     from lse.reports import curves as cv
     from lse.reports.report import _dna_info, load_experiment
 
@@ -236,9 +236,10 @@ def _checkpoints(pop, minutes: float, evaluate) -> list[dict]:
         if best:
             rec = exp.by_id[best[0].id]
             out.append({"minutes": m, "individuals": len(born), "id": rec.id, "val": rec.val_accuracy,
-                        "test": evaluate(pop, rec), "params": rec.params, "steps": rec.steps,
+                        "test": evaluate(pop, rec, exp.config), "params": rec.params, "steps": rec.steps,
                         "arch": _dna_info(rec, exp.num_classes)[0]})
-    return out
+    by_steps = Counter(r.steps for r in exp.records if r.fitness is not None)
+    return {"checkpoints": out, "children_by_steps": dict(sorted(by_steps.items()))}
 
 
 def _plot_checkpoints(out: dict, figure: str, compare: str | None) -> None:
@@ -277,15 +278,6 @@ def _plot_checkpoints(out: dict, figure: str, compare: str | None) -> None:
     fig.tight_layout()
     fig.savefig(FIGURES / figure, dpi=110)
     plt.close(fig)
-
-
-def _children_by_steps(pop) -> dict[int, int]:
-    """How many trained children trained each number of steps (a step schedule's effect)."""
-    from collections import Counter
-
-    from lse.store import Store
-
-    return dict(sorted(Counter(r.steps for r in Store(pop).open().records() if r.fitness is not None).items()))
 
 
 def _spread(xs: list[float]) -> dict:
