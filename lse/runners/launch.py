@@ -54,6 +54,11 @@ STABLE_SECONDS = 60.0
 Echo = Callable[[str], None]
 
 
+#: workers per GPU when --workers-per-gpu is not given (docs/GPU.md: individuals per GPU-hour
+#: for 1 to 32 workers on one H200)
+DEFAULT_WORKERS_PER_GPU = 8
+
+
 class LaunchOptions(BaseModel):
     """How the local launcher runs its workers (machine-specific, not saved)."""
 
@@ -65,6 +70,9 @@ class LaunchOptions(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch threads per worker; None: its share of the cores")
     grace_seconds: float = Field(30.0, gt=0, description="after SIGTERM, seconds before workers are killed")
     max_restarts: int = Field(8, ge=0, description="consecutive quick crashes of one worker before giving up on it")
+    precision: str = Field("auto", pattern="^(auto|fp32|bf16)$", description="CUDA arithmetic of the workers")
+    cuda_graph: bool = Field(True, description="CUDA: workers replay each child's training step from a CUDA graph")
+    mps: bool = Field(False, description="CUDA: start an MPS daemon so the workers of one GPU share it concurrently")
 
     @classmethod
     def parse(cls, data: dict) -> "LaunchOptions":
@@ -406,13 +414,16 @@ class LocalLauncher:
         self.device = "cuda" if gpus else "cpu"
         self.slots = plan_slots(opts, gpus, os.cpu_count() or 1)
         self.label = f"launch-{_host_label()}-{os.getpid()}"
+        self.mps = None  # the MPS daemon this launcher started (--mps on CUDA)
 
     # -- worker processes --
     def _start(self, slot: _Slot) -> None:
         argv = [self.python, str(WORKER_SCRIPT), "--pop", str(self.pop), "--device", self.device,
                 "--threads", str(slot.threads)]
         if slot.gpu is not None:
-            argv += ["--gpu", str(slot.gpu)]
+            argv += ["--gpu", str(slot.gpu), "--precision", self.opts.precision]
+            if not self.opts.cuda_graph:
+                argv.append("--no-cuda-graph")
         # A known worker id per run: on a crash, its log (logs/<id>.log) tells whether it made
         # progress (see _on_exit).
         slot.worker_id = f"{self.label}-w{slot.index}-{len(slot.exit_codes)}"
@@ -420,6 +431,8 @@ class LocalLauncher:
         env = dict(os.environ)
         env.update({"OMP_NUM_THREADS": str(slot.threads), "MKL_NUM_THREADS": str(slot.threads),
                     LAUNCHER_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"})
+        if self.mps is not None:
+            env.update(self.mps.env())
         # Workers' stderr (warnings, tracebacks) in a log file per slot; each worker also
         # writes its full log to logs/<worker id>.log.
         log_path = self.store.paths.log(f"{self.label}-w{slot.index}")
@@ -483,6 +496,11 @@ class LocalLauncher:
         line_len = 0
         tty = self.progress and getattr(self.out, "isatty", lambda: False)()
         try:
+            if self.opts.mps and self.device == "cuda":
+                from lse.runners.mps import start_mps
+
+                self.mps = start_mps()
+                self.echo(f"started a CUDA MPS daemon for the workers (pipes in {self.mps.pipe_dir})")
             for s in self.slots:
                 self._start(s)
             self.echo(f"started {len(self.slots)} worker(s) on {self.device}"
@@ -534,6 +552,8 @@ class LocalLauncher:
                 if s.proc is not None and s.proc.poll() is None:
                     s.proc.kill()
                     s.proc.wait()
+            if self.mps is not None:
+                self.mps.stop()
             for sig, h in previous.items():
                 signal.signal(sig, h)
             if tty:
@@ -635,7 +655,10 @@ def _command():
     def launch_cmd(
         pop: Path = typer.Option(Path("population"), "--pop", help="population folder (created if missing, resumed if it exists)"),
         workers: int = typer.Option(None, "--workers", "-w", min=1, help="workers: local processes or Slurm array tasks (default: one per core on CPU, GPUs x --workers-per-gpu on GPU)"),
-        workers_per_gpu: int = typer.Option(1, "--workers-per-gpu", min=1, help="local workers sharing one GPU"),
+        workers_per_gpu: int = typer.Option(None, "--workers-per-gpu", min=1, help=f"local workers sharing one GPU (default: {DEFAULT_WORKERS_PER_GPU}, measured in docs/GPU.md)"),
+        precision: str = typer.Option("auto", "--precision", help="CUDA arithmetic: auto | fp32 | bf16 (auto: see docs/GPU.md)"),
+        cuda_graph: bool = typer.Option(True, "--cuda-graph/--no-cuda-graph", help="CUDA: replay each child's training step from a CUDA graph"),
+        mps: bool = typer.Option(False, "--mps/--no-mps", help="CUDA: run the workers of a GPU under an MPS daemon this launch starts and stops"),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (auto: cuda when available)"),
         threads: int = typer.Option(None, "--threads", min=1, help="torch threads per local worker (default: cores / workers)"),
         dataset: str = typer.Option(None, "--dataset", help="fashion-mnist | mnist | cifar10 | cifar100 | encoded (codes written by `lse ae encode`; --data-dir names them) (default: fashion-mnist)"),
@@ -715,8 +738,10 @@ def _command():
                 return
             if dry_run:
                 raise ConfigError("--dry-run only applies to --slurm", "add --slurm, or drop --dry-run")
+            workers_per_gpu = workers_per_gpu or DEFAULT_WORKERS_PER_GPU
             n = workers or _default_workers(device, workers_per_gpu)
-            opts = LaunchOptions.parse(dict(workers=n, workers_per_gpu=workers_per_gpu, device=device, threads=threads))
+            opts = LaunchOptions.parse(dict(workers=n, workers_per_gpu=workers_per_gpu, device=device, threads=threads,
+                                            precision=precision, cuda_graph=cuda_graph, mps=mps))
             prepare_experiment(pop, given, workers=n, force=force, echo=typer.echo)
             launch_local(pop, opts, echo=typer.echo, progress=progress)
         except LseError as err:

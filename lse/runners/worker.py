@@ -170,14 +170,22 @@ class TorchTrainer:
             steps = math.ceil(recipe.epochs * ds.train_x.shape[0] * recipe.data_fraction / cfg.batch_size)
         if recipe.optimizer == "none":
             steps = 0  # no gradient training: the child is only evaluated
+        # milliseconds of each part of this child's cost but the training itself (docs/GPU.md)
+        clock, timings = time.perf_counter, {}
         try:
+            t = clock()
             fc = flops(child.genome, dna, ds.input_shape, ds.num_classes, cfg.batch_size, cfg.eval_batch_size)
+            timings["flops_ms"] = (clock() - t) * 1e3
+            t = clock()
             torch.manual_seed(seed)  # model initialisation; train() seeds batches and augmentation
             model = build(child.genome, dna, ds.input_shape, ds.num_classes)
+            timings["build_ms"] = (clock() - t) * 1e3
+            t = clock()
             if parent_states and child.provenance is not None:
                 inheritance = inherit(model, parent_states, child.provenance).summary()
             else:
                 inheritance = {"kept": 0, "reinitialised": len(model.state_dict())}
+            timings["inherit_ms"] = (clock() - t) * 1e3
             params = sum(p.numel() for p in model.parameters())
             res = train(
                 model, ds, learning_rate=getattr(dna, "learning_rate", cfg.initial_learning_rate), steps=steps,
@@ -186,6 +194,7 @@ class TorchTrainer:
                 should_stop=should_stop, device=self.device, eval_batch_size=cfg.eval_batch_size,
                 optimizer="sgd" if recipe.optimizer == "none" else recipe.optimizer,
                 data_fraction=recipe.data_fraction, lr_schedule=cfg.lr_schedule,
+                precision=self.options.precision, cuda_graph=self.options.cuda_graph,
             )
         except StopRequested:
             raise
@@ -198,8 +207,10 @@ class TorchTrainer:
             "total": fc.cost(res.steps, n_eval),
         }
         state = None
+        t = clock()
         if res.failed_reason is None:
             state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
+        timings["to_host_ms"] = (clock() - t) * 1e3
         return ChildResult(
             val_accuracy=None if res.failed_reason else res.val_accuracy,
             failed_reason=res.failed_reason,
@@ -211,7 +222,8 @@ class TorchTrainer:
             examples=res.examples,
             train_seconds=res.train_seconds,
             eval_seconds=res.eval_seconds,
-            extra={"device": str(self.device)},
+            extra={"device": str(self.device), "graphed": res.graphed,
+                   "timings": {k: round(v, 3) for k, v in timings.items()}},
         )
 
 
@@ -939,6 +951,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpu", type=int, default=None, help="CUDA device index (default: 0)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.add_argument("--worker-id", default=None, help="worker id (default: host-pid-random)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="CUDA arithmetic (default auto: see docs/GPU.md)")
+    p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
+                   help="CUDA: train eagerly instead of replaying a CUDA graph")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     # The worker's own log file gets everything (run_worker); stderr only warnings and errors.
@@ -947,7 +963,8 @@ def main(argv: list[str] | None = None) -> int:
     stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(stderr)
     try:
-        opts = WorkerOptions.parse({"device": args.device, "gpu_index": args.gpu, "threads": args.threads})
+        opts = WorkerOptions.parse({"device": args.device, "gpu_index": args.gpu, "threads": args.threads,
+                                    "precision": args.precision, "cuda_graph": args.cuda_graph})
         summary = run_worker(args.pop, opts, worker_id=args.worker_id)
     except LseError as e:
         print(f"worker: error: {e}", file=sys.stderr)
