@@ -223,8 +223,9 @@ def prepare_experiment(
     if store.stop_requested():
         store.clear_stop()
         echo("removed the STOP file left by an earlier stop")
-    echo(f"resuming the experiment in {store.root} ({len(count_births(store))} individuals so far)")
-    _warn_ratio(wanted, workers, echo)
+    if finished_line(store) is None:  # otherwise the caller says why nothing starts, in one line
+        echo(f"resuming the experiment in {store.root} ({len(count_births(store))} individuals so far)")
+        _warn_ratio(wanted, workers, echo)
     return wanted
 
 
@@ -568,6 +569,38 @@ def _limit_reason(store: Store) -> str | None:
     return None
 
 
+def finished_line(store: Store) -> str | None:
+    """One line if the experiment's stop condition is already met, so that a launch on it would
+    start workers that stop at once (the trap of re-running the quick start on its folder):
+    which condition, since when, and how to extend it or start fresh.  None: there is work left.
+
+    Checked the way the workers check (lse.runners.worker), after a resume updated the stop
+    fields; a STOP file is not a condition here (launching removes it, meaning "run").
+    """
+    cfg = ExperimentConfig.from_json(store.paths.experiment.read_text(), str(store.paths.experiment))
+    created = os.stat(store.paths.experiment).st_mtime  # the clock max_hours counts from
+    births = count_births(store)
+    met = extend = None
+    if cfg.max_individuals is not None and len(births) >= cfg.max_individuals:
+        met = f"max_individuals={cfg.max_individuals} reached ({len(births)} individuals)"
+        extend = f"--max-individuals {2 * cfg.max_individuals}"
+    elif cfg.max_hours is not None and time.time() - created >= cfg.max_hours * 3600:
+        at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(created + cfg.max_hours * 3600))
+        met = f"max_hours={cfg.max_hours:g} reached at {at} ({len(births)} individuals)"
+        extend = f"--max-hours {2 * cfg.max_hours:g}"
+    elif cfg.max_flops is not None:
+        recs = (store.record(i) for i in births)
+        spent = sum(r.flops.total for r in recs if r is not None and r.flops)
+        if spent >= cfg.max_flops:
+            met = f"max_flops={cfg.max_flops:.3g} reached ({spent:.3g} spent)"
+            extend = f"--max-flops {2 * cfg.max_flops:.3g}"
+    if met is None:
+        return None
+    q = _shell_path(store.root)
+    return (f"nothing to do: {q} is finished, {met}; to go on, launch it again with a larger limit "
+            f"(e.g. {extend}); to start fresh, use another --pop or remove {q}")
+
+
 def _published(worker_log: Path) -> bool:
     """Whether the worker that wrote ``worker_log`` published an individual (lse.runners.worker logs
     "born <id>" / "published <id> dead" for each birth)."""
@@ -711,6 +744,8 @@ def _command():
                     launch_slurm(pop, sopts, device=device, dry_run=True, echo=typer.echo)
                     return
                 prepare_experiment(pop, given, workers=sopts.workers, force=force, echo=typer.echo)
+                if _say_finished(pop):
+                    return
                 launch_slurm(pop, sopts, device=device, echo=typer.echo)
                 return
             if dry_run:
@@ -718,12 +753,25 @@ def _command():
             n = workers or _default_workers(device, workers_per_gpu)
             opts = LaunchOptions.parse(dict(workers=n, workers_per_gpu=workers_per_gpu, device=device, threads=threads))
             prepare_experiment(pop, given, workers=n, force=force, echo=typer.echo)
+            if _say_finished(pop):
+                return
             launch_local(pop, opts, echo=typer.echo, progress=progress)
         except LseError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(1) from None
 
     return launch_cmd
+
+
+def _say_finished(pop: Path) -> bool:
+    """A launch on a finished experiment starts nothing: one line says so, and the exit status
+    is 0 (like ``make`` with nothing to do: the experiment is in the state asked for)."""
+    import typer
+
+    line = finished_line(Store(pop).open())
+    if line:
+        typer.echo(line)
+    return line is not None
 
 
 def _default_workers(device: str, workers_per_gpu: int) -> int:
