@@ -326,3 +326,26 @@ def test_a_finished_max_hours_names_its_time_and_extends_on_resume(tmp_path):
     assert not any("resuming" in m for m in msgs)  # the one line is the caller's
     prepare_experiment(pop, {"max_hours": 2.0}, echo=msgs.append)  # a stop field: may change on resume
     assert finished_line(Store(pop).open()) is None and any("resuming" in m for m in msgs)
+
+
+@pytest.mark.parametrize("entry", [["-m", "lse.launch"], ["-c", "from lse.cli import app; app()", "launch"]])
+def test_launch_help_shows_every_option_whole_at_80_columns(entry):
+    import re
+
+    import typer
+
+    from lse.runners.launch import _command
+
+    app = typer.Typer(add_completion=False)
+    app.command()(_command())
+    names = [n for p in typer.main.get_command(app).params for n in (*p.opts, *p.secondary_opts)]
+    assert len(names) > 40 and "--initial-learning-rate" in names and "--algorithm-option" in names
+    env = {**os.environ, "COLUMNS": "80", "TERMINAL_WIDTH": "80"}
+    r = subprocess.run([sys.executable, *entry, "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    too_wide = [ln for ln in r.stdout.splitlines() if len(ln) > 80]
+    assert not too_wide, too_wide
+    cut = [n for n in names if not re.search(rf"(?<![\w-]){re.escape(n)}(?![\w…-])", r.stdout)]
+    assert not cut, f"option names not shown whole at 80 columns: {cut}"
+    for folder in ("$LSE_DATA", "~/.local/share/lse/data", "/usr/share/datasets/fashion-mnist"):
+        assert folder in r.stdout.replace("\n" + " " * 34, " ")  # every folder a data set is looked up in

@@ -662,6 +662,21 @@ def launch_slurm(pop_dir, slurm_opts, *, device: str = "auto", dry_run: bool = F
 # command line
 
 
+def _plain_help_command():
+    """The launch command's class: click's plain help instead of typer's rich panels.  With ~50
+    options, rich's table cut option names at 80 columns (``--initial-learni…``) and squeezed
+    their meanings into a column ~20 characters wide; click's layout puts a long name on its own
+    line and the meaning below, at any width."""
+    from typer.core import TyperCommand
+
+    class PlainHelpCommand(TyperCommand):
+        def format_help(self, ctx, formatter) -> None:
+            self.rich_markup_mode = None  # typer's switch back to click's formatter
+            super().format_help(ctx, formatter)
+
+    return PlainHelpCommand
+
+
 def _command():
     import typer
 
@@ -672,7 +687,7 @@ def _command():
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (auto: cuda when available)"),
         threads: int = typer.Option(None, "--threads", min=1, help="torch threads per local worker (default: cores / workers)"),
         dataset: str = typer.Option(None, "--dataset", help="fashion-mnist | mnist | cifar10 | cifar100 | encoded (codes written by `lse ae encode`; --data-dir names them) (default: fashion-mnist)"),
-        data_dir: Path = typer.Option(None, "--data-dir", help="folder with the data set's standard files (default: $LSE_DATA, system folders)"),
+        data_dir: Path = typer.Option(None, "--data-dir", help="folder with the data set's standard files, or their usual subfolder (cifar-10-batches-py, cifar-100-python, mnist, fashion-mnist); looked up only there when given; default: $LSE_DATA, then $XDG_DATA_HOME/lse/data (~/.local/share/lse/data: `lse data fetch` writes there), then for fashion-mnist /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist)"),
         augment: bool = typer.Option(None, "--augment/--no-augment", help="pad-and-crop (and flip where allowed) augmentation of training batches (default: on)"),
         validation_size: int = typer.Option(None, "--validation-size", min=1, help="training examples held out for fitness (default: 5000)"),
         population_size: int = typer.Option(None, "--population-size", min=2, help="alive individuals to maintain (default: 4 x workers, the paper's ratio)"),
@@ -695,9 +710,9 @@ def _command():
         mutations_per_child: int = typer.Option(None, "--mutations-per-child", min=1, max=100, help="mutations applied to each child (default: 1, the paper's; may change on resume)"),
         mutation_burst: list[str] = typer.Option(None, "--mutation-burst", help="N@START-END, repeatable: N mutations per child in that window after the start (e.g. 5@30m-45m; section 5)"),
         weight_reset: list[str] = typer.Option(None, "--weight-reset", help="AT, repeatable: reset the population's weights that long after the start (e.g. 20m; section 5)"),
-        max_individuals: int = typer.Option(None, "--max-individuals", min=1, help="stop after this many births"),
-        max_hours: float = typer.Option(None, "--max-hours", help="stop this many hours after the experiment was created"),
-        max_flops: float = typer.Option(None, "--max-flops", help="stop when the experiment's FLOPs (section 3.5) exceed this"),
+        max_individuals: int = typer.Option(None, "--max-individuals", min=1, help="stop after this many births (may change on resume)"),
+        max_hours: float = typer.Option(None, "--max-hours", help="stop this many hours after the experiment was created (may change on resume: a larger value extends a finished run)"),
+        max_flops: float = typer.Option(None, "--max-flops", help="stop when the experiment's FLOPs (section 3.5) exceed this (may change on resume)"),
         force: bool = typer.Option(False, "--force", help="resume even if the options differ from the saved experiment (replaces them)"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="live progress line"),
         prepare_only: bool = typer.Option(False, "--prepare-only", help="create or update experiment.json, start no worker (then run worker.py yourself, e.g. docker compose)"),
@@ -712,7 +727,11 @@ def _command():
         job_name: str = typer.Option("lse", "--job-name", help="Slurm job name"),
         dry_run: bool = typer.Option(False, "--dry-run", help="with --slurm: print the sbatch script, submit nothing"),
     ) -> None:
-        """Create or resume an evolution experiment and run its workers (locally, or as a Slurm job array)."""
+        """Create or resume an evolution experiment and run its workers (locally, or as a Slurm job array).
+
+        On a population whose stop condition is already met it starts nothing: one line says
+        which condition and how to extend it or start fresh, and the exit status is 0.
+        """
         try:
             given = dict(
                 dataset=dataset, data_dir=None if data_dir is None else str(data_dir), validation_size=validation_size,
@@ -790,7 +809,7 @@ def register_cli(app) -> None:
     """``lse launch`` and ``lse stop``."""
     import typer
 
-    app.command("launch")(_command())
+    app.command("launch", cls=_plain_help_command())(_command())
 
     @app.command("stop")
     def stop_cmd(pop: Path = typer.Option(Path("population"), "--pop", help="population folder")) -> None:
@@ -807,7 +826,7 @@ def main() -> None:
     import typer
 
     app = typer.Typer(add_completion=False)
-    app.command()(_command())
+    app.command(cls=_plain_help_command())(_command())
     app()
 
 
