@@ -750,6 +750,7 @@ def _command():
                 given["seed_from"] = str(seed_from)
             if prepare_only:
                 prepare_experiment(pop, given, workers=workers or 1, force=force, echo=typer.echo)
+                _say_finished(pop)
                 return
             if use_slurm:
                 from lse.runners.slurm import SlurmOptions
