@@ -700,7 +700,7 @@ def _command():
         seed: int = typer.Option(None, "--seed", help="experiment seed: validation split, workers' seeds (default: 0)"),
         initial_learning_rate: float = typer.Option(None, "--initial-learning-rate", help="learning rate of initial individuals (default: 0.1)"),
         lr_schedule: str = typer.Option(None, "--lr-schedule", help="constant (section 3.4) | cosine (each child's learning rate decays to 0 over its steps; not the paper) (default: constant)"),
-        preset: str = typer.Option("paper", "--preset", help="paper (the paper's algorithm) | quick (insert-convolution draws 8/16/32 channels) | hour (for an hour on one machine: 16/32/64 channels, 500 steps then 1000 from minute 15 and 2000 from minute 25, population 10, morphism inheritance, cosine learning rate, growth-weighted mutations); see README; options given explicitly win"),
+        preset: str = typer.Option("paper", "--preset", help="paper (the paper's algorithm) | quick (insert-convolution draws 8/16/32 channels) | hour (for an hour on one machine: 16/32/64 channels, 500 steps then 1000 from minute 15 and 2000 from minute 25, population 10, morphism inheritance, cosine learning rate, growth-weighted mutations); see docs/OPTIONS.md; options given explicitly win"),
         insert_channels: str = typer.Option(None, "--insert-channels", help="C1,C2,...: an inserted convolution draws its output channels from these (default: its input's, the paper's)"),
         mutation_prob: list[str] = typer.Option(None, "--mutation-prob", help="NAME=WEIGHT, repeatable; names not given weigh 0 (default: uniform over the 11 mutations)"),
         algorithm: str = typer.Option(None, "--algorithm", help="the algorithm, from `lse algorithms` (default: real2017, the paper's)"),
