@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -320,11 +321,14 @@ def test_a_finished_max_hours_names_its_time_and_extends_on_resume(tmp_path):
     os.utime(store.paths.experiment, (created, created))
     line = finished_line(store)
     at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(created + 360))
-    assert line is not None and f"max_hours=0.1 reached at {at}" in line and "--max-hours 0.2" in line
+    assert line is not None and f"max_hours=0.1 reached at {at}" in line, line
+    # the suggested limit gives as long again from now: the hour elapsed plus the old 0.1
+    suggested = float(re.search(r"--max-hours (\d+(?:\.\d+)?)", line).group(1))
+    assert 1.1 < suggested <= 1.12
     msgs = []
     prepare_experiment(pop, {"max_hours": 0.1}, echo=msgs.append)
     assert not any("resuming" in m for m in msgs)  # the one line is the caller's
-    prepare_experiment(pop, {"max_hours": 2.0}, echo=msgs.append)  # a stop field: may change on resume
+    prepare_experiment(pop, {"max_hours": suggested}, echo=msgs.append)  # a stop field: may change on resume
     assert finished_line(Store(pop).open()) is None and any("resuming" in m for m in msgs)
 
 

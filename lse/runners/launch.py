@@ -25,6 +25,7 @@ launch on another machine with the same ``--pop`` simply adds its workers.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -587,7 +588,10 @@ def finished_line(store: Store) -> str | None:
     elif cfg.max_hours is not None and time.time() - created >= cfg.max_hours * 3600:
         at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(created + cfg.max_hours * 3600))
         met = f"max_hours={cfg.max_hours:g} reached at {at} ({len(births)} individuals)"
-        extend = f"--max-hours {2 * cfg.max_hours:g}"
+        # max_hours counts from the creation, so "as long again" is the hours elapsed plus the
+        # old limit (2 x the limit would still be met on a run relaunched a day later)
+        elapsed = (time.time() - created) / 3600
+        extend = f"--max-hours {math.ceil((elapsed + cfg.max_hours) * 100) / 100:g}"
     elif cfg.max_flops is not None:
         recs = (store.record(i) for i in births)
         spent = sum(r.flops.total for r in recs if r is not None and r.flops)
