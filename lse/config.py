@@ -52,8 +52,8 @@ LIVE_FIELDS = frozenset({"mutations_per_child"})
 #: user does not give.  They are saved in experiment.json as the plain fields they set (the
 #: name is not), so resume rules and reproducibility are those of any other option.
 #: ``paper``: the paper's algorithm, unchanged (the default).
-#: ``quick``: for a few minutes on a laptop (README, Quick start); what it changes and why is
-#: in the README's preset table.
+#: ``quick``: for a few minutes on a laptop (the earlier quick start); what it changes and why is
+#: in docs/OPTIONS.md's preset table.
 #: ``hour``: for an hour on one machine (issue 19, docs/SEARCH.md): wider inserted convolutions,
 #: 500 steps per child and more later in the run (a step schedule: the structure is found with
 #: short children, the late ones train long enough to anneal), inheritance as a network

@@ -306,7 +306,7 @@ def make_report(
     out: str | os.PathLike,
     labels: list[str] | None = None,
     data_dir: str | os.PathLike | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     ensemble_size: int = ENSEMBLE_SIZE,
     console=None,
 ) -> dict:
@@ -315,7 +315,9 @@ def make_report(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from lse.nn.data import load_dataset
+    from lse.nn.train import resolve_device
 
+    device = str(resolve_device(device))  # "auto": cuda when available, else cpu
     console = console or Console()
     if not pops:
         raise ConfigError("no population given", "pass at least one --pop DIR")
@@ -658,7 +660,7 @@ def register_cli(app) -> None:
         label: list[str] = typer.Option(None, "--label", help="one per --pop; the same label marks repeats (mean ±2σ)"),
         out: Path = typer.Option(..., "--out", help="folder for the figures, report.html and the CSV/JSON tables"),
         data_dir: Path = typer.Option(None, "--data-dir", help="data set folder (default: the experiment's)"),
-        device: str = typer.Option("cpu", "--device", help="where test accuracies are computed (cpu, cuda)"),
+        device: str = typer.Option("auto", "--device", help="where test accuracies are computed: auto | cpu | cuda (auto: cuda when available, else cpu)"),
     ) -> None:
         """Progress curves (Figure 2), every individual (Figure 1), best model, top-2 ensemble, HTML page."""
         try:

@@ -386,7 +386,7 @@ def register_cli(app) -> None:
     @app.command("bench")
     def bench_cmd(
         steps: int = typer.Option(200, help="training steps timed per individual and loop"),
-        device: str = typer.Option("cpu", help="cpu, cuda or auto"),
+        device: str = typer.Option("auto", help="auto | cpu | cuda (auto: cuda when available, else cpu)"),
         dataset: str = typer.Option(None, help="data set name; default: synthetic (runs offline)"),
         data_dir: str = typer.Option(None, help="folder holding the data set's standard files"),
         threads: int = typer.Option(None, help="torch intra-op threads (default: torch's choice)"),

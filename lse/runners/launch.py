@@ -25,6 +25,7 @@ launch on another machine with the same ``--pop`` simply adds its workers.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -231,8 +232,9 @@ def prepare_experiment(
     if store.stop_requested():
         store.clear_stop()
         echo("removed the STOP file left by an earlier stop")
-    echo(f"resuming the experiment in {store.root} ({len(count_births(store))} individuals so far)")
-    _warn_ratio(wanted, workers, echo)
+    if finished_line(store) is None:  # otherwise the caller says why nothing starts, in one line
+        echo(f"resuming the experiment in {store.root} ({len(count_births(store))} individuals so far)")
+        _warn_ratio(wanted, workers, echo)
     return wanted
 
 
@@ -588,6 +590,41 @@ def _limit_reason(store: Store) -> str | None:
     return None
 
 
+def finished_line(store: Store) -> str | None:
+    """One line if the experiment's stop condition is already met, so that a launch on it would
+    start workers that stop at once (the trap of re-running the quick start on its folder):
+    which condition, since when, and how to extend it or start fresh.  None: there is work left.
+
+    Checked the way the workers check (lse.runners.worker), after a resume updated the stop
+    fields; a STOP file is not a condition here (launching removes it, meaning "run").
+    """
+    cfg = ExperimentConfig.from_json(store.paths.experiment.read_text(), str(store.paths.experiment))
+    created = os.stat(store.paths.experiment).st_mtime  # the clock max_hours counts from
+    births = count_births(store)
+    met = extend = None
+    if cfg.max_individuals is not None and len(births) >= cfg.max_individuals:
+        met = f"max_individuals={cfg.max_individuals} reached ({len(births)} individuals)"
+        extend = f"--max-individuals {2 * cfg.max_individuals}"
+    elif cfg.max_hours is not None and time.time() - created >= cfg.max_hours * 3600:
+        at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(created + cfg.max_hours * 3600))
+        met = f"max_hours={cfg.max_hours:g} reached at {at} ({len(births)} individuals)"
+        # max_hours counts from the creation, so "as long again" is the hours elapsed plus the
+        # old limit (2 x the limit would still be met on a run relaunched a day later)
+        elapsed = (time.time() - created) / 3600
+        extend = f"--max-hours {math.ceil((elapsed + cfg.max_hours) * 100) / 100:g}"
+    elif cfg.max_flops is not None:
+        recs = (store.record(i) for i in births)
+        spent = sum(r.flops.total for r in recs if r is not None and r.flops)
+        if spent >= cfg.max_flops:
+            met = f"max_flops={cfg.max_flops:.3g} reached ({spent:.3g} spent)"
+            extend = f"--max-flops {2 * cfg.max_flops:.3g}"
+    if met is None:
+        return None
+    q = _shell_path(store.root)
+    return (f"nothing to do: {q} is finished, {met}; to go on, launch it again with a larger limit "
+            f"(e.g. {extend}); to start fresh, use another --pop or remove {q}")
+
+
 def _published(worker_log: Path) -> bool:
     """Whether the worker that wrote ``worker_log`` published an individual (lse.runners.worker logs
     "born <id>" / "published <id> dead" for each birth)."""
@@ -649,6 +686,21 @@ def launch_slurm(pop_dir, slurm_opts, *, device: str = "auto", dry_run: bool = F
 # command line
 
 
+def _plain_help_command():
+    """The launch command's class: click's plain help instead of typer's rich panels.  With ~50
+    options, rich's table cut option names at 80 columns (``--initial-learni…``) and squeezed
+    their meanings into a column ~20 characters wide; click's layout puts a long name on its own
+    line and the meaning below, at any width."""
+    from typer.core import TyperCommand
+
+    class PlainHelpCommand(TyperCommand):
+        def format_help(self, ctx, formatter) -> None:
+            self.rich_markup_mode = None  # typer's switch back to click's formatter
+            super().format_help(ctx, formatter)
+
+    return PlainHelpCommand
+
+
 def _command():
     import typer
 
@@ -662,7 +714,7 @@ def _command():
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (auto: cuda when available)"),
         threads: int = typer.Option(None, "--threads", min=1, help="torch threads per local worker (default: cores / workers)"),
         dataset: str = typer.Option(None, "--dataset", help="fashion-mnist | mnist | cifar10 | cifar100 | encoded (codes written by `lse ae encode`; --data-dir names them) (default: fashion-mnist)"),
-        data_dir: Path = typer.Option(None, "--data-dir", help="folder with the data set's standard files (default: $LSE_DATA, system folders)"),
+        data_dir: Path = typer.Option(None, "--data-dir", help="folder with the data set's standard files, or their usual subfolder (cifar-10-batches-py, cifar-100-python, mnist, fashion-mnist); looked up only there when given; default: $LSE_DATA, then $XDG_DATA_HOME/lse/data (~/.local/share/lse/data: `lse data fetch` writes there), then for fashion-mnist /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist)"),
         augment: bool = typer.Option(None, "--augment/--no-augment", help="pad-and-crop (and flip where allowed) augmentation of training batches (default: on)"),
         validation_size: int = typer.Option(None, "--validation-size", min=1, help="training examples held out for fitness (default: 5000)"),
         population_size: int = typer.Option(None, "--population-size", min=2, help="alive individuals to maintain (default: 4 x workers, the paper's ratio)"),
@@ -675,7 +727,7 @@ def _command():
         seed: int = typer.Option(None, "--seed", help="experiment seed: validation split, workers' seeds (default: 0)"),
         initial_learning_rate: float = typer.Option(None, "--initial-learning-rate", help="learning rate of initial individuals (default: 0.1)"),
         lr_schedule: str = typer.Option(None, "--lr-schedule", help="constant (section 3.4) | cosine (each child's learning rate decays to 0 over its steps; not the paper) (default: constant)"),
-        preset: str = typer.Option("paper", "--preset", help="paper (the paper's algorithm) | quick (insert-convolution draws 8/16/32 channels) | hour (for an hour on one machine: 16/32/64 channels, 500 steps then 1000 from minute 15 and 2000 from minute 25, population 10, morphism inheritance, cosine learning rate, growth-weighted mutations); see README; options given explicitly win"),
+        preset: str = typer.Option("paper", "--preset", help="paper (the paper's algorithm) | quick (insert-convolution draws 8/16/32 channels) | hour (for an hour on one machine: 16/32/64 channels, 500 steps then 1000 from minute 15 and 2000 from minute 25, population 10, morphism inheritance, cosine learning rate, growth-weighted mutations); see docs/OPTIONS.md; options given explicitly win"),
         insert_channels: str = typer.Option(None, "--insert-channels", help="C1,C2,...: an inserted convolution draws its output channels from these (default: its input's, the paper's)"),
         mutation_prob: list[str] = typer.Option(None, "--mutation-prob", help="NAME=WEIGHT, repeatable; names not given weigh 0 (default: uniform over the 11 mutations)"),
         algorithm: str = typer.Option(None, "--algorithm", help="the algorithm, from `lse algorithms` (default: real2017, the paper's)"),
@@ -685,9 +737,9 @@ def _command():
         mutations_per_child: int = typer.Option(None, "--mutations-per-child", min=1, max=100, help="mutations applied to each child (default: 1, the paper's; may change on resume)"),
         mutation_burst: list[str] = typer.Option(None, "--mutation-burst", help="N@START-END, repeatable: N mutations per child in that window after the start (e.g. 5@30m-45m; section 5)"),
         weight_reset: list[str] = typer.Option(None, "--weight-reset", help="AT, repeatable: reset the population's weights that long after the start (e.g. 20m; section 5)"),
-        max_individuals: int = typer.Option(None, "--max-individuals", min=1, help="stop after this many births"),
-        max_hours: float = typer.Option(None, "--max-hours", help="stop this many hours after the experiment was created"),
-        max_flops: float = typer.Option(None, "--max-flops", help="stop when the experiment's FLOPs (section 3.5) exceed this"),
+        max_individuals: int = typer.Option(None, "--max-individuals", min=1, help="stop after this many births (may change on resume)"),
+        max_hours: float = typer.Option(None, "--max-hours", help="stop this many hours after the experiment was created (may change on resume: a larger value extends a finished run)"),
+        max_flops: float = typer.Option(None, "--max-flops", help="stop when the experiment's FLOPs (section 3.5) exceed this (may change on resume)"),
         force: bool = typer.Option(False, "--force", help="resume even if the options differ from the saved experiment (replaces them)"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="live progress line"),
         prepare_only: bool = typer.Option(False, "--prepare-only", help="create or update experiment.json, start no worker (then run worker.py yourself, e.g. docker compose)"),
@@ -702,7 +754,11 @@ def _command():
         job_name: str = typer.Option("lse", "--job-name", help="Slurm job name"),
         dry_run: bool = typer.Option(False, "--dry-run", help="with --slurm: print the sbatch script, submit nothing"),
     ) -> None:
-        """Create or resume an evolution experiment and run its workers (locally, or as a Slurm job array)."""
+        """Create or resume an evolution experiment and run its workers (locally, or as a Slurm job array).
+
+        On a population whose stop condition is already met it starts nothing: one line says
+        which condition and how to extend it or start fresh, and the exit status is 0.
+        """
         try:
             given = dict(
                 dataset=dataset, data_dir=None if data_dir is None else str(data_dir), validation_size=validation_size,
@@ -721,6 +777,7 @@ def _command():
                 given["seed_from"] = str(seed_from)
             if prepare_only:
                 prepare_experiment(pop, given, workers=workers or 1, force=force, echo=typer.echo)
+                _say_finished(pop)
                 return
             if use_slurm:
                 from lse.runners.slurm import SlurmOptions
@@ -734,6 +791,8 @@ def _command():
                     launch_slurm(pop, sopts, device=device, dry_run=True, echo=typer.echo)
                     return
                 prepare_experiment(pop, given, workers=sopts.workers, force=force, echo=typer.echo)
+                if _say_finished(pop):
+                    return
                 launch_slurm(pop, sopts, device=device, echo=typer.echo)
                 return
             if dry_run:
@@ -743,12 +802,25 @@ def _command():
             opts = LaunchOptions.parse(dict(workers=n, workers_per_gpu=workers_per_gpu, device=device, threads=threads,
                                             precision=precision, cuda_graph=cuda_graph, mps=mps))
             prepare_experiment(pop, given, workers=n, force=force, echo=typer.echo)
+            if _say_finished(pop):
+                return
             launch_local(pop, opts, echo=typer.echo, progress=progress)
         except LseError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(1) from None
 
     return launch_cmd
+
+
+def _say_finished(pop: Path) -> bool:
+    """A launch on a finished experiment starts nothing: one line says so, and the exit status
+    is 0 (like ``make`` with nothing to do: the experiment is in the state asked for)."""
+    import typer
+
+    line = finished_line(Store(pop).open())
+    if line:
+        typer.echo(line)
+    return line is not None
 
 
 def _default_workers(device: str, workers_per_gpu: int) -> int:
@@ -767,7 +839,7 @@ def register_cli(app) -> None:
     """``lse launch`` and ``lse stop``."""
     import typer
 
-    app.command("launch")(_command())
+    app.command("launch", cls=_plain_help_command())(_command())
 
     @app.command("stop")
     def stop_cmd(pop: Path = typer.Option(Path("population"), "--pop", help="population folder")) -> None:
@@ -784,7 +856,7 @@ def main() -> None:
     import typer
 
     app = typer.Typer(add_completion=False)
-    app.command()(_command())
+    app.command(cls=_plain_help_command())(_command())
     app()
 
 

@@ -41,7 +41,7 @@ def _stage(pop: Path, given: dict, b: PipelineBudget, echo) -> None:
     from lse.runners.launch import LaunchOptions, launch_local, prepare_experiment
 
     prepare_experiment(pop, given, workers=b.workers, echo=echo)
-    launch_local(pop, LaunchOptions(workers=b.workers, threads=b.threads, device="cpu"), echo=echo, progress=False)
+    launch_local(pop, LaunchOptions(workers=b.workers, threads=b.threads, device="auto"), echo=echo, progress=False)
 
 
 def run_pipeline(out, b: PipelineBudget, echo=print) -> dict:
