@@ -308,6 +308,16 @@ def tables(res: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+BEGIN, END = "<!-- tables: experiments/gpu_suite.py --tables-only -->", "<!-- end of tables -->"
+
+
+def with_tables(doc: str, text: str) -> str:
+    """``doc`` with the part between the BEGIN and END markers replaced by ``text``."""
+    head, rest = doc.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{text}{END}{tail}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -315,10 +325,14 @@ def main() -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--tables-only", action="store_true", help="remake GPU-tables.md from OUT/gpu.json")
     ap.add_argument("--only", default=None, help="comma-separated parts to run (default: all)")
+    ap.add_argument("--doc", type=Path, default=None,
+                    help="with --tables-only: also replace the tables between the markers in this doc (docs/GPU.md)")
     args = ap.parse_args()
     if args.tables_only:
         res = json.loads((args.out / "gpu.json").read_text())
         (args.out / "GPU-tables.md").write_text(tables(res))
+        if args.doc is not None:
+            args.doc.write_text(with_tables(args.doc.read_text(), tables(res)))
         print(tables(res))
         return 0
     s = Suite(args.out, args.budget, args.device, small=args.device != "cuda")

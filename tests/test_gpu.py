@@ -219,3 +219,18 @@ def test_mps_clients_really_connect():
         assert d.server_pids(), "no MPS server: the client did not connect"
     finally:
         d.stop()
+
+
+def test_the_gpu_docs_tables_are_the_ones_its_committed_data_gives():
+    """docs/GPU.md's tables are generated from docs/gpu/gpu.json: a hand-edited figure fails."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("gpu_suite", root / "experiments" / "gpu_suite.py")
+    suite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suite)
+    doc = (root / "docs" / "GPU.md").read_text()
+    res = json.loads((root / "docs" / "gpu" / "gpu.json").read_text())
+    assert suite.with_tables(doc, suite.tables(res)) == doc

@@ -57,7 +57,7 @@ Echo = Callable[[str], None]
 
 #: workers per GPU when --workers-per-gpu is not given (docs/GPU.md: individuals per GPU-hour
 #: for 1 to 32 workers on one H200)
-DEFAULT_WORKERS_PER_GPU = 8
+DEFAULT_WORKERS_PER_GPU = 16
 
 
 class LaunchOptions(BaseModel):
@@ -73,7 +73,8 @@ class LaunchOptions(BaseModel):
     max_restarts: int = Field(8, ge=0, description="consecutive quick crashes of one worker before giving up on it")
     precision: str = Field("auto", pattern="^(auto|fp32|bf16)$", description="CUDA arithmetic of the workers")
     cuda_graph: bool = Field(True, description="CUDA: workers replay each child's training step from a CUDA graph")
-    mps: bool = Field(False, description="CUDA: start an MPS daemon so the workers of one GPU share it concurrently")
+    mps: bool | None = Field(None, description="CUDA: start an MPS daemon so the workers of one GPU share it "
+                             "concurrently; None: try, and go on without it if it cannot start")
 
     @classmethod
     def parse(cls, data: dict) -> "LaunchOptions":
@@ -498,11 +499,16 @@ class LocalLauncher:
         line_len = 0
         tty = self.progress and getattr(self.out, "isatty", lambda: False)()
         try:
-            if self.opts.mps and self.device == "cuda":
+            if self.opts.mps is not False and self.device == "cuda" and len(self.slots) > 1:
                 from lse.runners.mps import start_mps
 
-                self.mps = start_mps()
-                self.echo(f"started a CUDA MPS daemon for the workers (pipes in {self.mps.pipe_dir})")
+                try:
+                    self.mps = start_mps()
+                    self.echo(f"started a CUDA MPS daemon for the workers (pipes in {self.mps.pipe_dir})")
+                except ConfigError as e:
+                    if self.opts.mps:  # asked for explicitly: refuse
+                        raise
+                    self.echo(f"warning: {e}; the workers share the GPU without MPS (time-sliced)")
             for s in self.slots:
                 self._start(s)
             self.echo(f"started {len(self.slots)} worker(s) on {self.device}"
@@ -710,7 +716,7 @@ def _command():
         workers_per_gpu: int = typer.Option(None, "--workers-per-gpu", min=1, help=f"local workers sharing one GPU (default: {DEFAULT_WORKERS_PER_GPU}, measured in docs/GPU.md)"),
         precision: str = typer.Option("auto", "--precision", help="CUDA arithmetic: auto | fp32 | bf16 (auto: see docs/GPU.md)"),
         cuda_graph: bool = typer.Option(True, "--cuda-graph/--no-cuda-graph", help="CUDA: replay each child's training step from a CUDA graph"),
-        mps: bool = typer.Option(False, "--mps/--no-mps", help="CUDA: run the workers of a GPU under an MPS daemon this launch starts and stops"),
+        mps: bool = typer.Option(None, "--mps/--no-mps", help="CUDA: run the workers of a GPU under an MPS daemon this launch starts and stops (default: on when it can start)"),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (auto: cuda when available)"),
         threads: int = typer.Option(None, "--threads", min=1, help="torch threads per local worker (default: cores / workers)"),
         dataset: str = typer.Option(None, "--dataset", help="fashion-mnist | mnist | cifar10 | cifar100 | encoded (codes written by `lse ae encode`; --data-dir names them) (default: fashion-mnist)"),
