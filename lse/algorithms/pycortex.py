@@ -65,6 +65,7 @@ class PyCortexOptions(BaseModel):
 
 
 class PyCortex(Algorithm):
+    genome = GENOME
     name = "pycortex"
     paper = "seed 002: PyCortex, evolution of deep CNNs with node-level crossover and speciation (gitlab.com/cantordust/pycortex)"
     summary = ("layered CNNs with per-kernel shapes; logistic calibration, node-level crossover, "
@@ -203,12 +204,12 @@ class PyCortex(Algorithm):
 
     # -- training and fitness -----------------------------------------------------------------
     def recipe(self) -> Recipe:
-        return Recipe(optimizer="adadelta", epochs=1.0, data_fraction=self.options.data_fraction)
-
-    def make_trainer(self, options: object) -> object:
-        from lse.runners.cortex import CortexTrainer
-
-        return CortexTrainer(options, self.options)
+        # one epoch of Adadelta on a fresh share of the training split, no augmentation, no
+        # weight decay (the paper's trainer)
+        o = self.options
+        return Recipe(optimizer="adadelta", epochs=1.0, data_fraction=o.data_fraction, batch_size=o.batch_size,
+                      learning_rate=o.learning_rate, momentum=0.0, weight_decay=0.0, augment=False,
+                      lr_schedule="constant")
 
     def objectives(self, metrics: Mapping[str, float], params: int | None) -> dict[str, float]:
         out = {"val_accuracy": metrics["val_accuracy"]}

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lse.algorithms.base import Algorithm, Child, PopulationView, Selection
+from lse.algorithms.base import Algorithm, Child, PopulationView, Recipe, Selection
 from lse.core.autoencoder import AutoencoderGenome, initial_autoencoder, mutate
 from lse.core.pareto import RankCache, better
 from lse.core.provenance import Provenance
@@ -59,6 +59,7 @@ def pareto_tournament(ids: Sequence[str], keys: Sequence[tuple[int, float]], rng
 
 
 class TwoStepAutoencoder(Algorithm):
+    genome = "autoencoder"
     name = "autoencoder"
     paper = "seed 000: two-step evolution (autoencoders by Pareto tournament, TOPSIS, classifiers on codes)"
     summary = "convolutional autoencoders, Pareto tournament on (compression, reconstruction), kill the loser"
@@ -98,10 +99,9 @@ class TwoStepAutoencoder(Algorithm):
         return Child(child, (parent.id,), record, Provenance(default=parent.id, blocked=blocked),
                      genome="autoencoder")
 
-    def make_trainer(self, options: object) -> object | None:
-        from lse.runners.autoencoder import AutoencoderTrainer
-
-        return AutoencoderTrainer(options, learning_rate=self.options.learning_rate)
+    def recipe(self) -> Recipe:
+        # SGD on the MSE at the algorithm's learning rate, the experiment's steps
+        return Recipe(learning_rate=self.options.learning_rate)
 
     def objectives(self, metrics: Mapping[str, float], params: int | None) -> dict[str, float]:
         return {k: float(metrics[k]) for k in OBJECTIVES}

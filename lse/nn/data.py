@@ -155,7 +155,7 @@ class Dataset:
         move = {k: getattr(self, k).to(dev) for k in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")}
         ds = Dataset(self.name, **move, input_shape=self.input_shape, num_classes=self.num_classes, flip=self.flip,
                      split=self.split, mean=self.mean, std=self.std, source=self.source, device=str(dev))
-        _register(ds)
+        register_dataset(ds)
         self._copies[str(dev)] = ds
         return ds
 
@@ -167,7 +167,7 @@ _CACHE: dict[tuple, Dataset] = {}
 _LOADED: list[weakref.ref] = []  # every Dataset of this process, for normalization lookups
 
 
-def _register(ds: Dataset) -> None:
+def register_dataset(ds: Dataset) -> None:
     _LOADED[:] = [r for r in _LOADED if r() is not None]
     _LOADED.append(weakref.ref(ds))
 
@@ -256,7 +256,7 @@ def load_dataset(
         num_classes=spec.num_classes, flip=flip, split=split, mean=mean, std=std,
         source=str(folder), device=str(dev),
     )
-    _register(ds)
+    register_dataset(ds)
     if cache:
         _CACHE[key] = ds
     return ds

@@ -43,10 +43,9 @@ import random
 import signal
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from collections.abc import Mapping
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from lse.algorithms import make_algorithm
 from lse.algorithms.base import Child, PopulationView, Recipe
@@ -55,6 +54,7 @@ from lse.core import events as ev
 from lse.core.genomes import genome_kind
 from lse.core.records import IndividualName, IndividualRecord, is_id, is_worker_id, new_id
 from lse.errors import DiskFull, LostRace, StopRequested
+from lse.runners.trainer import ChildResult, Trainer, TorchTrainer, make_trainer  # noqa: F401 (re-exported)
 from lse.store import Store
 from lse.store.events import EventLog
 from lse.store.generations import Generations
@@ -74,157 +74,8 @@ ShouldStop = Callable[[], bool]
 
 
 # --------------------------------------------------------------------------------------------
-# the trainer interface (real: TorchTrainer; `lse simulate` passes a stand-in)
-
-
-@dataclass
-class ChildResult:
-    """What training one child produced; everything the record needs."""
-
-    val_accuracy: float | None  # None (or ignored) when failed_reason is set
-    failed_reason: str | None = None
-    state_dict: dict | None = None  # weights to publish (None for a failed child)
-    inheritance: dict | None = None  # {"kept", "reinitialised", "by_parent"}; None: initial child
-    flops: dict | None = None  # {"train_per_batch", "eval_per_batch", "total"} (section 3.5)
-    params: int | None = None
-    steps: int = 0
-    examples: int = 0
-    train_seconds: float = 0.0
-    eval_seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)  # further measurements the algorithm's objectives use
-
-
-class Trainer(Protocol):
-    """Turns a DNA (and its parent's weights) into a trained, evaluated child.
-
-    ``prepare`` is called once per worker process (load the data set there); ``input_channels``
-    is valid after it.  ``train_child`` builds ``child.dna``, inherits what ``child.provenance``
-    names from ``parent_states`` (parent id -> weights; empty: nothing is inherited), trains it
-    as ``recipe`` says and evaluates it on the validation split.  It must poll ``should_stop`` and let
-    :class:`~lse.errors.StopRequested` propagate; any other failure of the child is reported in
-    ``ChildResult.failed_reason`` rather than raised.
-    """
-
-    input_channels: int
-
-    def prepare(self, config: ExperimentConfig) -> None: ...
-
-    def train_child(
-        self,
-        child: Child,
-        parent_states: Mapping[str, dict],
-        recipe: Recipe,
-        *,
-        seed: int,
-        should_stop: ShouldStop,
-    ) -> ChildResult: ...
-
-
-class TorchTrainer:
-    """The real trainer: lse.nn.build, lse.nn.inherit, lse.nn.flops and lse.nn.train on one device."""
-
-    def __init__(self, options: WorkerOptions) -> None:
-        self.options = options
-        self.config: ExperimentConfig | None = None
-        self.dataset: Any = None
-        self.device: Any = None
-        self.input_channels = 1
-
-    def prepare(self, config: ExperimentConfig) -> None:
-        import torch
-
-        from lse.nn.data import load_dataset
-        from lse.nn.train import resolve_device, set_threads
-
-        set_threads(self.options.threads)
-        dev = resolve_device(self.options.device)
-        if dev.type == "cuda":
-            if not torch.cuda.is_available():
-                from lse.errors import ConfigError
-
-                raise ConfigError("--device cuda but no CUDA device is visible", "use --device cpu or auto")
-            dev = torch.device("cuda", self.options.gpu_index or 0)
-            torch.cuda.set_device(dev)
-        self.device = dev
-        self.config = config
-        # Loaded once per process; every child trains on the same tensors (section 3.4).
-        self.dataset = load_dataset(
-            config.dataset, config.data_dir, validation_size=config.validation_size, seed=config.seed, device=dev,
-            flip=config.flip,
-        )
-        self.input_channels = self.dataset.input_shape[0]
-        self.input_shape = tuple(self.dataset.input_shape)
-
-    def train_child(self, child, parent_states, recipe, *, seed, should_stop) -> ChildResult:
-        import torch
-
-        from lse.nn.genomes import build, flops
-        from lse.nn.inherit import inherit
-        from lse.nn.train import train
-
-        cfg, ds, dna = self.config, self.dataset, child.dna
-        assert cfg is not None and ds is not None, "prepare() first"
-        steps = recipe.steps if recipe.steps is not None else cfg.steps
-        if recipe.epochs is not None:
-            steps = math.ceil(recipe.epochs * ds.train_x.shape[0] * recipe.data_fraction / cfg.batch_size)
-        if recipe.optimizer == "none":
-            steps = 0  # no gradient training: the child is only evaluated
-        # milliseconds of each part of this child's cost but the training itself (docs/GPU.md)
-        clock, timings = time.perf_counter, {}
-        try:
-            t = clock()
-            fc = flops(child.genome, dna, ds.input_shape, ds.num_classes, cfg.batch_size, cfg.eval_batch_size)
-            timings["flops_ms"] = (clock() - t) * 1e3
-            t = clock()
-            torch.manual_seed(seed)  # model initialisation; train() seeds batches and augmentation
-            model = build(child.genome, dna, ds.input_shape, ds.num_classes)
-            timings["build_ms"] = (clock() - t) * 1e3
-            t = clock()
-            if parent_states and child.provenance is not None:
-                inheritance = inherit(model, parent_states, child.provenance).summary()
-            else:
-                inheritance = {"kept": 0, "reinitialised": len(model.state_dict())}
-            timings["inherit_ms"] = (clock() - t) * 1e3
-            params = sum(p.numel() for p in model.parameters())
-            res = train(
-                model, ds, learning_rate=getattr(dna, "learning_rate", cfg.initial_learning_rate), steps=steps,
-                batch_size=cfg.batch_size,
-                momentum=cfg.momentum, weight_decay=cfg.weight_decay, seed=seed, augment=cfg.augment,
-                should_stop=should_stop, device=self.device, eval_batch_size=cfg.eval_batch_size,
-                optimizer="sgd" if recipe.optimizer == "none" else recipe.optimizer,
-                data_fraction=recipe.data_fraction, lr_schedule=cfg.lr_schedule,
-                precision=self.options.precision, cuda_graph=self.options.cuda_graph,
-            )
-        except StopRequested:
-            raise
-        except torch.OutOfMemoryError as e:
-            return ChildResult(None, f"out of memory: {str(e).splitlines()[0]}")
-        n_eval = math.ceil(ds.val_x.shape[0] / cfg.eval_batch_size) if res.failed_reason is None else 0
-        flops = {
-            "train_per_batch": fc.train_per_batch,
-            "eval_per_batch": fc.eval_per_batch,
-            "total": fc.cost(res.steps, n_eval),
-        }
-        state = None
-        t = clock()
-        if res.failed_reason is None:
-            state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
-        timings["to_host_ms"] = (clock() - t) * 1e3
-        return ChildResult(
-            val_accuracy=None if res.failed_reason else res.val_accuracy,
-            failed_reason=res.failed_reason,
-            state_dict=state,
-            inheritance=inheritance,
-            flops=flops,
-            params=params,
-            steps=res.steps,
-            examples=res.examples,
-            train_seconds=res.train_seconds,
-            eval_seconds=res.eval_seconds,
-            extra={"device": str(self.device), "graphed": res.graphed,
-                   "timings": {k: round(v, 3) for k, v in timings.items()}},
-        )
+# the trainer: lse.runners.trainer (TorchTrainer and one per genome kind; `lse simulate` passes a
+# stand-in); re-exported here for the callers that import it from the worker
 
 
 # --------------------------------------------------------------------------------------------
@@ -469,7 +320,7 @@ def run_worker(
 ) -> WorkerSummary:
     """Run one worker on the population ``pop_dir`` until a stop condition; return its summary.
 
-    ``trainer`` defaults to :class:`TorchTrainer`.  ``handle_signals`` installs SIGTERM/SIGINT
+    ``trainer`` defaults to the trainer of the algorithm's genome kind (lse.runners.trainer).  ``handle_signals`` installs SIGTERM/SIGINT
     handlers (main thread only) that stop the worker gracefully.
     """
     options = options or WorkerOptions()
@@ -494,7 +345,7 @@ def run_worker(
         logging.getLogger("lse").setLevel(logging.INFO)
     try:
         log.info("worker %s on %s started (pid %d, %s)", handle.id, store.host, os.getpid(), options.model_dump())
-        trainer = trainer or make_algorithm(config).make_trainer(options) or TorchTrainer(options)
+        trainer = trainer or make_trainer(make_algorithm(config).genome, options)
         trainer.prepare(config)
         _Loop(store, config, options, trainer, stopper, summary).run()
     finally:
