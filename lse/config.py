@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lse.algorithms.base import AlgorithmSpec
+from lse.core.datasets import STANDARD
 
 from lse.errors import ConfigError
 
@@ -30,13 +31,12 @@ CONFIG_SCHEMA_VERSION = 2
 # file reads as it ran: the paper's algorithm, trivial initial individuals, no inserted-width
 # draw, and the mirroring schema 1 did (CIFAR only).
 
-DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100")
+DATASETS = tuple(STANDARD)
 
-#: Whether augmentation mirrors images left-right when ``flip`` is not given: a mirrored
-#: garment or object is still one (He et al. 2016 flip CIFAR); a mirrored digit is not.
-DEFAULT_FLIP = {"fashion-mnist": True, "mnist": False, "cifar10": True, "cifar100": True}
+#: Whether augmentation mirrors images left-right when ``flip`` is not given (lse.core.datasets).
+DEFAULT_FLIP = {d.name: d.flip for d in STANDARD.values()}
 #: What schema 1 (no ``flip`` field) did: CIFAR only.
-_SCHEMA1_FLIP = {"fashion-mnist": False, "mnist": False, "cifar10": True, "cifar100": True}
+_SCHEMA1_FLIP = {d.name: d.flip_schema1 for d in STANDARD.values()}
 
 #: Fields that may differ when an experiment is resumed: they bound the run, they do not
 #: change what is being searched.

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lse.algorithms.base import Algorithm, Child, PopulationView, Recipe, Selection
 from lse.core import cortex, ecosystem
+from lse.core.datasets import shape_of
 from lse.core.mutations import MutationRecord
 from lse.core.provenance import Provenance
 from lse.core.records import IndividualRecord
@@ -45,7 +46,6 @@ from lse.core.records import IndividualRecord
 GENOME = cortex.GENOME_NAME
 
 #: nominal input of the standard data sets, for drawing initial genomes before any data is seen
-NOMINAL_INPUT = {"fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
 
 
 class PyCortexOptions(BaseModel):
@@ -184,7 +184,7 @@ class PyCortex(Algorithm):
         worker has the same; each initial network joins the next species in turn.  Without:
         the minimal genome and one random mutation."""
         opts = self.options
-        shape = (input_channels, *NOMINAL_INPUT.get(self.config.dataset, (1, 28, 28))[1:])
+        shape = (input_channels, *(shape_of(self.config.dataset) or (1, 28, 28))[1:])
         if opts.speciation:
             if self._founders is None:
                 self._founders = cortex.species_founders(opts.initial_species, random.Random(f"{self.config.seed}:founders"),

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from lse.algorithms.base import Algorithm, Child, PopulationView, Recipe, Selection
+from lse.core.datasets import shape_of
 from lse.core.autoencoder import AutoencoderGenome, initial_autoencoder, mutate
 from lse.core.pareto import RankCache, better
 from lse.core.provenance import Provenance
@@ -32,7 +33,6 @@ from lse.core.records import IndividualRecord
 from lse.core.topsis import topsis
 
 #: the data sets' (C, H, W) where the worker's trainer does not say (lse simulate's stand-in)
-KNOWN_SHAPES = {"fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
 OBJECTIVES = ("compression", "reconstruction")
 
 
@@ -71,7 +71,7 @@ class TwoStepAutoencoder(Algorithm):
         self._ranks = RankCache()  # the alive population rarely changes between two steps
 
     def _shape(self) -> tuple[int, int, int]:
-        shape = self.input_shape or KNOWN_SHAPES.get(self.config.dataset)
+        shape = self.input_shape or shape_of(self.config.dataset)
         if shape is None:
             raise ValueError(f"input shape of data set {self.config.dataset!r} unknown")
         return tuple(int(v) for v in shape)  # type: ignore[return-value]

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from lse.reports import curves as cv
 from lse.dashboard import panels
+from lse.core.datasets import classes_of
 from lse.core.dna import DNA, render_dot, render_line
 from lse.core.genomes import describe
 from lse.errors import CorruptIndividual, LseError
@@ -529,7 +530,7 @@ class PopulationReader:
         record = {**rec.model_dump(mode="json"), **{k: v for k, v in extra.items() if v is not None}}
         record.update(state=row["state"], collected=row["collected"], killed_at=row["killed_at"],
                       killed_by=row["killed_by"])
-        classes = {"cifar100": 100}.get(str(self.config.get("dataset")), 10)
+        classes = classes_of(str(self.config.get("dataset"))) or 10
         try:
             if rec.genome == "dna":
                 dna = DNA.model_validate(rec.dna)

@@ -85,15 +85,11 @@ def _store(pop: Path):
 
 
 def created_at(store, pop: Path) -> float | None:
-    """When the experiment was created: the store's own notion if it has one, else the
-    modification time of experiment.json (written once, at creation)."""
-    for name in ("created_at", "started_at"):
-        v = getattr(store, name, None)
-        v = v() if callable(v) else v
-        if isinstance(v, (int, float)):
-            return float(v)
+    """When the experiment was created (lse.store.clock); None when that cannot be read."""
+    from lse.store import clock
+
     try:
-        return store.paths.experiment.stat().st_mtime
+        return clock.created_at(store)
     except OSError:
         return None
 

@@ -38,15 +38,15 @@ from typing import Callable, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lse.core.datasets import classes_of
 from lse.config import ExperimentConfig, apply_preset
 from lse.errors import ConfigError, LaunchError, LseError
-from lse.store import Store
+from lse.store import Store, clock
 from lse.runners.warmstart import read_dna_file, seed_from
 from lse.runners.worker import LAUNCHER_PID_ENV, count_births
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER_SCRIPT = REPO_ROOT / "worker.py"
-NUM_CLASSES = {"fashion-mnist": 10, "mnist": 10, "cifar10": 10, "cifar100": 100}
 #: exit status of worker.py for a usage or configuration error: restarting cannot help
 WORKER_CONFIG_ERROR = 2
 #: a worker that ran at least this long before crashing resets its backoff
@@ -333,7 +333,7 @@ def summary_text(store: Store, stop_reason: str) -> str:
         if initial:
             lines.append(f"best initial val accuracy: {max(initial):.4f}")
         try:
-            arch = describe(best.genome, best.dna, NUM_CLASSES.get(cfg.dataset))[0]
+            arch = describe(best.genome, best.dna, classes_of(cfg.dataset))[0]
         except LseError as e:
             arch = f"(unreadable DNA: {e})"
         lines.append(f"best individual: {best.id}  val accuracy {best.val_accuracy:.4f}  generation {best.generation}")
@@ -589,7 +589,7 @@ def _limit_reason(store: Store) -> str | None:
         return "STOP file (lse stop)"
     if cfg.max_individuals is not None and len(count_births(store)) >= cfg.max_individuals:
         return f"max_individuals={cfg.max_individuals} reached"
-    if cfg.max_hours is not None and time.time() - os.stat(store.paths.experiment).st_mtime >= cfg.max_hours * 3600:
+    if cfg.max_hours is not None and clock.age_seconds(store) >= cfg.max_hours * 3600:
         return f"max_hours={cfg.max_hours} reached"
     if cfg.max_flops is not None:
         return f"max_flops={cfg.max_flops:.3g} (or another stop condition) reached"
@@ -605,7 +605,7 @@ def finished_line(store: Store) -> str | None:
     fields; a STOP file is not a condition here (launching removes it, meaning "run").
     """
     cfg = ExperimentConfig.from_json(store.paths.experiment.read_text(), str(store.paths.experiment))
-    created = os.stat(store.paths.experiment).st_mtime  # the clock max_hours counts from
+    created = clock.created_at(store)  # the clock max_hours counts from
     births = count_births(store)
     met = extend = None
     if cfg.max_individuals is not None and len(births) >= cfg.max_individuals:

@@ -10,17 +10,10 @@ import threading
 import time
 
 from lse.config import ExperimentConfig
-from lse.store import Store
+from lse.store import Store, clock
 
 #: environment variable through which the local launcher tells a worker its pid
 LAUNCHER_PID_ENV = "LSE_LAUNCHER_PID"
-
-
-def experiment_created_at(store: Store) -> float:
-    """Unix time the experiment began: experiment.json's mtime (the launcher keeps it when a
-    resume updates the stop fields).  ``max_hours``, the step schedule and the section-5
-    schedules all count from it."""
-    return os.stat(store.paths.experiment).st_mtime
 
 
 class StopCondition(Exception):
@@ -39,7 +32,7 @@ class Stopper:
         self.store = store
         self.signalled = threading.Event()
         self.signal_name: str | None = None
-        self.created_at = experiment_created_at(store)
+        self.created_at = clock.created_at(store)  # max_hours and the step schedule count from it
         self.max_hours: float | None = None
         # Set by the local launcher: if it dies (SIGKILL, lost terminal) its workers stop too
         # instead of running on unsupervised.
