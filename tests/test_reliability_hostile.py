@@ -302,19 +302,17 @@ def test_a_transient_read_error_does_not_quarantine_a_sound_parent(tmp_path, mon
 
     from lse.errors import LostRace
 
-    from lse.store import safe_read
-
     store, e = _one_parent(tmp_path)
-    real = safe_read.read_bytes
+    real = Path.read_bytes
     calls = []
 
-    def flaky(path, kind):
-        if Path(path).name == "weights.safetensors" and not calls:
+    def flaky(self):
+        if self.name == "weights.safetensors" and not calls:
             calls.append(1)
-            raise OSError(code, os.strerror(code), str(path))
-        return real(path, kind)
+            raise OSError(code, os.strerror(code), str(self))
+        return real(self)
 
-    monkeypatch.setattr(safe_read, "read_bytes", flaky)  # every population read goes through it
+    monkeypatch.setattr(Path, "read_bytes", flaky)
     with pytest.raises(LostRace, match="could not be read"):
         store.read_parent(e)
     assert os.listdir(store.paths.quarantine) == []

@@ -40,7 +40,6 @@ from lse.core.dna import DNA, render_dot, render_line
 from lse.core.genomes import describe
 from lse.errors import CorruptIndividual, LseError
 from lse.core.records import IndividualName, id_time, is_id, is_worker_id
-from lse.store import safe_read
 from lse.store.population import PopulationPaths, Store, _parse_record
 
 #: A record or experiment.json bigger than this is not read (a hostile multi-GB file must not
@@ -70,20 +69,19 @@ class Counter:
 
 
 def _read_small(path: Path) -> bytes:
-    """The bytes of a regular file that is not a symlink, at most MAX_FILE_BYTES, opened without
-    blocking (lse.store.safe_read; raises OSError / CorruptIndividual)."""
-    try:
-        data = safe_read.read_bytes(path, "record")
-    except safe_read.UnsafeFile as e:
-        raise CorruptIndividual(str(e)) from None
+    """The bytes of a regular file that is not a symlink (raises OSError / CorruptIndividual)."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise CorruptIndividual(f"{path.name} is a symlink")
+    if not stat.S_ISREG(st.st_mode):
+        raise CorruptIndividual(f"{path.name} is not a regular file")
+    # O_NOFOLLOW: a file swapped for a symlink after the lstat is still not followed.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise CorruptIndividual(f"{path.name} is larger than {MAX_FILE_BYTES} bytes")
     return data
-
-
-def _json(path: Path) -> object:
-    """JSON of a small population file; ValueError (UnsafeFile) for JSON nested too deep."""
-    return safe_read.loads(_read_small(path), path.name)
 
 
 def _finite(x: object) -> bool:
@@ -91,9 +89,7 @@ def _finite(x: object) -> bool:
 
 
 def _int(x: object) -> int | None:
-    """An integer a panel can draw; None for anything else, 10**400 included (OverflowError in
-    every float it met left the panels stale)."""
-    return x if isinstance(x, int) and not isinstance(x, bool) and abs(x) < 2**53 else None
+    return x if isinstance(x, int) and not isinstance(x, bool) else None
 
 
 def v2_fields(raw: dict) -> dict:
@@ -245,7 +241,7 @@ class PopulationReader:
         try:
             st = os.lstat(p)
             if self.created_at is None or st.st_mtime != self.created_at:
-                data = _json(p)
+                data = json.loads(_read_small(p))
                 if not isinstance(data, dict):
                     raise ValueError("not a JSON object")
                 self.config, self.config_error, self.created_at = data, None, st.st_mtime
@@ -376,7 +372,7 @@ class PopulationReader:
                 continue
             acc = None
             try:
-                data = _json(Path(de.path))
+                data = json.loads(_read_small(Path(de.path)))
                 v = data.get("test_accuracy") if isinstance(data, dict) else None
                 acc = float(v) if _finite(v) and 0.0 <= v <= 1.0 else None
             except (OSError, ValueError, CorruptIndividual):
@@ -401,7 +397,7 @@ class PopulationReader:
             try:
                 path = self.paths.heartbeat(wid)
                 age = max(0.0, now - os.lstat(path).st_mtime)
-                data = _json(path)
+                data = json.loads(_read_small(path))
                 hb = data if isinstance(data, dict) else {}
             except (OSError, ValueError, CorruptIndividual):
                 pass
@@ -576,7 +572,7 @@ def _scalars(cfg: dict) -> dict:
 
 def _read_death(path: Path) -> tuple[float, str] | None:
     try:
-        d = _json(path)
+        d = json.loads(_read_small(path))
         return float(d["killed_at"]), str(d["killed_by"])[:100]
     except (OSError, ValueError, KeyError, TypeError, CorruptIndividual):
         return None

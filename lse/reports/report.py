@@ -41,7 +41,6 @@ from pathlib import Path
 
 import numpy as np
 
-from lse.store import safe_read
 from lse.reports import curves as cv
 from lse.errors import ConfigError, DataError, LseError, StoreError
 from lse.store.atomic import write_json_atomic
@@ -169,15 +168,12 @@ class Evaluator:
 
     def cached(self, pop: Path, individual_id: str) -> float | None:
         try:
-            data = safe_read.read_json(_eval_path(pop, individual_id), "eval")  # never a FIFO, never 3 GiB
+            data = json.loads(_eval_path(pop, individual_id).read_text())
         except (OSError, ValueError):
             return None
-        if not isinstance(data, dict) or data.get("test_fingerprint") != self.fingerprint:
+        if data.get("test_fingerprint") != self.fingerprint or not isinstance(data.get("test_accuracy"), (int, float)):
             return None
-        try:
-            return safe_read.finite(data.get("test_accuracy"), 0.0, 1.0)  # 1e400 or "x": computed again
-        except ValueError:
-            return None
+        return float(data["test_accuracy"])
 
     def test_accuracy(self, pop: Path, record) -> float | None:
         """Cached, or computed now and cached; None when the weights were collected."""

@@ -51,7 +51,7 @@ from lse.algorithms.base import Child, PopulationView, Recipe
 from lse.config import ExperimentConfig, WorkerOptions
 from lse.core import events as ev
 from lse.core.records import IndividualRecord, new_id
-from lse.errors import DiskFull, LostRace, LseError, StopRequested
+from lse.errors import DiskFull, LostRace, StopRequested
 from lse.runners.birth import birth_record, judge
 from lse.runners.logfile import attach_log_file, detach_log_file
 from lse.runners.slots import (  # noqa: F401 (count_births, list_claims, BirthCache: re-exported)
@@ -69,8 +69,6 @@ log = logging.getLogger("lse.runners.worker")
 MAINTENANCE_SECONDS = 30.0
 #: a worker whose claim does not fit under a limit waits this long before looking again
 SLOT_WAIT_SECONDS = 1.0
-#: consecutive failed steps after which a worker stops (a bug of its own, not a hostile file)
-STEP_FAILURES = 20
 
 
 ShouldStop = Callable[[], bool]
@@ -196,25 +194,9 @@ class _Loop:
 
     # -- the loop --
     def run(self) -> None:
-        failures = 0
         try:
             while True:
-                try:
-                    self._step()
-                    failures = 0
-                except (StopCondition, StopRequested, LseError):
-                    raise  # a stop; or a configuration, data or permission error: one line, exit 2
-                except Exception:  # noqa: BLE001  (whatever a population file made a reader raise)
-                    # Readers quarantine or skip what they cannot use; this is the net under them:
-                    # a hostile file must never end a worker.  The same error step after step is
-                    # a bug of the worker's own, which ends it after STEP_FAILURES tries.
-                    failures += 1
-                    log.exception("a step failed (%d in a row); going on", failures)
-                    if failures >= STEP_FAILURES:
-                        raise
-                    self.stopper.signalled.wait(min(10.0, 0.1 * 2 ** failures))
-                    if self.stopper.should_stop():
-                        raise StopRequested(self.stopper.reason() or "stop") from None
+                self._step()
         except StopCondition as s:
             self.summary.stop_reason = s.reason
         except StopRequested:
@@ -436,12 +418,7 @@ class _Loop:
         if bred is None:
             return
         record, state = bred
-        try:
-            self._publish_when_space(lambda: self.store.publish(record, state, alive=record.fitness is not None),
-                                     record.id)
-        except LostRace as e:  # our scratch was taken (a recoverer judged us dead): drop this child
-            log.warning("child %s discarded: %s", record.id, e)
-            return
+        self._publish_when_space(lambda: self.store.publish(record, state, alive=record.fitness is not None), record.id)
         self._count_birth(record)
 
     def _count_birth(self, record: IndividualRecord) -> None:
