@@ -130,10 +130,9 @@ def snapshot(store, now: float | None = None) -> Status:
         hb: dict = {}
         age = None
         try:
-            age = max(0.0, now - hb_path.stat().st_mtime)
-            data = json.loads(hb_path.read_bytes())
-            hb = data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
+            age = max(0.0, now - os.lstat(hb_path).st_mtime)
+            hb = store._heartbeat_of(wid) or {}  # the safe read: no FIFO, no giant, bounded fields
+        except OSError:
             pass
         st.workers.append(WorkerStatus(wid, hb.get("host"), hb.get("pid"), age, hb.get("counter"),
                                        _liveness(store, wid), births.get(wid, 0)))
@@ -222,7 +221,9 @@ def show(pop: str | os.PathLike, watch: bool = False, every: float = 5.0, consol
     from lse.store.population import Store
 
     console = console or Console()
-    store = Store(pop).open()  # one Store: it remembers heartbeat observations between refreshes
+    # One Store: it remembers heartbeat observations between refreshes.  Read-only: status
+    # describes the population, it never moves (quarantines) anything in it.
+    store = Store(pop, read_only=True).open()
     st = snapshot(store)
     if not watch:
         console.print(render(st))

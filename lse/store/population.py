@@ -458,12 +458,16 @@ class Store:
         stale_after: float = 120.0,
         rename: Callable[[os.PathLike, os.PathLike], None] = os.rename,
         host: str | None = None,
+        read_only: bool = False,
     ) -> None:
         self.paths = PopulationPaths(root)
         self.root = self.paths.root
         self.stale_after = stale_after
         self._rename_fn = rename
         self.host = host or socket.gethostname()
+        #: a reader that must change nothing (``lse status``, the dashboard): malformed entries
+        #: are skipped with a warning instead of quarantined, and no worker can be registered
+        self.read_only = read_only
         self._worker: WorkerHandle | None = None
         self._config: ExperimentConfig | None = None
         # worker id -> (heartbeat token, monotonic time this reader first saw that token)
@@ -565,7 +569,7 @@ class Store:
                 "pass the folder that holds experiment.json and individuals/",
             )
         for d in self.paths.folders:  # folders added by newer layouts; harmless when read-only
-            if not d.exists():
+            if not d.exists() and not self.read_only:
                 try:
                     d.mkdir(exist_ok=True)
                 except OSError:
@@ -607,6 +611,8 @@ class Store:
         A given ``worker_id`` whose folder exists is taken over only if its owner is provably
         dead (same host, process gone); otherwise StoreError.
         """
+        if self.read_only:
+            raise StoreError("this store was opened read-only; it cannot register a worker")
         proc = psutil.Process()
         if worker_id is None:
             host = "".join(c if c.isalnum() or c == "-" else "-" for c in self.host)[:40].strip("-") or "host"
@@ -1218,7 +1224,12 @@ class Store:
 
     def _quarantine(self, path: Path, reason: str, quiet: bool = False) -> bool:
         """Move a malformed entry aside (one rename; the rename never follows a symlink) and
-        write a reason file.  False when someone else moved it first."""
+        write a reason file.  False when someone else moved it first, or when this store is
+        read-only (then the entry is only skipped: a worker or `lse gc` quarantines it)."""
+        if self.read_only:
+            _warn_once(f"skip:{path}", f"skipping malformed {path.name!r} ({reason.replace(chr(10), ' ')}); "
+                       "a worker or `lse gc` quarantines it")
+            return False
         label = path.name if (is_id(path.name.split(".")[0]) and "\n" not in path.name) else "foreign"
         label = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[:120]
         dst = self.paths.quarantined(label)
@@ -1318,7 +1329,7 @@ def _heartbeat_fields(data: object) -> dict | None:
         return None
     if type(ct) not in (int, float) or not (math.isfinite(ct) and 0 <= ct < TIME_LIMIT):
         return None
-    if type(counter) is not int or not 0 <= counter < 2**63:
+    if counter is not None and (type(counter) is not int or not 0 <= counter < 2**63):
         return None
     if ns is not None and (type(ns) is not int or not 0 <= ns < 2**64):
         return None
