@@ -54,7 +54,7 @@ from lse.config import ExperimentConfig, WorkerOptions
 from lse.core import events as ev
 from lse.core.genomes import genome_kind
 from lse.core.records import IndividualName, IndividualRecord, is_id, is_worker_id, new_id
-from lse.errors import DiskFull, LostRace, StopRequested
+from lse.errors import ConfigError, DataError, DiskFull, LostRace, StopRequested
 from lse.store import Store
 from lse.store.events import EventLog
 from lse.store.generations import Generations
@@ -66,6 +66,9 @@ log = logging.getLogger("lse.runners.worker")
 MAINTENANCE_SECONDS = 30.0
 #: a worker whose claim does not fit under a limit waits this long before looking again
 SLOT_WAIT_SECONDS = 1.0
+#: steps in a row that may fail on the population's content before the worker gives up (then
+#: the fault is its own, not one hostile file's: that is quarantined or skipped by the first)
+MAX_STEP_FAILURES = 20
 
 #: environment variable through which the local launcher tells a worker its pid
 LAUNCHER_PID_ENV = "LSE_LAUNCHER_PID"
@@ -393,6 +396,13 @@ def initial_rank(child_id: str, claims: list[str], times: dict[str, int]) -> int
     return sum(1 for c in claims if c != child_id and times.get(c, mine) <= mine)
 
 
+def _tied(child_id: str, claims: list[str], times: dict[str, int]) -> bool:
+    """Whether another in-flight claim has our claim's creation time to the tick: then neither
+    can tell which came first, and both would rank themselves into one initial slot."""
+    mine = times.get(child_id)
+    return mine is not None and any(c != child_id and times.get(c) == mine for c in claims)
+
+
 def _names(folder: Path) -> list[str]:
     try:
         return os.listdir(folder)
@@ -561,12 +571,32 @@ class _Loop:
             self.store.gc()
         except (OSError, DiskFull) as e:  # maintenance is best effort; the next worker retries
             log.warning("maintenance failed: %s", e)
+        except Exception as e:  # noqa: BLE001 - whatever the population holds, evolution goes on
+            log.exception("maintenance failed on the population's content (%s); retried in %.0f s",
+                          str(e).splitlines()[0][:200] if str(e) else type(e).__name__, MAINTENANCE_SECONDS)
 
     # -- the loop --
     def run(self) -> None:
+        failures = 0
         try:
             while True:
-                self._step()
+                try:
+                    self._step()
+                    failures = 0
+                except (_Stop, StopRequested, ConfigError, DataError):
+                    raise  # a stop, or a misconfiguration only its user can fix
+                except Exception as e:  # noqa: BLE001 - see below
+                    # Anything raised while reading a population that others can write (a file
+                    # no check foresaw) must not end the worker: log it, wait, and take the next
+                    # step; the store quarantines or skips what it can name.  A fault that
+                    # repeats MAX_STEP_FAILURES steps in a row is this worker's own (a bug, a
+                    # misconfiguration): it ends the worker with its traceback.
+                    failures += 1
+                    if failures >= MAX_STEP_FAILURES:
+                        raise
+                    log.exception("step failed (%d in a row): %s; going on", failures,
+                                  (str(e).splitlines() or [type(e).__name__])[0][:300])
+                    self.stopper.signalled.wait(SLOT_WAIT_SECONDS * self.rng.uniform(0.5, 1.5))
         except _Stop as s:
             self.summary.stop_reason = s.reason
         except StopRequested:
@@ -638,6 +668,13 @@ class _Loop:
             # children in flight (initial_rank: why creation order, not ids).
             index = None if births is None else len(births) + initial_rank(child_id, claims, times)
             initial = index is not None and index < self.config.population_size
+            if initial and _tied(child_id, claims, times):
+                # Two claims in one timestamp tick would both take one slot (initial_rank):
+                # withdraw and claim again after a jittered wait, as the max_individuals path
+                # does; the other claim (or ours, next time) then ranks alone.
+                claim.unlink()
+                time.sleep(SLOT_WAIT_SECONDS * self.rng.uniform(0.1, 0.5))
+                return
             self.algorithm.begin_child(None, index if initial else None)
             self._make_child(child_id, initial, in_flight=n_claims)
         finally:
@@ -801,7 +838,12 @@ class _Loop:
         if bred is None:
             return
         record, state = bred
-        self._publish_when_space(lambda: self.store.publish(record, state, alive=record.fitness is not None), record.id)
+        try:
+            self._publish_when_space(lambda: self.store.publish(record, state, alive=record.fitness is not None),
+                                     record.id)
+        except LostRace as e:  # our scratch folder was reclaimed meanwhile: as on the generational path
+            log.info("child %s discarded: %s", record.id, e)
+            return
         self._count_birth(record)
 
     def _count_birth(self, record: IndividualRecord) -> None:

@@ -723,6 +723,7 @@ class Store:
         try:
             if not self._rename(entry.path, dst):
                 return False
+            _fsync_dir(self.paths.individuals)  # a kill the killer acts on must survive a crash
         except OSError as e:
             raise self._os_error(e, f"kill {entry.id}") from None
         try:
@@ -1254,6 +1255,7 @@ class Store:
         try:
             _write_file(tmp, (reason + "\n").encode())
             os.rename(tmp, self.paths.stop)
+            _fsync_dir(self.root)  # "stop requested" must not vanish in a crash after it was said
         except OSError as e:
             _unlink_quiet(tmp)
             raise self._os_error(e, "write the STOP file") from None
