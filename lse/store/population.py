@@ -723,9 +723,12 @@ class Store:
         try:
             if not self._rename(entry.path, dst):
                 return False
-            _fsync_dir(self.paths.individuals)  # a kill the killer acts on must survive a crash
         except OSError as e:
             raise self._os_error(e, f"kill {entry.id}") from None
+        try:  # a kill the killer acts on (its child takes the slot) must survive a crash
+            _fsync_dir(self.paths.individuals)
+        except OSError as e:  # the rename stands: only its durability is in doubt
+            _warn_once(f"fsync-kill:{entry.id}", f"killed {entry.id} but could not fsync {self.paths.individuals}: {e}")
         try:
             self._publish_file(
                 self.paths.history_death(entry.id),
