@@ -41,7 +41,7 @@ CAPS: dict[str, int] = {
     "generation": 1 << 20,
     "plan": 4 << 20,
     "eval": 1 << 20,
-    "reference": 16 << 20,
+    "reference": 4 << 20,
     "config": 1 << 20,
 }
 
