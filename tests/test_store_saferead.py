@@ -67,6 +67,10 @@ def test_symlink_directory_and_sparse_giant_are_refused(tmp_path):
         f.truncate(CAPS["record"] + 1)  # sparse: costs nothing on disk
     with pytest.raises(UnsafeFile, match="more than a record file may"):
         read_bytes(tmp_path / "big", "record")
+    with open(tmp_path / "weights", "wb") as f:
+        f.truncate(2 << 30)  # the sparse 2 GiB weights file
+    with pytest.raises(UnsafeFile, match="more than a weights file may"):
+        read_bytes(tmp_path / "weights", "weights")
     with pytest.raises(FileNotFoundError):
         read_bytes(tmp_path / "absent", "record")
 

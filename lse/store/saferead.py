@@ -31,10 +31,12 @@ from lse.errors import CorruptIndividual
 __all__ = ["CAPS", "MAX_DEPTH", "UnsafeFile", "parse_json", "read_bytes", "read_json", "too_deep"]
 
 #: bytes a file of each kind may hold.  Records carry a genome (a few KiB; 4 MiB is generous),
-#: weights the largest network a worker trains; the rest are a few hundred bytes.
+#: weights the largest network a worker trains (1 GiB: 268M float32 parameters, far past the
+#: paper's largest net; a sparse 2 GiB "weights" file gave MemoryError); the rest are a few
+#: hundred bytes.
 CAPS: dict[str, int] = {
     "record": 4 << 20,
-    "weights": 2 << 30,
+    "weights": 1 << 30,
     "heartbeat": 64 << 10,
     "death": 64 << 10,
     "event": 64 << 10,
