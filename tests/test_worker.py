@@ -327,3 +327,86 @@ def test_a_mutation_that_raises_never_ends_the_worker(tmp_path, monkeypatch, cap
     assert sum("variation of" in r.message and "failed" in r.message for r in caplog.records) == calls["n"] // 2 + calls["n"] % 2
     # the gaps left by losers killed before a failed mutation were refilled
     assert len(Store(pop).list_alive()) == 4
+
+
+def test_a_population_read_that_raises_never_ends_the_worker(tmp_path, monkeypatch, caplog):
+    """Issue 29: anything raised while reading the population (a RecursionError from a file no
+    check foresaw, a TypeError from a malformed heartbeat) ended the worker.  Now the step is
+    logged and the worker goes on."""
+    import lse.runners.worker as worker
+
+    real = worker.read_stop_fields
+    calls = {"n": 0}
+
+    def flaky(store):
+        calls["n"] += 1
+        if calls["n"] in (2, 3, 7):
+            raise (RecursionError if calls["n"] == 2 else TypeError)("planted by the test")
+        return real(store)
+
+    monkeypatch.setattr(worker, "read_stop_fields", flaky)
+    monkeypatch.setattr(worker, "SLOT_WAIT_SECONDS", 0.01)
+    pop = _pop(tmp_path, max_individuals=8)
+    with caplog.at_level("ERROR", logger="lse.runners.worker"):
+        s = run_worker(pop, OPTS, StandIn(), handle_signals=False)
+    assert "max_individuals=8" in s.stop_reason and len(_consistent(pop)) == 8 == s.births
+    assert sum("step failed" in r.message for r in caplog.records) == 3
+
+
+def test_a_fault_that_repeats_every_step_ends_the_worker(tmp_path, monkeypatch):
+    """Only the worker's own faults end it: one that recurs MAX_STEP_FAILURES steps in a row."""
+    import lse.runners.worker as worker
+
+    def broken(store):
+        raise AttributeError("a bug of the worker itself")
+
+    monkeypatch.setattr(worker, "read_stop_fields", broken)
+    monkeypatch.setattr(worker, "SLOT_WAIT_SECONDS", 0.001)
+    pop = _pop(tmp_path)
+    with pytest.raises(AttributeError, match="a bug of the worker itself"):
+        run_worker(pop, OPTS, StandIn(), handle_signals=False)
+
+
+def test_a_steady_state_birth_that_loses_its_folder_is_discarded(tmp_path, monkeypatch):
+    """Store.publish raises LostRace when a recoverer took this worker's scratch; the
+    steady-state path now discards that child (as the generational path does) and goes on."""
+    from lse.errors import LostRace
+
+    real = Store.publish
+    calls = {"n": 0}
+
+    def flaky(self, record, state_dict, alive=True):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise LostRace("scratch vanished (planted by the test)")
+        return real(self, record, state_dict, alive)
+
+    monkeypatch.setattr(Store, "publish", flaky)
+    pop = _pop(tmp_path, max_individuals=10)
+    s = run_worker(pop, OPTS, StandIn(), handle_signals=False)
+    assert "max_individuals=10" in s.stop_reason and len(_consistent(pop)) == 10 == s.births
+
+
+def test_initial_claims_in_one_tick_are_withdrawn_not_doubled(tmp_path, monkeypatch):
+    """Two claims with one creation time both rank after each other (initial_rank): for the
+    last initial slot, both then breed a non-initial child and the population starts one
+    initial individual short.  The worker now withdraws and claims again."""
+    import lse.runners.worker as worker
+
+    real = worker.claim_times
+    planted = {"done": 0}
+
+    def with_a_twin(store):
+        times = real(store)
+        if times and len(count_births(store)) == 3 and planted["done"] < 2:
+            planted["done"] += 1  # a rival claim, created in our tick, for the last initial slot
+            return {**times, new_id(): max(times.values())}
+        return times
+
+    monkeypatch.setattr(worker, "claim_times", with_a_twin)
+    monkeypatch.setattr(worker, "SLOT_WAIT_SECONDS", 0.01)
+    pop = _pop(tmp_path, max_individuals=6)
+    s = run_worker(pop, OPTS, StandIn(), handle_signals=False)
+    assert planted["done"] == 2 and "max_individuals=6" in s.stop_reason
+    recs = _consistent(pop)
+    assert len([r for r in recs if not r.parents]) == 4 == s.initial

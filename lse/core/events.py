@@ -45,6 +45,13 @@ EVENT_KINDS = ("mutations", "reset")
 EVENT_SOURCES = ("command", "launch", "resume")
 #: mutations per child accepted (a burst of more would rewrite a small net beyond recognition)
 MAX_MUTATIONS_PER_CHILD = 100
+#: latest time (unix s, year ~5000) an event may name: an event at -1e308 or 1e308 is no real
+#: schedule, only a way to pin every child to a burst for good
+MAX_EVENT_TIME = 1e11
+#: longest duration (s) a command or schedule may give: ten years
+MAX_DURATION = 10 * 365 * 86400.0
+#: longest note (characters) an event may carry: a 20 MB note was accepted before
+MAX_NOTE = 1000
 
 
 class Event(BaseModel):
@@ -59,7 +66,7 @@ class Event(BaseModel):
     mutations_per_child: int | None = Field(None, ge=1, le=MAX_MUTATIONS_PER_CHILD,
                                             description="mutations: the number of mutations per child")
     source: Literal["command", "launch", "resume"] = "command"
-    note: str = ""
+    note: str = Field("", max_length=MAX_NOTE)
 
     @model_validator(mode="after")
     def _check(self) -> "Event":
@@ -67,6 +74,10 @@ class Event(BaseModel):
             raise ValueError(f"event id {self.id!r} is not an id (see lse.core.records.new_id)")
         if not math.isfinite(self.at) or (self.until is not None and not math.isfinite(self.until)):
             raise ValueError("at and until must be finite")
+        if not 0 <= self.at <= MAX_EVENT_TIME:
+            raise ValueError(f"at ({self.at}) must be a unix time between 0 and {MAX_EVENT_TIME:g}")
+        if self.until is not None and self.until - self.at > MAX_DURATION:
+            raise ValueError(f"an event may last at most {MAX_DURATION:g} s (ten years)")
         if self.kind == "mutations":
             if self.mutations_per_child is None:
                 raise ValueError("a mutations event needs mutations_per_child")
@@ -148,7 +159,10 @@ def parse_duration(text: str) -> float:
     m = _DURATION.fullmatch(text.strip())
     if m is None:
         raise ValueError(f"{text!r} is not a duration; write e.g. 90s, 30m or 1.5h (a bare number is minutes)")
-    return float(m["n"]) * _UNIT[m["unit"]]
+    seconds = float(m["n"]) * _UNIT[m["unit"]]
+    if seconds > MAX_DURATION:  # 99999999999h overflowed the date arithmetic into a traceback
+        raise ValueError(f"{text!r} is longer than ten years; write a shorter duration, e.g. 90s, 30m or 1.5h")
+    return seconds
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,10 @@ _WORKER_ID_FULL = re.compile(rf"^{WORKER_ID_RE}$")
 _ACC_RE = r"-?[0-9]{1,9}\.[0-9]{6}|none"
 #: largest |fitness| a directory name can carry
 FITNESS_LIMIT = 1e9
+#: largest |time| in seconds a record may carry (year ~5000: any real clock is far below)
+TIME_LIMIT = 1e11
+#: largest count (age, steps, examples, parameters) a record may carry: exact in a float
+COUNT_LIMIT = 2**53
 _NAME_RE = re.compile(
     rf"^(?P<id>{ID_RE})\.(?:(?P<alive>alive)\.(?P<acc_a>{_ACC_RE})"
     rf"|(?P<dead>dead)\.(?P<acc_d>{_ACC_RE})\.(?P<by>{WORKER_ID_RE}))$"
@@ -81,7 +85,16 @@ def _bump(stamp: str) -> str:
 
 
 def is_id(text: str) -> bool:
-    return bool(_ID_FULL.fullmatch(text))
+    """An id as :func:`new_id` writes it, whose stamp is a real UTC time: a name with month 13
+    matches the pattern but made ``id_time`` raise in every worker that took it as a parent."""
+    if not isinstance(text, str) or not _ID_FULL.fullmatch(text):
+        return False
+    try:
+        datetime(int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]), int(text[11:13]),
+                 int(text[13:15]), int(text[15:21]), tzinfo=timezone.utc)
+    except ValueError:
+        return False
+    return True
 
 
 def is_worker_id(text: str) -> bool:
@@ -90,7 +103,10 @@ def is_worker_id(text: str) -> bool:
 
 def id_time(individual_id: str) -> float:
     """Unix time encoded in an id (its birth stamp)."""
-    dt = datetime.strptime(individual_id[:22], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=timezone.utc)
+    try:
+        dt = datetime.strptime(individual_id[:22], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise ValueError(f"not an individual id: {individual_id!r}") from None
     return dt.timestamp()
 
 
@@ -118,7 +134,7 @@ class IndividualName:
         """Strict parse; None for anything that is not exactly an individual's name
         (separators, newlines, '..', extra dots: all refused by the regex)."""
         m = _NAME_RE.fullmatch(name)  # fullmatch: "$" would accept a trailing newline
-        if m is None:
+        if m is None or not is_id(m["id"]):
             return None
         acc = m["acc_a"] or m["acc_d"]
         fitness = None if acc == "none" else float(acc)
@@ -210,6 +226,22 @@ class IndividualRecord(BaseModel):
     def _finite_fitness(cls, v: float | None) -> float | None:
         if v is not None and not (math.isfinite(v) and abs(v) < FITNESS_LIMIT):
             raise ValueError(f"fitness must be finite and below {FITNESS_LIMIT:g} in size, got {v!r}")
+        return v
+
+    @field_validator("born_at", "killed_at", "train_seconds", "eval_seconds")
+    @classmethod
+    def _finite_time(cls, v: float | None) -> float | None:
+        # A hostile born_at of -1e308 or inf must not reach arithmetic (FLOP budgets, reports).
+        if v is not None and not (math.isfinite(v) and abs(v) < TIME_LIMIT):
+            raise ValueError(f"must be finite and below {TIME_LIMIT:g} seconds in size, got {v!r}")
+        return v
+
+    @field_validator("generation", "age", "barrier_generation", "steps", "examples", "params")
+    @classmethod
+    def _bounded_count(cls, v: int | None) -> int | None:
+        # An age of 10**400 is a valid JSON int; float(age) then raised OverflowError in reports.
+        if v is not None and v > COUNT_LIMIT:
+            raise ValueError(f"must be at most {COUNT_LIMIT}, got a number of {len(str(v))} digits")
         return v
 
     @field_validator("parents")

@@ -14,6 +14,10 @@ Printed, each beside its baseline measured in the same run:
 * per update: ``GET /api/state?since=CURSOR`` after a few births and kills (incremental read +
   the changed rows and panels), and an idle poll (nothing changed); baseline: ``Store.records()``
   again, i.e. what re-reading everything per update would cost;
+* under load: the idle poll again while ``--idle-connections`` (500) connections that send
+  nothing and ``--slow-connections`` (50) that trickle a request head a byte at a time are held
+  open (issue 29: one thread per connection used to starve every request); baseline: the idle
+  poll without them;
 * in a real headless Chromium when one is installed: time to first render (from navigation
   start to the first complete drawing) and the drawing cost of one update.
 """
@@ -21,13 +25,17 @@ Printed, each beside its baseline measured in the same run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import os
 import random
+import resource
 import shutil
+import socket
 import statistics
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -100,6 +108,44 @@ def births(root: Path, count: int, rng: random.Random) -> None:
         os.rename(tmp, d)
 
 
+@contextlib.contextmanager
+def hold_connections(port: int, idle: int, slow: int, host: str = "127.0.0.1"):
+    """Hold ``idle`` connections that send nothing and ``slow`` ones that send a request head a
+    byte every 0.2 s (never completing it), for the duration of the block (raises the soft
+    open-file limit when it must; both ends of each connection may live in this process)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = 2 * (idle + slow) + 200
+    if soft < need and (hard == resource.RLIM_INFINITY or hard >= need):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    socks: list[socket.socket] = []
+    stop = threading.Event()
+    head = b"GET /api/state?since=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 10_000
+
+    def trickle() -> None:
+        i = 0
+        while not stop.wait(0.2):
+            for s in socks[idle:]:
+                try:
+                    s.send(head[i % len(head):i % len(head) + 1])
+                except OSError:
+                    pass
+            i += 1
+
+    t = threading.Thread(target=trickle, daemon=True)
+    try:
+        for _ in range(idle + slow):
+            socks.append(socket.create_connection((host, port), timeout=10))
+        t.start()
+        yield socks
+    finally:
+        stop.set()
+        if t.is_alive():
+            t.join(5)
+        for s in socks:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def _get(url: str) -> tuple[float, int, dict]:
     req = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
     t = time.perf_counter()
@@ -165,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pop", type=Path, help="measure this population (default: write a synthetic one)")
     ap.add_argument("--alive", type=int, default=1000)
     ap.add_argument("--history", type=int, default=20000)
+    ap.add_argument("--idle-connections", type=int, default=500, help="idle connections held for the load figure")
+    ap.add_argument("--slow-connections", type=int, default=50, help="trickling connections held for the load figure")
     ap.add_argument("--no-browser", action="store_true", help="skip the headless Chromium figures")
     ap.add_argument("--keep", action="store_true", help="keep the synthetic population")
     args = ap.parse_args(argv)
@@ -197,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
                 dt, size, got = _get(server.url + f"api/state?since={cursor}")
                 cursor = got["cursor"]
                 upd.append((dt, size, len(got["pops"][0]["rows"])))
+            port = server.httpd.server_address[1]
+            with hold_connections(port, args.idle_connections, args.slow_connections):
+                loaded = _median_time(lambda: _get(server.url + f"api/state?since={cursor}"), 5)
             browser = None if args.no_browser else browser_figures(server.url, root, rng)
         finally:
             server.close()
@@ -210,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'  rows sent / bytes':44}{statistics.median(x[2] for x in upd):>11.0f} / "
               f"{statistics.median(x[1] for x in upd) / 1e3:.1f} kB")
         print(f"{'idle poll (nothing changed)':44}{1000 * idle:>11.1f} ms")
+        label = f"  with {args.idle_connections} idle + {args.slow_connections} slow conns"
+        print(f"{label:44}{1000 * loaded:>11.1f} ms{'(baseline: idle poll above)':>30}")
         if browser is None:
             print("headless Chromium: not measured (no chromium/chromedriver/selenium, or --no-browser)")
         else:

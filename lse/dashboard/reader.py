@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 import os
 import stat
@@ -40,7 +41,10 @@ from lse.core.dna import DNA, render_dot, render_line
 from lse.core.genomes import describe
 from lse.errors import CorruptIndividual, LseError
 from lse.core.records import IndividualName, id_time, is_id, is_worker_id
-from lse.store.population import PopulationPaths, Store, _parse_record
+from lse.store.population import PopulationPaths, Store, heartbeat_fields, _parse_record
+from lse.store.saferead import parse_json, read_bytes, read_json
+
+log = logging.getLogger(__name__)
 
 #: A record or experiment.json bigger than this is not read (a hostile multi-GB file must not
 #: exhaust the dashboard's memory); real records are a few kB.
@@ -68,20 +72,11 @@ class Counter:
             return self.last
 
 
-def _read_small(path: Path) -> bytes:
-    """The bytes of a regular file that is not a symlink (raises OSError / CorruptIndividual)."""
-    st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode):
-        raise CorruptIndividual(f"{path.name} is a symlink")
-    if not stat.S_ISREG(st.st_mode):
-        raise CorruptIndividual(f"{path.name} is not a regular file")
-    # O_NOFOLLOW: a file swapped for a symlink after the lstat is still not followed.
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise CorruptIndividual(f"{path.name} is larger than {MAX_FILE_BYTES} bytes")
-    return data
+def _read_small(path: Path, kind: str = "record") -> bytes:
+    """The bytes of a regular file that is not a symlink, by the store's one safe read: opened
+    with O_NOFOLLOW and O_NONBLOCK (a FIFO never blocks a refresh, which holds the lock every
+    request waits for), fstat-checked, size-capped (raises OSError / CorruptIndividual)."""
+    return read_bytes(path, kind)
 
 
 def _finite(x: object) -> bool:
@@ -112,7 +107,7 @@ def v2_fields(raw: dict) -> dict:
 def parse(data: bytes, source: str, name: IndividualName | None):
     """(IndividualRecord, v2 fields) of a record file, by the store's rules (CorruptIndividual)."""
     rec = _parse_record(data, source, name)
-    raw = json.loads(data)  # valid JSON: _parse_record checked
+    raw = parse_json(data, source)  # valid, bounded JSON: _parse_record checked
     return rec, v2_fields(raw if isinstance(raw, dict) else {})
 
 
@@ -148,13 +143,14 @@ class PopulationReader:
         self.clock = clock
         # Only Store.is_dead_worker is ever called on this (it reads heartbeats and the process
         # table): the judgement `lse status` and recovery use.  Never open(): it creates folders.
-        self._liveness = Store(self.root)
+        self._liveness = Store(self.root, read_only=True)
         self.rows: dict[str, dict] = {}
         self.removed: dict[str, int] = {}  # id -> seq: gone from every folder (quarantined by a worker)
         self._born_dead: set[str] = set()
         self._deaths: dict[str, tuple[float, str]] = {}
         self._tests: dict[str, tuple[int, float | None]] = {}  # id -> (eval file mtime_ns, accuracy)
         self._bad: dict[str, str] = {}  # folder/name -> reason: malformed, counted, never served
+        self._retry: set[str] = set()  # ids whose record could not be read now: read again next refresh
         self._children: dict[str, list[str]] = {}
         self._births: dict[str, int] = {}  # worker id -> individuals it published
         # The last listings (names) of individuals/, gc/, history/, and what they said.
@@ -198,6 +194,7 @@ class PopulationReader:
         except CorruptIndividual as e:
             self._bad[key] = e.message if hasattr(e, "message") else str(e)
         except OSError:
+            self._retry.add(name.id if name is not None else Path(key).name.split(".", 1)[0])
             return None  # unreadable now (permissions, I/O): left out, tried again next refresh
         return None
 
@@ -214,6 +211,9 @@ class PopulationReader:
         }
         if rec.state == "dead":
             self._born_dead.add(rec.id)
+        # A sequence number at once: a row without one (its batch failed before _restate) made
+        # every later request fail with KeyError 'seq'.
+        row["seq"] = self.tick()
         self.rows[rec.id] = row
         self._births[rec.worker or ""] = self._births.get(rec.worker or "", 0) + 1
         self.removed.pop(rec.id, None)
@@ -241,7 +241,7 @@ class PopulationReader:
         try:
             st = os.lstat(p)
             if self.created_at is None or st.st_mtime != self.created_at:
-                data = json.loads(_read_small(p))
+                data = read_json(p, "config")
                 if not isinstance(data, dict):
                     raise ValueError("not a JSON object")
                 self.config, self.config_error, self.created_at = data, None, st.st_mtime
@@ -300,7 +300,10 @@ class PopulationReader:
         self.foreign = len(self._foreign)
         self.quarantined = sum(1 for n in _listdir(self.paths.quarantine) if not n.endswith(".reason.txt"))
 
-        # New individuals: read each record once, from where it is now.
+        # New individuals: read each record once, from where it is now (and again those whose
+        # read failed on an I/O error last time).
+        touched |= self._retry
+        self._retry = set()
         for iid in touched:
             if iid in self.rows:
                 continue
@@ -317,7 +320,10 @@ class PopulationReader:
             else:
                 continue
             if got is not None and got[0].id == iid:
-                self._add(*got)
+                try:
+                    self._add(*got)
+                except (ValueError, TypeError, OverflowError) as e:  # validated, yet unusable
+                    self._bad[f"record/{iid}"] = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         for iid in new_deaths:
             d = _read_death(self.paths.history_death(iid))
             if d is not None:
@@ -349,7 +355,7 @@ class PopulationReader:
             if new != (row["state"], row["collected"], row["killed_at"], row["killed_by"], row["test"]):
                 row.update(state=state, collected=collected, killed_at=killed_at, killed_by=killed_by, test=test)
                 row["seq"] = self.tick()
-            elif "seq" not in row:
+            elif row.get("seq") is None:
                 row["seq"] = self.tick()
         for iid in gone:  # quarantined by a worker's GC: no longer an individual of this population
             row = self.rows.pop(iid)
@@ -372,7 +378,7 @@ class PopulationReader:
                 continue
             acc = None
             try:
-                data = json.loads(_read_small(Path(de.path)))
+                data = read_json(Path(de.path), "eval")
                 v = data.get("test_accuracy") if isinstance(data, dict) else None
                 acc = float(v) if _finite(v) and 0.0 <= v <= 1.0 else None
             except (OSError, ValueError, CorruptIndividual):
@@ -397,11 +403,13 @@ class PopulationReader:
             try:
                 path = self.paths.heartbeat(wid)
                 age = max(0.0, now - os.lstat(path).st_mtime)
-                data = json.loads(_read_small(path))
-                hb = data if isinstance(data, dict) else {}
+                hb = heartbeat_fields(read_json(path, "heartbeat")) or {}
             except (OSError, ValueError, CorruptIndividual):
                 pass
-            dead = self._liveness.is_dead_worker(wid)
+            try:  # the store's own judgement, itself over the safe read and bounded fields
+                dead = self._liveness.is_dead_worker(wid)
+            except Exception:  # noqa: BLE001 - one worker's files never blank the whole panel
+                dead = None
             out.append({
                 "id": wid, "host": str(hb.get("host") or "")[:100] or None,
                 "pid": _int(hb.get("pid")), "heartbeat_age": age, "counter": _int(hb.get("counter")),
@@ -414,7 +422,7 @@ class PopulationReader:
     def changes(self, since: int) -> dict:
         """Rows (columnar) and panels changed after cursor ``since``; everything when 0."""
         self._update_panels()
-        rows = [[r[f] for f in FIELDS] for r in self.rows.values() if r["seq"] > since]
+        rows = [[r.get(f) for f in FIELDS] for r in self.rows.values() if r.get("seq", 0) > since]
         return {
             "label": self.label,
             "fields": FIELDS,
@@ -449,26 +457,35 @@ class PopulationReader:
         with self._lock:
             if not self._changed_since_panels:
                 return
+            try:
+                self._compute_panels()
+            except (ValueError, TypeError, OverflowError, ZeroDivisionError, KeyError):
+                # Panels stay as they were and are computed again next request (set only on
+                # success: an age of 10**400 once left them stale for good).
+                log.exception("dashboard panels of %s failed", self.root)
+                return
             self._changed_since_panels = False
-            inds = self.individuals()
-            start = self.start()
-            tests = {i: t for i, (_, t) in self._tests.items()}
-            curve = cv.progress_curve(inds, tests, start=start, label=self.label)
-            rows = list(self.rows.values())
-            new = {
-                "overview": self._overview(inds, start),
-                "curve": {**panels.curve_steps(curve), "start": start},
-                "mutations": [{"name": s.name, "children": s.children, "improved": s.improved, "failed": s.failed,
-                               "rate": None if s.children == 0 else s.rate} for s in cv.mutation_stats(inds)],
-                "pareto": panels.pareto_panel({**r, "alive": r["state"] == "alive"} for r in rows),
-                "species": panels.species_panel(({**r, "alive": r["state"] == "alive"} for r in rows), self.clock()),
-                "generations": panels.generation_panel(rows),
-                "ages": panels.age_panel({**r, "alive": r["state"] == "alive"} for r in rows),
-            }
-            for k, v in new.items():
-                old = self.panels.get(k)
-                if old is None or old[1] != v:
-                    self.panels[k] = (self.tick(), v)
+
+    def _compute_panels(self) -> None:
+        inds = self.individuals()
+        start = self.start()
+        tests = {i: t for i, (_, t) in self._tests.items()}
+        curve = cv.progress_curve(inds, tests, start=start, label=self.label)
+        rows = list(self.rows.values())
+        new = {
+            "overview": self._overview(inds, start),
+            "curve": {**panels.curve_steps(curve), "start": start},
+            "mutations": [{"name": s.name, "children": s.children, "improved": s.improved, "failed": s.failed,
+                           "rate": None if s.children == 0 else s.rate} for s in cv.mutation_stats(inds)],
+            "pareto": panels.pareto_panel({**r, "alive": r["state"] == "alive"} for r in rows),
+            "species": panels.species_panel(({**r, "alive": r["state"] == "alive"} for r in rows), self.clock()),
+            "generations": panels.generation_panel(rows),
+            "ages": panels.age_panel({**r, "alive": r["state"] == "alive"} for r in rows),
+        }
+        for k, v in new.items():
+            old = self.panels.get(k)
+            if old is None or old[1] != v:
+                self.panels[k] = (self.tick(), v)
 
     def _overview(self, inds: list[cv.Individual], start: float) -> dict:
         now = self.clock()
@@ -572,9 +589,12 @@ def _scalars(cfg: dict) -> dict:
 
 def _read_death(path: Path) -> tuple[float, str] | None:
     try:
-        d = json.loads(_read_small(path))
-        return float(d["killed_at"]), str(d["killed_by"])[:100]
-    except (OSError, ValueError, KeyError, TypeError, CorruptIndividual):
+        d = read_json(path, "death")
+        at = float(d["killed_at"])  # type: ignore[index]
+        if not (math.isfinite(at) and abs(at) < 1e11):
+            return None
+        return at, str(d["killed_by"])[:100]  # type: ignore[index]
+    except (OSError, ValueError, KeyError, TypeError, OverflowError, CorruptIndividual):
         return None
 
 

@@ -1,7 +1,8 @@
 """The dashboard's HTTP server: Python's own ``http.server``, GET only, read-only.
 
 Why the standard library and not a web framework: the server answers five GET routes with
-JSON and three static files; ``ThreadingHTTPServer`` does that with no new dependency to install
+JSON and three static files; ``http.server``'s request handler, behind a bounded selector loop and
+thread pool (:mod:`lse.dashboard.httpd`), does that with no new dependency to install
 on a cluster's login node and no third-party code between the population and the network.
 The page is plain JavaScript drawing SVG and canvas (``static/``), shipped in the package: no
 CDN, no build step, nothing fetched at run time.
@@ -23,6 +24,7 @@ the page's escaping could not run; the page itself only ever sets ``textContent`
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hmac
 import ipaddress
@@ -33,11 +35,12 @@ import secrets
 import threading
 import time
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from lse.dashboard.httpd import BoundedHTTPServer
 from lse.dashboard.reader import Counter, PopulationReader
 from lse.errors import LseError
 
@@ -50,8 +53,16 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
 COOKIE = "lse_dashboard_token"
 
 
+#: longest a request waits for another request's (or the warm-up's) read of the populations
+WAIT_SECONDS = 20.0
+
+
 class DashboardError(LseError):
     """The dashboard cannot start as asked (address, token, population)."""
+
+
+class Busy(Exception):
+    """The populations' read is taking longer than a request may wait (answered 503)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -83,24 +94,43 @@ class Dashboard:
         self._lock = threading.Lock()
         self._last = -math.inf
 
-    def refresh(self, force: bool = False) -> None:
-        with self._lock:
-            if force or time.monotonic() - self._last >= self.interval:
-                for r in self.readers:
+    @contextlib.contextmanager
+    def _locked(self):
+        """The readers' lock, waited for at most WAIT_SECONDS: a request never hangs behind a
+        refresh (reads cannot block: lse.store.saferead; a slow filesystem still can be slow)."""
+        if not self._lock.acquire(timeout=WAIT_SECONDS):
+            raise Busy("the populations are being read; try again in a moment")
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def _refresh_locked(self, force: bool = False) -> None:
+        if force or time.monotonic() - self._last >= self.interval:
+            for r in self.readers:
+                try:
                     r.refresh()
-                self._last = time.monotonic()
+                except Exception:  # noqa: BLE001 - one population's content never stops the others
+                    log.exception("reading %s failed; shown as it was, read again next time", r.root)
+            self._last = time.monotonic()
+
+    def refresh(self, force: bool = False) -> None:
+        with self._locked():
+            self._refresh_locked(force)
 
     def state(self, since: int) -> dict:
-        self.refresh()
-        pops = [r.changes(since) for r in self.readers]
+        with self._locked():
+            self._refresh_locked()
+            pops = [r.changes(since) for r in self.readers]
         return {"cursor": self.counter.last, "since": since, "now": time.time(),
                 "poll_ms": int(self.interval * 1000), "pops": pops}
 
     def individual(self, pop: int, iid: str) -> dict | None:
         if not 0 <= pop < len(self.readers):
             return None
-        self.refresh()
-        return self.readers[pop].detail(iid)
+        with self._locked():
+            self._refresh_locked()
+            return self.readers[pop].detail(iid)
 
 
 def dumps(obj) -> bytes:
@@ -138,6 +168,7 @@ def make_handler(dash: Dashboard, token: str | None, loopback: bool):
             self.send_header("X-Content-Type-Options", "nosniff")
             self.send_header("Referrer-Policy", "no-referrer")
             self.send_header("Content-Security-Policy", CSP)
+            self.send_header("Connection", "close")  # one request per connection (lse.dashboard.httpd)
             for k, v in (extra or {}).items():
                 self.send_header(k, v)
             self.end_headers()
@@ -189,8 +220,10 @@ def make_handler(dash: Dashboard, token: str | None, loopback: bool):
                         self._send(200, dumps(got), "application/json", extra)
                 else:
                     self._error(404, "not found")
-            except BrokenPipeError:
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
                 pass
+            except Busy as e:
+                self._send(503, dumps({"error": str(e)}), "application/json", {"Retry-After": "2"})
             except Exception:  # a bug must not kill the server thread silently, nor leak a trace
                 log.exception("dashboard request %s failed", url.path)
                 self._error(500, "internal error (see the dashboard's log)")
@@ -231,8 +264,9 @@ class Server:
                     "(a token is then required on every request)")
             token = token or secrets.token_urlsafe(24)
         self.token = token
-        self.httpd = ThreadingHTTPServer((host, port), make_handler(dash, token, loopback))
-        self.httpd.daemon_threads = True
+        # Bounded: a selector loop holds idle and slow connections without threads, a fixed pool
+        # answers complete requests (lse.dashboard.httpd says why ThreadingHTTPServer was not).
+        self.httpd = BoundedHTTPServer((host, port), make_handler(dash, token, loopback))
         self.dash = dash
         shown = host if ":" not in host else f"[{host}]"
         self.url = f"http://{shown}:{self.httpd.server_address[1]}/" + (f"?token={token}" if token else "")

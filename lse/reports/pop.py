@@ -12,14 +12,16 @@ from pathlib import Path
 from lse.errors import ConfigError, LseError
 from lse.core.datasets import classes_of
 from lse.core.records import IndividualRecord
+from lse.core.text import terminal_safe
 from lse.store import Store
 
 SORT_KEYS = ("id", "accuracy", "params", "flops", "born")
 STATES = ("alive", "dead", "all")
 
 
-def _open(pop: Path) -> Store:
-    return Store(pop).open()
+def _open(pop: Path, read_only: bool = True) -> Store:
+    """``ls`` and ``show`` only look: a read-only store skips what a worker would quarantine."""
+    return Store(pop, read_only=read_only).open()
 
 
 def rows(pop: Path, state: str = "all", sort: str = "id") -> list[IndividualRecord]:
@@ -28,7 +30,7 @@ def rows(pop: Path, state: str = "all", sort: str = "id") -> list[IndividualReco
         raise ConfigError(f"--state {state!r} is not a state", f"valid: {', '.join(STATES)}")
     if sort not in SORT_KEYS:
         raise ConfigError(f"--sort {sort!r} is not a column", f"valid: {', '.join(SORT_KEYS)}")
-    recs = _open(pop).records()
+    recs = _open(pop).records()  # lists, never changes: malformed entries are skipped
     if state != "all":
         recs = [r for r in recs if r.state == state]
     key = {
@@ -53,6 +55,13 @@ def _acc(r: IndividualRecord) -> str:
     return f"{r.val_accuracy:.4f}"
 
 
+def _safe(text: object) -> str:
+    """Text from a record, for a rich table cell: terminal escapes spelt out, markup inert."""
+    from rich.markup import escape
+
+    return escape(terminal_safe(text, limit=200))
+
+
 def _flops(x: float | None) -> str:
     return "-" if x is None else f"{x:.3g}"
 
@@ -75,12 +84,12 @@ def ls(pop: Path, state: str = "all", sort: str = "id", as_json: bool = False) -
         table.add_row(
             r.id,
             _state(r),
-            _acc(r),
+            _safe(_acc(r)),
             "-" if r.params is None else f"{r.params:,}",
             _flops(r.flops.total if r.flops else None),
             _when(r.born_at),
             r.parent_id or "-",
-            r.mutation_name or "-",
+            _safe(r.mutation_name or "-"),
         )
     import sys
 
@@ -146,7 +155,7 @@ def show_text(pop: Path, individual_id: str) -> str:
 
 
 def gc(pop: Path) -> str:
-    with _open(pop) as store:
+    with _open(pop, read_only=False) as store:
         rec = store.recover()
         rep = store.gc()
     parts = [f"collected {len(rep.collected)} dead individuals (records kept in history/)"]
@@ -193,7 +202,7 @@ def register_cli(app) -> None:
     ) -> None:
         """Architecture, metrics and lineage back to the initial individual."""
         try:
-            typer.echo(show_text(pop, individual_id))
+            typer.echo(terminal_safe(show_text(pop, individual_id), newlines=True))
         except LseError as err:
             _fail(err)
 

@@ -167,13 +167,19 @@ class Evaluator:
         return model.to(self.device).eval()
 
     def cached(self, pop: Path, individual_id: str) -> float | None:
-        try:
-            data = json.loads(_eval_path(pop, individual_id).read_text())
-        except (OSError, ValueError):
+        from lse.errors import CorruptIndividual
+        from lse.store.saferead import read_json
+
+        try:  # the one safe read: no FIFO, no symlink, no giant, bounded nesting
+            data = read_json(_eval_path(pop, individual_id), "eval")
+        except (OSError, ValueError, CorruptIndividual):
+            return None  # not cached (or not trusted): computed again, and the cache rewritten
+        if not isinstance(data, dict) or data.get("test_fingerprint") != self.fingerprint:
             return None
-        if data.get("test_fingerprint") != self.fingerprint or not isinstance(data.get("test_accuracy"), (int, float)):
+        acc = data.get("test_accuracy")
+        if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not 0.0 <= acc <= 1.0:
             return None
-        return float(data["test_accuracy"])
+        return float(acc)
 
     def test_accuracy(self, pop: Path, record) -> float | None:
         """Cached, or computed now and cached; None when the weights were collected."""

@@ -130,10 +130,9 @@ def snapshot(store, now: float | None = None) -> Status:
         hb: dict = {}
         age = None
         try:
-            age = max(0.0, now - hb_path.stat().st_mtime)
-            data = json.loads(hb_path.read_bytes())
-            hb = data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
+            age = max(0.0, now - os.lstat(hb_path).st_mtime)
+            hb = store._heartbeat_of(wid) or {}  # the safe read: no FIFO, no giant, bounded fields
+        except OSError:
             pass
         st.workers.append(WorkerStatus(wid, hb.get("host"), hb.get("pid"), age, hb.get("counter"),
                                        _liveness(store, wid), births.get(wid, 0)))
@@ -164,6 +163,16 @@ def _generation_line(store) -> str | None:
             f"{len(rows) - 1} closed before it")
 
 
+def _safe(text: object) -> str:
+    """Text read from the population, for a rich cell: terminal escapes spelt out, markup inert
+    (a host name "[link=…]" or an OSC sequence in a heartbeat must not reach the terminal)."""
+    from rich.markup import escape
+
+    from lse.core.text import terminal_safe
+
+    return escape(terminal_safe(text, limit=200))
+
+
 def _age(s: float | None) -> str:
     if s is None:
         return "-"
@@ -185,7 +194,7 @@ def render(st: Status):
     head.add_row("experiment", f"{st.dataset}, algorithm {st.algorithm}, {st.selection} selection, "
                  f"population {st.population_size}")
     if st.generation:
-        head.add_row("generations", st.generation)
+        head.add_row("generations", _safe(st.generation))
     head.add_row("individuals", f"{st.individuals} trained: {st.alive} alive, {st.dead} dead, "
                  f"{st.collected} collected; {st.failed} failed training")
     head.add_row("best validation", "-" if st.best_val is None else f"{100 * st.best_val:.2f}%  ({st.best_id})")
@@ -209,7 +218,7 @@ def render(st: Status):
         workers.add_column(c)
     colour = {"alive": "green", "dead": "red", "unknown": "yellow"}
     for w in st.workers:
-        workers.add_row(w.id, w.host or "-", str(w.pid or "-"), _age(w.heartbeat_age), str(w.counter or "-"),
+        workers.add_row(w.id, _safe(w.host or "-"), str(w.pid or "-"), _age(w.heartbeat_age), str(w.counter or "-"),
                         f"[{colour[w.alive]}]{w.alive}[/]", str(w.births))
     return Panel(Group(head, "", stops, "", workers), title="lse status", subtitle=time.strftime("%H:%M:%S"))
 
@@ -222,7 +231,9 @@ def show(pop: str | os.PathLike, watch: bool = False, every: float = 5.0, consol
     from lse.store.population import Store
 
     console = console or Console()
-    store = Store(pop).open()  # one Store: it remembers heartbeat observations between refreshes
+    # One Store: it remembers heartbeat observations between refreshes.  Read-only: status
+    # describes the population, it never moves (quarantines) anything in it.
+    store = Store(pop, read_only=True).open()
     st = snapshot(store)
     if not watch:
         console.print(render(st))

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from lse.core.text import terminal_safe
 from lse.core.events import Event, parse_burst, parse_duration
 from lse.errors import ConfigError, LseError
 from lse.store import Store
@@ -81,7 +82,10 @@ def describe(event: Event, t0: float) -> str:
     else:
         until = "for good" if event.until is None else f"until {(event.until - t0) / 60:.2f} min"
         what = f"{event.mutations_per_child} mutation(s) per child {until}"
-    return f"{when}  {what}  ({event.source}{': ' + event.note if event.note else ''})  {event.id}"
+    # The note is anyone's text from the shared folder: escaped, or an OSC sequence in it
+    # retitles the user's terminal and a bidi override reorders the line.
+    note = f": {terminal_safe(event.note)}" if event.note else ""
+    return f"{when}  {what}  ({event.source}{note})  {event.id}"
 
 
 def register_cli(app) -> None:

@@ -1,8 +1,15 @@
-"""Births and birth-slot claims, from directory listings only (no file is read).
+"""Births and birth-slot claims, from directory listings only (no file is read): the listings,
+the memo that keeps a step from re-parsing 50k names, and the rank of an initial child among the
+claims in flight.
 
-Before training, a worker writes a claim ``workers/<wid>/claim-<child id>``, then lists births
-and every worker's claims (see lse.runners.worker): these are the listings, the memo that keeps
-a step from re-parsing 50k names, and the rank of an initial child among the claims in flight.
+Birth slots.  Before training, a worker writes a claim ``workers/<wid>/claim-<child id>``,
+then lists births (``individuals/``, ``gc/``, ``history/``: listings, no reads) and every
+worker's claims.  Claims are ranked by child id (ids sort by time; every worker sees the same
+order), and a claim whose rank does not fit under the limit is withdrawn and retried a second
+later: two workers racing for the last slot never both train it.  A claim disappears with its
+worker's private folder when the worker stops or is reclaimed as dead (``Store.recover``), so a
+crash frees its slot.  The claim is removed only *after* the birth rename: for an instant the
+child counts twice, which only makes others wait, never overshoot.
 """
 
 from __future__ import annotations
@@ -136,6 +143,13 @@ def initial_rank(child_id: str, claims: list[str], times: dict[str, int]) -> int
     if mine is None:  # no time for our own claim: yield to everyone
         return len(claims) - 1
     return sum(1 for c in claims if c != child_id and times.get(c, mine) <= mine)
+
+
+def tied(child_id: str, claims: list[str], times: dict[str, int]) -> bool:
+    """Whether another in-flight claim has our claim's creation time to the tick: then neither
+    can tell which came first, and both would rank themselves into one initial slot."""
+    mine = times.get(child_id)
+    return mine is not None and any(c != child_id and times.get(c) == mine for c in claims)
 
 
 def _names(folder: Path) -> list[str]:

@@ -4,13 +4,18 @@ stop fields of experiment.json as a resume may have changed them."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
 import time
+from typing import Callable
 
 from lse.config import ExperimentConfig
+from lse.errors import DiskFull, StopRequested
 from lse.store import Store, clock
+
+log = logging.getLogger("lse.runners.worker")
 
 #: environment variable through which the local launcher tells a worker its pid
 LAUNCHER_PID_ENV = "LSE_LAUNCHER_PID"
@@ -81,3 +86,24 @@ def read_stop_fields(store: Store) -> ExperimentConfig:
         return ExperimentConfig.from_json(store.paths.experiment.read_text(), str(store.paths.experiment))
     except OSError:
         return store.config
+
+
+def publish_when_space(stopper: Stopper, publish: Callable[[], object], child_id: str) -> None:
+        """Publish; on a full disk keep the trained child in memory and retry with backoff
+        (1, 2, 4 ... 60 s), one log line per attempt.  A child may have cost hours of training,
+        and its parent's rival was already killed: dropping it would waste both.  A stop (signal,
+        STOP file) while waiting drops it, nothing published."""
+        delay = 1.0
+        while True:
+            try:
+                publish()
+                return
+            except DiskFull as e:
+                log.error("%s; keeping %s in memory, retrying in %.0f s", e, child_id, delay)
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline:
+                if stopper.should_stop():
+                    log.info("stop while the disk is full: %s discarded, nothing published", child_id)
+                    raise StopRequested(stopper.reason() or "stop")
+                stopper.signalled.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+            delay = min(2 * delay, 60.0)

@@ -5,8 +5,8 @@ Every worker runs the same loop, alone, talking to the others only through the s
 1. **Stop?**  Signal (SIGTERM/SIGINT), the STOP file, ``max_hours`` since the experiment was
    created, ``max_individuals`` births, ``max_flops`` spent (re-read from experiment.json
    every iteration, so a resume that raises a bound reaches running workers).
-2. **Claim a birth slot** (below): keeps the number of births exactly ``max_individuals`` and
-   the initial population exactly ``population_size`` even with many workers.
+2. **Claim a birth slot** (:mod:`lse.runners.slots`): births stay exactly ``max_individuals``
+   and the initial population exactly ``population_size`` even with many workers.
 3. **Initial or evolved.**  While fewer than ``population_size`` births exist (section 3.3),
    or fewer than two individuals are alive (nothing to compare), the child is an initial
    individual: no convolution, learning rate ``initial_learning_rate``.  Otherwise a tournament
@@ -19,16 +19,6 @@ Every worker runs the same loop, alone, talking to the others only through the s
    ``F_t*N_t + F_v*N_v``, section 3.5).  Training polls :meth:`Stopper.should_stop`.
 5. **Publish** (one rename).  A failed training (divergence, out of memory) is published
    *dead* with its reason, so it is counted and visible, never selected.
-
-Birth slots.  Before training, a worker writes a claim ``workers/<wid>/claim-<child id>``,
-then lists births (``individuals/``, ``gc/``, ``history/``: listings, no reads) and every
-worker's claims.  Claims are ranked by child id (ids sort by time; every worker sees the same
-order), and a claim whose rank does not fit under the limit is withdrawn and retried a second
-later: two workers racing for the last slot never both train it.  A claim disappears with its
-worker's private folder when the worker stops or is reclaimed as dead (``Store.recover``), so a
-crash frees its slot.  The claim is removed only *after* the birth rename: for an instant the
-child counts twice, which only makes others wait, never overshoot.
-
 Signals and stops never half-publish: the handler only sets a flag; training notices it at the
 next poll and raises :class:`~lse.errors.StopRequested`, the child being assembled is dropped,
 and the worker's private folder (scratch, claim) is removed as it unregisters.
@@ -51,12 +41,13 @@ from lse.algorithms.base import Child, PopulationView, Recipe
 from lse.config import ExperimentConfig, WorkerOptions
 from lse.core import events as ev
 from lse.core.records import IndividualRecord, new_id
-from lse.errors import DiskFull, LostRace, StopRequested
+from lse.errors import ConfigError, DataError, DiskFull, LostRace, StopRequested
 from lse.runners.birth import birth_record, judge
 from lse.runners.logfile import attach_log_file, detach_log_file
 from lse.runners.slots import (  # noqa: F401 (count_births, list_claims, BirthCache: re-exported)
-    BirthCache, claim_times, count_births, initial_rank, list_claims)
-from lse.runners.stops import LAUNCHER_PID_ENV, StopCondition, Stopper, read_stop_fields  # noqa: F401
+    BirthCache, claim_times, count_births, initial_rank, list_claims, tied)
+from lse.runners.stops import (  # noqa: F401 (LAUNCHER_PID_ENV: re-exported)
+    LAUNCHER_PID_ENV, StopCondition, Stopper, publish_when_space, read_stop_fields)
 from lse.runners.trainer import ChildResult, Trainer, TorchTrainer, make_trainer  # noqa: F401 (re-exported)
 from lse.store import Store
 from lse.store.events import EventLog
@@ -69,6 +60,9 @@ log = logging.getLogger("lse.runners.worker")
 MAINTENANCE_SECONDS = 30.0
 #: a worker whose claim does not fit under a limit waits this long before looking again
 SLOT_WAIT_SECONDS = 1.0
+#: steps in a row that may fail on the population's content before the worker gives up (then
+#: the fault is its own, not one hostile file's: that is quarantined or skipped by the first)
+MAX_STEP_FAILURES = 20
 
 
 ShouldStop = Callable[[], bool]
@@ -191,12 +185,29 @@ class _Loop:
             self.store.gc()
         except (OSError, DiskFull) as e:  # maintenance is best effort; the next worker retries
             log.warning("maintenance failed: %s", e)
+        except Exception as e:  # noqa: BLE001 - whatever the population holds, evolution goes on
+            log.exception("maintenance failed on the population's content (%s); retried in %.0f s",
+                          str(e).splitlines()[0][:200] if str(e) else type(e).__name__, MAINTENANCE_SECONDS)
 
     # -- the loop --
     def run(self) -> None:
+        failures = 0
         try:
             while True:
-                self._step()
+                try:
+                    self._step()
+                    failures = 0
+                except (StopCondition, StopRequested, ConfigError, DataError):
+                    raise  # a stop, or a misconfiguration only its user can fix
+                except Exception as e:  # noqa: BLE001 - a file no check foresaw must not end the worker;
+                    # the store quarantines or skips what it can name.  A fault repeated
+                    # MAX_STEP_FAILURES steps in a row is the worker's own: it ends it.
+                    failures += 1
+                    if failures >= MAX_STEP_FAILURES:
+                        raise
+                    log.exception("step failed (%d in a row): %s; going on", failures,
+                                  (str(e).splitlines() or [type(e).__name__])[0][:300])
+                    self.stopper.signalled.wait(SLOT_WAIT_SECONDS * self.rng.uniform(0.5, 1.5))
         except StopCondition as s:
             self.summary.stop_reason = s.reason
         except StopRequested:
@@ -268,6 +279,13 @@ class _Loop:
             # children in flight (initial_rank: why creation order, not ids).
             index = None if births is None else len(births) + initial_rank(child_id, claims, times)
             initial = index is not None and index < self.config.population_size
+            if initial and tied(child_id, claims, times):
+                # Two claims in one timestamp tick would both take one slot (initial_rank):
+                # withdraw and claim again after a jittered wait, as the max_individuals path
+                # does; the other claim (or ours, next time) then ranks alone.
+                claim.unlink()
+                time.sleep(SLOT_WAIT_SECONDS * self.rng.uniform(0.1, 0.5))
+                return
             self.algorithm.begin_child(None, index if initial else None)
             self._make_child(child_id, initial, in_flight=n_claims)
         finally:
@@ -298,7 +316,7 @@ class _Loop:
                 return
             record, state = bred
             try:
-                self._publish_when_space(lambda: gens.publish(g, slot, record, state, alive=record.fitness is not None),
+                publish_when_space(self.stopper, lambda: gens.publish(g, slot, record, state, alive=record.fitness is not None),
                                          record.id)
             except LostRace as e:
                 log.info("child %s discarded: %s", record.id, e)
@@ -418,7 +436,12 @@ class _Loop:
         if bred is None:
             return
         record, state = bred
-        self._publish_when_space(lambda: self.store.publish(record, state, alive=record.fitness is not None), record.id)
+        try:
+            publish_when_space(self.stopper, lambda: self.store.publish(record, state, alive=record.fitness is not None),
+                                     record.id)
+        except LostRace as e:  # our scratch folder was reclaimed meanwhile: as on the generational path
+            log.info("child %s discarded: %s", record.id, e)
+            return
         self._count_birth(record)
 
     def _count_birth(self, record: IndividualRecord) -> None:
@@ -474,23 +497,3 @@ class _Loop:
                    "epoch": ev.epoch_of(child_id, self.events),
                    "mutations_per_child": 0 if first is None else self.algorithm.mutations_per_child})
         return record, None if verdict.failed_reason else res.state_dict
-
-    def _publish_when_space(self, publish: Callable[[], object], child_id: str) -> None:
-        """Publish; on a full disk keep the trained child in memory and retry with backoff
-        (1, 2, 4 ... 60 s), one log line per attempt.  A child may have cost hours of training,
-        and its parent's rival was already killed: dropping it would waste both.  A stop (signal,
-        STOP file) while waiting drops it, nothing published."""
-        delay = 1.0
-        while True:
-            try:
-                publish()
-                return
-            except DiskFull as e:
-                log.error("%s; keeping %s in memory, retrying in %.0f s", e, child_id, delay)
-            deadline = time.monotonic() + delay
-            while time.monotonic() < deadline:
-                if self.stopper.should_stop():
-                    log.info("stop while the disk is full: %s discarded, nothing published", child_id)
-                    raise StopRequested(self.stopper.reason() or "stop")
-                self.stopper.signalled.wait(min(0.5, max(0.0, deadline - time.monotonic())))
-            delay = min(2 * delay, 60.0)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import threading
 from pathlib import Path
 
 from lse.errors import StoreError
@@ -16,7 +18,9 @@ def write_json_atomic(path: Path, data: object, *, fix: str, indent: int = 1, so
     """Write ``data`` as JSON to ``path`` (its folder created if missing).  On a full disk or a
     folder that cannot be written: nothing is left behind and :class:`StoreError` says so, with
     ``fix`` as what to do."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Unique per process, thread and call: two threads of one process (the dashboard's pool)
+    # writing the same cache shared ".<name>.<pid>.tmp" and renamed each other's half files.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n")

@@ -20,8 +20,9 @@ from datetime import datetime, timezone
 
 from lse.core.events import Event, parse_event_name
 from lse.core.records import new_id
-from lse.errors import StoreError
+from lse.errors import CorruptIndividual, StoreError
 from lse.store.population import Store, _fsync_dir, _unlink_quiet, _write_file
+from lse.store.saferead import read_json
 
 log = logging.getLogger("lse.store.events")
 
@@ -40,11 +41,14 @@ class EventLog:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.paths = store.paths
-        self._cache: dict[str, Event | None] = {}  # file name -> event (None: unreadable, skipped)
+        self._cache: dict[str, Event] = {}  # file name -> event; a failed read is not cached
+        self._warned: set[str] = set()
 
     def read(self) -> list[Event]:
         """Every event, sorted by id (one listing; files not seen before are read once).  A
-        malformed file is skipped with one warning: it changes nothing, as if never written."""
+        malformed file is skipped with one warning: it changes nothing, as if never written.
+        A file that failed is read again next time (a read that failed once, on an I/O error or
+        mid-write, was cached as nothing, and workers then disagreed on the weight epoch)."""
         try:
             names = os.listdir(self.paths.events)
         except (FileNotFoundError, NotADirectoryError):
@@ -53,9 +57,11 @@ class EventLog:
         for name in names:
             if parse_event_name(name) is None:
                 continue
-            if name not in self._cache:
-                self._cache[name] = self._load(name)
-            ev = self._cache[name]
+            ev = self._cache.get(name)
+            if ev is None:
+                ev = self._load(name)
+                if ev is not None:
+                    self._cache[name] = ev
             if ev is not None:
                 out.append(ev)
         return sorted(out, key=lambda e: e.id)
@@ -63,14 +69,17 @@ class EventLog:
     def _load(self, name: str) -> Event | None:
         path = self.paths.event(name)
         try:
-            if not os.path.isfile(path) or os.path.islink(path):
-                raise ValueError("not a regular file")
-            ev = Event.model_validate_json(path.read_bytes())
+            # no symlink, no FIFO, at most CAPS["event"] bytes, bounded nesting
+            ev = Event.model_validate(read_json(path, "event"))
             if ev.file_name() != name:
                 raise ValueError(f"its content says {ev.file_name()}")
             return ev
-        except (OSError, ValueError) as e:
-            log.warning("ignoring event %s: %s", path, str(e).splitlines()[0])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, CorruptIndividual) as e:  # ValidationError is a ValueError
+            if name not in self._warned:  # one warning per file, however often it is retried
+                self._warned.add(name)
+                log.warning("ignoring event %s: %s", path, (str(e).splitlines() or [""])[0][:300])
             return None
 
     def publish(self, event: Event) -> bool:

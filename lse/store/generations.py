@@ -48,24 +48,24 @@ generation is just not complete yet.
 from __future__ import annotations
 
 import errno
-import json
 import logging
+import math
 import os
 import random
 import re
 import secrets
-import shutil
 import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from lse.errors import CorruptIndividual, LostRace, StoreError
 from lse.algorithms.base import ReplacementPlan
 from lse.core.records import IndividualName, IndividualRecord, format_fitness, is_id, is_worker_id
+from lse.store.saferead import read_json
 from lse.store.population import (
     RECORD_FILE,
     WEIGHTS_FILE,
@@ -78,6 +78,7 @@ from lse.store.population import (
     _structure_problem,
     _validate_dna,
     _write_file,
+    remove_tree,
 )
 
 __all__ = ["GenerationPlan", "GenerationStatus", "Generations", "Plan", "PlanFn", "PlannedChild"]
@@ -114,8 +115,12 @@ Plan = ReplacementPlan
 PlanFn = Callable[[list[IndividualRecord], list[IndividualRecord]], Plan]
 
 
+#: most children a generation may have: generation.json with 10**12 slots built a list of that size
+MAX_SLOTS = 100_000
+
+
 class PlannedChild(BaseModel):
-    slot: int = Field(ge=0, description="slot of the generation the child filled")
+    slot: int = Field(ge=0, lt=MAX_SLOTS, description="slot of the generation the child filled")
     id: str = Field(description="the child's id")
     name: str = Field(description="its folder name in individuals/ once moved (alive or dead)")
 
@@ -123,13 +128,37 @@ class PlannedChild(BaseModel):
 class GenerationPlan(BaseModel):
     """generations/<g>/plan/plan.json: the replacement, as applied (and re-applied) by anyone."""
 
-    generation: int = Field(ge=0)
-    slots: int = Field(ge=1)
+    generation: int = Field(ge=0, le=10**12)
+    slots: int = Field(ge=1, le=MAX_SLOTS)
     parents: list[str] = Field(description="ids of the alive population the plan was computed from")
     kill: list[str] = Field(description="parent ids that die")
     children: list[PlannedChild] = Field(description="every child, sorted by slot")
     planned_by: str = Field(description="worker id that wrote the plan")
     planned_at: float = Field(description="unix seconds (planner's clock), informational")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "GenerationPlan":
+        """A plan is applied by every worker that meets it: nothing in it may name a path, kill
+        an individual that was not a parent of the generation, or put a child under a name that
+        is not its own.  Checked before anything is applied (a traversal string in planned_by
+        raised an untyped error in every worker; a bad child name broke `status()`)."""
+        if not is_worker_id(self.planned_by):
+            raise ValueError(f"planned_by {self.planned_by[:100]!r} is not a worker id")
+        if not (math.isfinite(self.planned_at) and abs(self.planned_at) < 1e11):
+            raise ValueError("planned_at must be a finite unix time")
+        for i in (*self.parents, *self.kill):
+            if not is_id(i):
+                raise ValueError(f"{i[:100]!r} is not an individual id")
+        if not set(self.kill) <= set(self.parents):
+            raise ValueError(f"kills non-parents {sorted(set(self.kill) - set(self.parents))[:5]}")
+        slots = [c.slot for c in self.children]
+        if len(set(slots)) != len(slots) or any(k >= self.slots for k in slots):
+            raise ValueError(f"children's slots must be distinct and below {self.slots}")
+        for c in self.children:
+            name = IndividualName.parse(c.name)
+            if name is None or name.id != c.id:
+                raise ValueError(f"child name {c.name[:100]!r} is not an individual name for {c.id[:100]!r}")
+        return self
 
     @property
     def survivors(self) -> list[str]:
@@ -239,13 +268,15 @@ class Generations:
         if g not in self._slots:
             path = self.paths.generation_meta(g)
             try:
-                meta = json.loads(path.read_bytes())
-                n = meta["slots"]
-                if not isinstance(n, int) or isinstance(n, bool) or n < 1 or meta.get("generation") != g:
-                    raise ValueError(f"bad slots {n!r}")
+                meta = read_json(path, "generation")  # no FIFO, no giant, bounded nesting
+                n = meta["slots"]  # type: ignore[index]
+                if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_SLOTS or meta.get("generation") != g:  # type: ignore[union-attr]
+                    raise ValueError(f"bad slots {str(n)[:40]!r} (1..{MAX_SLOTS})")
             except FileNotFoundError:
                 raise StoreError(f"generation {g} is not open ({path} does not exist)") from None
-            except (ValueError, KeyError, TypeError) as e:
+            except CorruptIndividual as e:
+                raise StoreError(f"{path} is malformed ({e.message})", "move the generation aside and restart the workers") from None
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
                 raise StoreError(f"{path} is malformed ({e})", "move the generation aside and restart the workers") from None
             self._slots[g] = n
         return self._slots[g]
@@ -260,9 +291,9 @@ class Generations:
         """Generation g's plan, None while it has none."""
         path = self.paths.generation_plan(g) / PLAN_FILE
         try:
-            if not stat.S_ISREG(os.lstat(path).st_mode):
-                raise StoreError(f"{path} is not a regular file", "inspect it; lse never writes one that is not")
-            plan = GenerationPlan.model_validate_json(path.read_bytes())
+            plan = GenerationPlan.model_validate(read_json(path, "plan"))  # no FIFO, giant or deep JSON
+        except CorruptIndividual as e:
+            raise StoreError(f"{path} is unreadable ({e.message})", "inspect it; lse never writes one like it") from None
         except FileNotFoundError:
             if self._is_dir(self.paths.generation_plan(g)):  # plan/ without plan.json: not ours
                 raise StoreError(f"{path.parent} holds no {PLAN_FILE}", "inspect it; lse renames complete plans only") from None
@@ -421,7 +452,7 @@ class Generations:
         except OSError as e:
             raise store._os_error(e, f"publish the child of slot {slot} of generation {g}") from None
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_tree(scratch)
             _unlink_quiet(self.paths.generation_claim(w.id, g, slot))
         return rec
 
@@ -602,7 +633,7 @@ class Generations:
         except OSError as e:
             raise store._os_error(e, f"write the plan of generation {g}") from None
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
         plan = self.plan(g)  # ours, or the one that won: never the one we computed, unread
         if plan is None:
             raise LostRace(f"the plan of generation {g} vanished (this worker's folder was reclaimed?)")
@@ -657,7 +688,7 @@ class Generations:
         except OSError as e:
             raise store._os_error(e, f"open generation {g}") from None
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
 
     # ---- reports ----------------------------------------------------------------------
 
@@ -687,8 +718,9 @@ class Generations:
     # ---- helpers ----------------------------------------------------------------------
 
     def _quarantine(self, path: Path, reason: str) -> None:
-        self.store.paths.quarantine.mkdir(exist_ok=True)
-        self.store._quarantine(path, reason)
+        if not self.store.read_only:
+            self.store.paths.quarantine.mkdir(exist_ok=True)
+        self.store._quarantine(path, reason)  # a read-only store only skips it
 
     @staticmethod
     def _is_dir(path: Path) -> bool:

@@ -26,9 +26,9 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
 import os
 import secrets
-import shutil
 import socket
 import stat
 import threading
@@ -42,10 +42,12 @@ from pydantic import ValidationError
 
 from lse.config import ExperimentConfig
 from lse.errors import ConfigError, CorruptIndividual, DiskFull, DNAError, LostRace, StoreError
+from lse.store.saferead import UnsafeFile, parse_json, read_bytes, read_json
 from lse.core.records import (
     IndividualName,
     IndividualRecord,
     State,
+    TIME_LIMIT,
     format_fitness,
     is_id,
     is_worker_id,
@@ -404,6 +406,9 @@ class WorkerHandle:
                 "create_time": self.create_time,
                 "counter": self.counter,
                 "wall_time": time.time(),  # informational only: never compared across hosts
+                # Two containers with host networking share a host name but not a pid space:
+                # the pid namespace tells readers whether the process table is comparable.
+                "pid_namespace": _PID_NAMESPACE,
             }
             tmp = self.store.paths.private_file(self.id, "heartbeat")
             try:
@@ -453,12 +458,16 @@ class Store:
         stale_after: float = 120.0,
         rename: Callable[[os.PathLike, os.PathLike], None] = os.rename,
         host: str | None = None,
+        read_only: bool = False,
     ) -> None:
         self.paths = PopulationPaths(root)
         self.root = self.paths.root
         self.stale_after = stale_after
         self._rename_fn = rename
         self.host = host or socket.gethostname()
+        #: a reader that must change nothing (``lse status``, the dashboard): malformed entries
+        #: are skipped with a warning instead of quarantined, and no worker can be registered
+        self.read_only = read_only
         self._worker: WorkerHandle | None = None
         self._config: ExperimentConfig | None = None
         # worker id -> (heartbeat token, monotonic time this reader first saw that token)
@@ -560,7 +569,7 @@ class Store:
                 "pass the folder that holds experiment.json and individuals/",
             )
         for d in self.paths.folders:  # folders added by newer layouts; harmless when read-only
-            if not d.exists():
+            if not d.exists() and not self.read_only:
                 try:
                     d.mkdir(exist_ok=True)
                 except OSError:
@@ -572,7 +581,9 @@ class Store:
     def config(self) -> ExperimentConfig:
         if self._config is None:
             try:
-                text = self.paths.experiment.read_text()
+                text = read_bytes(self.paths.experiment, "config").decode("utf-8", "replace")
+            except UnsafeFile as e:
+                raise StoreError(e.message, "restore experiment.json from a copy (it must be a small regular file)") from None
             except FileNotFoundError:
                 raise StoreError(
                     f"{self.paths.experiment} does not exist", "create the experiment with `python -m lse.runners.launch`"
@@ -600,6 +611,8 @@ class Store:
         A given ``worker_id`` whose folder exists is taken over only if its owner is provably
         dead (same host, process gone); otherwise StoreError.
         """
+        if self.read_only:
+            raise StoreError("this store was opened read-only; it cannot register a worker")
         proc = psutil.Process()
         if worker_id is None:
             host = "".join(c if c.isalnum() or c == "-" else "-" for c in self.host)[:40].strip("-") or "host"
@@ -712,6 +725,10 @@ class Store:
                 return False
         except OSError as e:
             raise self._os_error(e, f"kill {entry.id}") from None
+        try:  # a kill the killer acts on (its child takes the slot) must survive a crash
+            _fsync_dir(self.paths.individuals)
+        except OSError as e:  # the rename stands: only its durability is in doubt
+            _warn_once(f"fsync-kill:{entry.id}", f"killed {entry.id} but could not fsync {self.paths.individuals}: {e}")
         try:
             self._publish_file(
                 self.paths.history_death(entry.id),
@@ -747,8 +764,8 @@ class Store:
         child = self.paths.child(w.id, rec.id)
         dst = self.paths.individual(name)
         try:
-            if child.exists():
-                shutil.rmtree(child)
+            if _exists(child) and not remove_tree(child):
+                raise StoreError(f"cannot remove the old scratch {child}", "check this worker's folder permissions")
             w.dir.mkdir(exist_ok=True)  # recreated if a recoverer wrongly took our folder
             child.mkdir()
             if state_dict is not None:
@@ -759,10 +776,10 @@ class Store:
                 raise LostRace(f"scratch of {rec.id} vanished before its birth (this worker was reclaimed?)")
             _fsync_dir(self.paths.individuals)
         except OSError as e:
-            shutil.rmtree(child, ignore_errors=True)
+            remove_tree(child)
             raise self._os_error(e, f"publish {rec.id}") from None
         except BaseException:
-            shutil.rmtree(child, ignore_errors=True)
+            remove_tree(child)
             raise
         return Entry(name.id, name.fitness, name.state, dst, name.by)
 
@@ -807,9 +824,7 @@ class Store:
         try:
             record = self._read_record(entry.path)
             wf = self.paths.weights_file(entry.path)
-            if not stat.S_ISREG(os.lstat(wf).st_mode):  # a symlink to /dev/zero or a FIFO never ends
-                raise CorruptIndividual(f"{wf} is not a regular file")
-            weights = _load_weights(wf.read_bytes())
+            weights = _load_weights(read_bytes(wf, "weights"))  # no symlink, FIFO or sparse giant
             os.lstat(entry.path)  # still alive and in place?  Else the parent changed under us.
         except OSError as e:
             if e.errno in _GONE and not _exists(entry.path):
@@ -842,7 +857,7 @@ class Store:
         rf = self.paths.record_file(individual_dir)
         if stat.S_ISLNK(os.lstat(rf).st_mode):
             raise CorruptIndividual(f"{rf} is a symlink")
-        return _parse_record(rf.read_bytes(), str(rf), IndividualName.parse(individual_dir.name))
+        return _parse_record(read_bytes(rf, "record"), str(rf), IndividualName.parse(individual_dir.name))
 
     def records(self) -> list[IndividualRecord]:
         """Every individual that ever lived (alive, dead, collected), one per id, sorted by id.
@@ -949,7 +964,7 @@ class Store:
     def _read_history_record(self, path: Path) -> IndividualRecord | None:
         """history/<id>.json; None if absent, quarantined if malformed."""
         try:
-            return _parse_record(path.read_bytes(), str(path), None).model_copy(
+            return _parse_record(read_bytes(path, "record"), str(path), None).model_copy(
                 update={"collected": True, "state": "dead"}
             )
         except FileNotFoundError:
@@ -1032,7 +1047,7 @@ class Store:
         def born_at(i: str) -> float | None:
             for path in (paths[i], self.paths.history_record(i)):  # killed+collected meanwhile
                 try:
-                    return _parse_record(path.read_bytes(), str(path), None).born_at
+                    return _parse_record(read_bytes(path, "record"), str(path), None).born_at
                 except (OSError, CorruptIndividual):
                     continue
             return None
@@ -1052,7 +1067,8 @@ class Store:
 
     def _history_fitness(self, individual_id: str) -> float | None:
         try:
-            rec = _parse_record(self.paths.history_record(individual_id).read_bytes(), "history", None)
+            path = self.paths.history_record(individual_id)
+            rec = _parse_record(read_bytes(path, "record"), str(path), None)
         except (OSError, CorruptIndividual):
             return None
         return rec.val_accuracy
@@ -1065,9 +1081,7 @@ class Store:
         candidates.append(self.paths.history_weights(individual_id))
         for path in candidates:
             try:
-                if stat.S_ISLNK(os.lstat(path).st_mode):
-                    raise CorruptIndividual(f"{path} is a symlink; refusing to follow it")
-                return _load_weights(path.read_bytes())
+                return _load_weights(read_bytes(path, "weights"))
             except FileNotFoundError:
                 continue  # killed and collected meanwhile: look in history/
             except _safetensors_error() as e:
@@ -1112,17 +1126,27 @@ class Store:
                 except OSError as e:
                     _warn_once(f"keep:{individual_id}", f"could not keep weights of {individual_id}: {e}")
             self._publish_file(self.paths.history_record(individual_id), rec.model_dump(mode="json"), "history")
-        shutil.rmtree(gc_dir, ignore_errors=True)
+        self._remove_or_quarantine(gc_dir)
         return True
+
+    def _remove_or_quarantine(self, path: Path) -> None:
+        """Delete a tree in gc/; what cannot be deleted is quarantined, so that no worker meets
+        it again on its next pass (a chain of nested folders once stayed in gc/ for every
+        worker's recursive delete to die on)."""
+        if not remove_tree(path) and _exists(path):
+            self._quarantine(path, "could not be deleted (contents refused removal)")
 
     # ---- recovery ----------------------------------------------------------------------
 
     def _heartbeat_of(self, worker_id: str) -> dict | None:
+        """The heartbeat as a dict whose fields have the types and ranges a worker writes
+        (``heartbeat_fields``); None when absent, unreadable or malformed (a worker with no
+        readable heartbeat is judged by the other-host rule: it must show a beat in time)."""
         try:
-            data = json.loads(self.paths.heartbeat(worker_id).read_bytes())
-            return data if isinstance(data, dict) else None
-        except (OSError, ValueError):
+            data = read_json(self.paths.heartbeat(worker_id), "heartbeat")
+        except (OSError, CorruptIndividual):
             return None
+        return heartbeat_fields(data)
 
     def is_dead_worker(self, worker_id: str) -> bool | None:
         """Whether worker ``worker_id`` is dead, by the rules recovery acts on.
@@ -1133,12 +1157,12 @@ class Store:
         observing (each call is one observation; the Store remembers the previous one).
         """
         hb = self._heartbeat_of(worker_id)
-        if hb is not None and hb.get("host") == self.host and isinstance(hb.get("pid"), int):
+        if hb is not None and hb["host"] == self.host and hb["pid_namespace"] in (None, _PID_NAMESPACE):
             # Same host: the process table is the truth.  create_time guards against pid reuse.
             try:
                 proc = psutil.Process(hb["pid"])
                 ct = proc.create_time()
-                if abs(ct - float(hb.get("create_time") or 0.0)) > 0.01:
+                if abs(ct - hb["create_time"]) > 0.01:
                     return True  # the pid was reused
                 # A killed process its parent has not reaped yet is a zombie: dead all the same.
                 return proc.status() == psutil.STATUS_ZOMBIE
@@ -1146,9 +1170,11 @@ class Store:
                 return True
             except psutil.AccessDenied:
                 return False
+            except (psutil.Error, OSError, ValueError, OverflowError) as e:  # never fatal to recovery
+                _warn_once(f"liveness:{worker_id}", f"cannot check worker {worker_id}'s process ({e}); judging it by its heartbeat")
         # Other host (or no readable heartbeat yet): the counter must move within stale_after
         # seconds of *our* monotonic clock.
-        token = None if hb is None else (hb.get("host"), hb.get("pid"), hb.get("counter"))
+        token = None if hb is None else (hb["host"], hb["pid"], hb["counter"])
         now = time.monotonic()
         seen = self._observations.get(worker_id)
         if seen is None or seen[0] != token:
@@ -1183,7 +1209,7 @@ class Store:
             if kind == "individual":
                 self._finish_gc_individual(claim, what, None)
             else:
-                shutil.rmtree(claim, ignore_errors=True)
+                self._remove_or_quarantine(claim)
             report.gc_finished.append(name)
         return report
 
@@ -1195,14 +1221,19 @@ class Store:
                 return False
         except OSError as e:
             raise self._os_error(e, f"reclaim worker {worker_id}") from None
-        shutil.rmtree(dst, ignore_errors=True)
+        self._remove_or_quarantine(dst)
         return True
 
     # ---- quarantine --------------------------------------------------------------------
 
     def _quarantine(self, path: Path, reason: str, quiet: bool = False) -> bool:
         """Move a malformed entry aside (one rename; the rename never follows a symlink) and
-        write a reason file.  False when someone else moved it first."""
+        write a reason file.  False when someone else moved it first, or when this store is
+        read-only (then the entry is only skipped: a worker or `lse gc` quarantines it)."""
+        if self.read_only:
+            _warn_once(f"skip:{path}", f"skipping malformed {path.name!r} ({reason.replace(chr(10), ' ')}); "
+                       "a worker or `lse gc` quarantines it")
+            return False
         label = path.name if (is_id(path.name.split(".")[0]) and "\n" not in path.name) else "foreign"
         label = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[:120]
         dst = self.paths.quarantined(label)
@@ -1227,6 +1258,7 @@ class Store:
         try:
             _write_file(tmp, (reason + "\n").encode())
             os.rename(tmp, self.paths.stop)
+            _fsync_dir(self.root)  # "stop requested" must not vanish in a crash after it was said
         except OSError as e:
             _unlink_quiet(tmp)
             raise self._os_error(e, "write the STOP file") from None
@@ -1244,10 +1276,7 @@ class Store:
 
 
 def _parse_record(data: bytes, source: str, name: IndividualName | None) -> IndividualRecord:
-    try:
-        raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CorruptIndividual(f"{source}: not valid JSON ({e})") from None
+    raw = parse_json(data, source)  # UnsafeFile (a CorruptIndividual) when not bounded JSON
     try:
         rec = IndividualRecord.model_validate(raw)
     except ValidationError as e:
@@ -1256,7 +1285,7 @@ def _parse_record(data: bytes, source: str, name: IndividualName | None) -> Indi
         raise CorruptIndividual(f"{source}: {loc}: {err['msg']}") from None
     try:
         _validate_dna(rec.dna, rec.genome)
-    except (DNAError, ConfigError, ValidationError, ValueError, TypeError, KeyError) as e:
+    except (DNAError, ConfigError, ValidationError, ValueError, TypeError, KeyError, RecursionError, OverflowError) as e:
         what = "DNA" if rec.genome == "dna" else f"{rec.genome} genome"
         raise CorruptIndividual(f"{source}: invalid {what} ({str(e).splitlines()[0]})") from None
     if name is not None and name.id != rec.id:
@@ -1267,13 +1296,49 @@ def _parse_record(data: bytes, source: str, name: IndividualName | None) -> Indi
 def _read_death(path: Path) -> dict | None:
     """history/<id>.death.json as ``{killed_at, killed_by}``; None if absent or malformed."""
     try:
-        d = json.loads(path.read_bytes())
-        return {"killed_at": float(d["killed_at"]), "killed_by": str(d["killed_by"])}
+        d = read_json(path, "death")
+        at, by = float(d["killed_at"]), d["killed_by"]  # type: ignore[index]
+        if not (math.isfinite(at) and abs(at) < TIME_LIMIT) or not is_worker_id(by):
+            raise ValueError(f"killed_at {at!r} or killed_by {by!r} out of range")
+        return {"killed_at": at, "killed_by": by}
     except FileNotFoundError:
         return None
-    except (ValueError, KeyError, TypeError) as e:
+    except (OSError, CorruptIndividual, ValueError, KeyError, TypeError, OverflowError) as e:
+        # Skipped on every read (not cached): a death record fixed later is read then.
         _warn_once(f"bad:{path}", f"ignoring malformed {path}: {e}")
         return None
+
+
+def _pid_namespace() -> int | None:
+    """Inode of this process's pid namespace (Linux), None where there is no such thing."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+_PID_NAMESPACE = _pid_namespace()
+
+
+def heartbeat_fields(data: object) -> dict | None:
+    """A heartbeat's fields checked and bounded; None for anything a worker would not write (a
+    negative pid or a string start time raised out of ``is_dead_worker`` into every worker's
+    recovery, ``lse status`` and the dashboard)."""
+    if not isinstance(data, dict):
+        return None
+    host, pid, ct, counter = data.get("host"), data.get("pid"), data.get("create_time"), data.get("counter")
+    ns = data.get("pid_namespace")
+    if not isinstance(host, str) or len(host) > 255:
+        return None
+    if type(pid) is not int or not 0 < pid < 2**31:
+        return None
+    if type(ct) not in (int, float) or not (math.isfinite(ct) and 0 <= ct < TIME_LIMIT):
+        return None
+    if counter is not None and (type(counter) is not int or not 0 <= counter < 2**63):
+        return None
+    if ns is not None and (type(ns) is not int or not 0 <= ns < 2**64):
+        return None
+    return {"host": host, "pid": pid, "create_time": float(ct), "counter": counter, "pid_namespace": ns}
 
 
 def _killer(rec: IndividualRecord, by_in_name: str | None) -> str | None:
@@ -1324,6 +1389,68 @@ def _unlink_quiet(p: Path) -> None:
         os.unlink(p)
     except FileNotFoundError:
         pass
+
+
+def remove_tree(root: Path) -> bool:
+    """Delete ``root`` and everything under it; True when it is gone.
+
+    No recursion and no long paths: each sub-folder is first renamed to the top of ``root``
+    (``root/.rm-<n>``), so every operation works on a path two levels deep whatever the depth of
+    the tree (``shutil.rmtree`` recursed into a 1,000-deep chain until RecursionError, and paths
+    past PATH_MAX fail with ENAMETOOLONG).  Symlinks are removed, never followed.  What refuses
+    removal is left and makes the result False.
+    """
+    try:
+        if not stat.S_ISDIR(os.lstat(root).st_mode):
+            os.unlink(root)
+            return True
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    ok = True
+    todo = [root]
+    serial = 0
+    while todo:
+        d = todo.pop()
+        try:
+            with os.scandir(d) as it:
+                children = list(it)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            ok = False
+            continue
+        for de in children:
+            try:
+                if de.is_dir(follow_symlinks=False):
+                    if d == root:
+                        todo.append(Path(de.path))
+                    else:  # lift it to the top: its path stays short whatever the depth
+                        serial += 1
+                        top = root / f".rm-{serial}-{secrets.token_hex(3)}"
+                        os.rename(de.path, top)
+                        todo.append(top)
+                else:
+                    os.unlink(de.path)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                ok = False
+        if d != root:
+            try:
+                os.rmdir(d)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                ok = False
+    try:
+        os.rmdir(root)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return ok
 
 
 def _scandir_entries(d: Path) -> Iterator[os.DirEntry]:

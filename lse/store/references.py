@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from pathlib import Path
 
 from lse.core.reference import ReferenceCurve
 from lse.store.atomic import write_json_atomic
+from lse.errors import CorruptIndividual
 from lse.store.population import PopulationPaths
+from lse.store.saferead import read_json
 
 log = logging.getLogger(__name__)
-
-_MAX_BYTES = 4 << 20
-
 
 def write_reference(path: Path, curve: ReferenceCurve) -> None:
     """Private file, then one rename: a report never reads half a curve."""
@@ -36,16 +34,11 @@ def read_references(pop: str | os.PathLike) -> list[ReferenceCurve]:
         if fname.startswith(".") or not fname.endswith(".json"):
             continue
         try:
-            if not stat.S_ISREG(os.lstat(folder / fname).st_mode):  # a FIFO or a link to /dev/zero never ends
-                raise ValueError("not a regular file")
-            with open(folder / fname, "rb") as f:
-                data = f.read(_MAX_BYTES + 1)
-            if len(data) > _MAX_BYTES:
-                raise ValueError(f"larger than {_MAX_BYTES >> 20} MiB; a curve is a few KB")
-            curve = ReferenceCurve.model_validate_json(data)
+            # the one safe read: no FIFO, no symlink, at most CAPS["reference"] bytes, bounded nesting
+            curve = ReferenceCurve.model_validate(read_json(folder / fname, "reference"))
             if f"{curve.name}.json" != fname:
                 raise ValueError(f"its name {curve.name!r} is not its file's")
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, CorruptIndividual) as e:
             log.warning("skipped reference/%s: %s", fname, str(e).splitlines()[0])
             continue
         out.append(curve)
