@@ -34,7 +34,7 @@ DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100")
 
 #: Whether augmentation mirrors images left-right when ``flip`` is not given: a mirrored
 #: garment or object is still one (He et al. 2016 flip CIFAR); a mirrored digit is not.
-DEFAULT_FLIP = {"fashion-mnist": True, "mnist": False, "cifar10": True, "cifar100": True}
+DEFAULT_FLIP = {"fashion-mnist": True, "mnist": False, "cifar10": True, "cifar100": True, "folder": False, "npz": False}
 #: What schema 1 (no ``flip`` field) did: CIFAR only.
 _SCHEMA1_FLIP = {"fashion-mnist": False, "mnist": False, "cifar10": True, "cifar100": True}
 
@@ -107,9 +107,17 @@ class ExperimentConfig(_Validated):
     schema_version: int = Field(CONFIG_SCHEMA_VERSION, description="experiment.json schema version")
 
     # --- data (section 3.4) ---
-    dataset: Literal["fashion-mnist", "mnist", "cifar10", "cifar100", "encoded"] = Field(
-        "fashion-mnist", description="data set name"
+    dataset: Literal["fashion-mnist", "mnist", "cifar10", "cifar100", "encoded", "folder", "npz"] = Field(
+        "fashion-mnist", description="data set name; folder / npz: the user's own images at data_dir (docs/OWNDATA.md)"
     )
+    image_size: tuple[int, int] | None = Field(
+        None, description="folder/npz: resize every image to (H, W); None: the images' common size"
+    )
+    channels: Literal[1, 3] | None = Field(None, description="folder/npz: force grey (1) or colour (3); None: as found")
+    test_fraction: float = Field(
+        0.2, gt=0.0, lt=1.0, description="folder/npz without a test set: stratified fraction held out as the test set"
+    )
+    skip_bad_images: bool = Field(False, description="folder: leave unreadable images out instead of refusing the folder")
     data_dir: str | None = Field(
         None, description="folder holding the data set's standard files; None: $LSE_DATA, then system folders"
     )
@@ -271,6 +279,11 @@ class ExperimentConfig(_Validated):
         return self
 
     # --- identity and persistence ---
+    def image_options(self) -> dict:
+        """How a user's own images are read (lse.nn.images.ImageOptions fields)."""
+        return {"image_size": self.image_size, "channels": self.channels, "test_fraction": self.test_fraction,
+                "skip_bad": self.skip_bad_images}
+
     def identity(self) -> dict:
         """The fields that must match for a launch to resume this experiment."""
         return {k: v for k, v in self.model_dump(mode="json").items() if k not in STOP_FIELDS | LIVE_FIELDS}

@@ -333,7 +333,7 @@ def make_report(
         key = (cfg.dataset, str(data_dir or cfg.data_dir), cfg.validation_size, cfg.seed)
         if key not in evaluators:
             ds = load_dataset(cfg.dataset, data_dir or cfg.data_dir, validation_size=cfg.validation_size,
-                              seed=cfg.seed, device=device)
+                              seed=cfg.seed, device=device, image=cfg.image_options())
             evaluators[key] = Evaluator(ds, batch_size=cfg.eval_batch_size, device=device)
         return evaluators[key]
 
