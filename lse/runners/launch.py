@@ -237,8 +237,9 @@ def write_classes(pop: Path, cfg: ExperimentConfig) -> None:
 
     ds = load_dataset(cfg.dataset, cfg.data_dir, validation_size=cfg.validation_size, seed=cfg.seed,
                       image=cfg.image_options(), flip=cfg.flip)
-    write_json_atomic(Path(pop) / "classes.json", {"classes": list(ds.classes), "dataset": ds.record()},
-                      fix="make the population writable", indent=2)
+    write_json_atomic(Path(pop) / "classes.json", {
+        "classes": list(ds.classes), "input_shape": list(ds.input_shape), "mean": list(ds.mean), "std": list(ds.std),
+        "dataset": ds.record()}, fix="make the population writable", indent=2)
 
 
 def _schedule(store: Store, bursts, resets, echo: Echo) -> None:
