@@ -70,6 +70,10 @@ from lse.runners import export as _export  # noqa: E402  (lse export, lse predic
 
 _export.register_cli(app)
 
+from lse.runners import retrain as _retrain  # noqa: E402  (lse retrain: a final model of a found architecture)
+
+_retrain.register_cli(app)
+
 from lse import dashboard as _dashboard  # noqa: E402  (lse dashboard)
 
 _dashboard.register_cli(app)

@@ -173,3 +173,37 @@ def test_export_bad_requests_write_nothing(pops, tmp_path):
         res = CliRunner().invoke(app, ["export", *args, "--pop", str(pop), "--out", str(tmp_path / "m.x")])
         assert res.exit_code == 1 and what in res.output, res.output
     assert not list(tmp_path.iterdir())
+
+
+def test_retrain_keeps_a_final_model_beside_the_population_and_report_shows_it(pops, monkeypatch, tmp_path):
+    from lse.reports.report import make_report
+    from lse.store.population import Store
+
+    monkeypatch.setenv("LSE_CACHE", str(pops["cache"]))
+    pop, _ = pops["npz"]
+    before = {r.id for r in Store(pop).open().records()}
+    res = CliRunner().invoke(app, ["retrain", "best", "--pop", str(pop), "--steps", "15"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["retrain", "best", "--pop", str(pop), "--steps", "10", "--from-scratch"])
+    assert res.exit_code == 0, res.output
+    done = sorted((pop / "retrained").iterdir())
+    assert [d.name.rsplit("-", 1)[1] for d in done] == ["1", "2"]
+    r1, r2 = (json.loads((d / "result.json").read_text()) for d in done)
+    assert (r1["from"], r1["steps"], r1["schedule"]) == ("weights", 15, "cosine") and r2["from"] == "scratch"
+    assert 0 <= r1["test_accuracy"] <= 1 and 0 <= r1["val_accuracy"] <= 1 and r1["flops"] > 0
+    assert {r.id for r in Store(pop).open().records()} == before  # evolution never sees it
+    # the retrained weights are what lse.load gives back for retrained:<name>
+    import lse
+
+    model, prep = lse.load(pop, f"retrained:{done[0].name}")
+    assert not model.training
+    summary = make_report([pop], tmp_path / "rep")
+    rows = summary["experiments"][0]["retrained"]
+    assert [r["name"] for r in rows] == [d.name for d in done] and rows[0]["test_accuracy"] == r1["test_accuracy"]
+
+
+def test_retrain_needs_one_budget(pops):
+    pop, _ = pops["npz"]
+    res = CliRunner().invoke(app, ["retrain", "best", "--pop", str(pop)])
+    assert res.exit_code == 1 and "--steps N or --minutes M" in res.output
+    assert not (pop / "retrained").exists() or all(d.name[0] != "." for d in (pop / "retrained").iterdir())

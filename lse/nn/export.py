@@ -16,7 +16,8 @@
 
 Which individuals: ``best`` is the highest validation accuracy that still has weights;
 ``ensemble`` the top-2 by validation that still have weights, as ``lse report`` picks them
-(lse.reports.report.ensemble); an id (or a unique prefix of one) names one individual.  The
+(lse.reports.report.ensemble); an id (or a unique prefix of one) names one individual;
+``retrained:<id>-<n>`` a final model of ``lse retrain`` (POP/retrained/).  The
 normalisation is the training split's per-channel mean and std (recorded in POP/classes.json at
 launch; recomputed from the data set for older populations).
 """
@@ -166,14 +167,37 @@ def load(pop: str | os.PathLike, which: str = "best", device: str = "cpu") -> Lo
     info = data_info(pop, store.config)
     shape = tuple(int(s) for s in info["input_shape"])
     models = []
-    chosen = pick(store, which)
-    for rec in chosen:
+    if which.startswith("retrained:"):  # a final model of `lse retrain`: POP/retrained/<id>-<n>/
+        chosen, state = _retrained(pop, store, which.split(":", 1)[1])
+        states = [state]
+    else:
+        chosen = pick(store, which)
+        states = [store.load_weights(rec.id) for rec in chosen]
+    for rec, state in zip(chosen, states):
         m = build(rec.genome, rec.dna, shape, len(info["classes"]))
-        m.load_state_dict(store.load_weights(rec.id), strict=True)
+        m.load_state_dict(state, strict=True)
         models.append(m.to(device).eval())
     model = models[0] if len(models) == 1 else nn.ModuleList(models).eval()
     return Loaded(model, Preprocess(info["mean"], info["std"]).to(device), tuple(info["classes"]), shape,  # type: ignore[arg-type]
                   tuple(r.id for r in chosen), str(pop.resolve()), {r.id: r.val_accuracy for r in chosen})
+
+
+def _retrained(pop: Path, store, name: str):
+    from safetensors.torch import load_file
+
+    from lse.runners.retrain import RETRAINED, RESULT, WEIGHTS
+
+    folder = pop / RETRAINED / name
+    try:
+        result = json.loads((folder / RESULT).read_text())
+        state = load_file(str(folder / WEIGHTS))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{folder}: no usable retrained model ({type(e).__name__})",
+                          "see `lse report` for the retrained models of this population") from None
+    rec = next((r for r in store.records() if r.id == result.get("id")), None)
+    if rec is None:
+        raise ConfigError(f"{folder}: individual {result.get('id')} is not in the population", "retrain it again")
+    return [rec], state
 
 
 # ---------------------------------------------------------------------------------------------
