@@ -66,14 +66,13 @@ class Standalone(nn.Module):
 
 
 class Ensemble(nn.Module):
-    """Preprocessing and the members: raw pixels in, log of the members' mean softmax out."""
+    """The members on preprocessed input: log of their mean softmax out."""
 
-    def __init__(self, preprocess: Preprocess, members: list[nn.Module]) -> None:
+    def __init__(self, members: list[nn.Module]) -> None:
         super().__init__()
-        self.preprocess, self.members = preprocess, nn.ModuleList(members)
+        self.members = nn.ModuleList(members)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.preprocess(x)
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
         probs = torch.stack([torch.softmax(m(z).float(), dim=1) for m in self.members]).mean(dim=0)
         return torch.log(probs.clamp_min(1e-30))
 
@@ -82,7 +81,7 @@ class Ensemble(nn.Module):
 class Loaded:
     """What :func:`load` returns; ``model, preprocess = lse.load(pop)`` unpacks the first two."""
 
-    model: nn.Module  # eval mode; takes preprocessed input (or use .standalone())
+    model: nn.Module  # eval mode; takes preprocessed input (or use .standalone()); an Ensemble for two
     preprocess: Preprocess
     classes: tuple[str, ...]
     input_shape: tuple[int, int, int]
@@ -95,8 +94,6 @@ class Loaded:
 
     def standalone(self) -> nn.Module:
         """Preprocessing and model in one module: raw pixels in [0, 255] in, logits out."""
-        if isinstance(self.model, nn.ModuleList):
-            return Ensemble(self.preprocess, list(self.model)).eval()
         return Standalone(self.preprocess, self.model).eval()
 
     def meta(self) -> dict:
@@ -177,7 +174,7 @@ def load(pop: str | os.PathLike, which: str = "best", device: str = "cpu") -> Lo
         m = build(rec.genome, rec.dna, shape, len(info["classes"]))
         m.load_state_dict(state, strict=True)
         models.append(m.to(device).eval())
-    model = models[0] if len(models) == 1 else nn.ModuleList(models).eval()
+    model = models[0] if len(models) == 1 else Ensemble(models).eval()
     return Loaded(model, Preprocess(info["mean"], info["std"]).to(device), tuple(info["classes"]), shape,  # type: ignore[arg-type]
                   tuple(r.id for r in chosen), str(pop.resolve()), {r.id: r.val_accuracy for r in chosen})
 
