@@ -181,12 +181,12 @@ def prepare_experiment(
         if check_data:
             from lse.nn.data import load_dataset
 
-            load_dataset(wanted.dataset, wanted.data_dir, validation_size=wanted.validation_size, seed=wanted.seed,
-                         cache=False, image=wanted.image_options())
+            checked = load_dataset(wanted.dataset, wanted.data_dir, validation_size=wanted.validation_size,
+                                   seed=wanted.seed, cache=False, image=wanted.image_options())
         saved = store.create(wanted)
         if saved == wanted:
             if check_data:
-                write_classes(store.root, saved)
+                write_classes(store.root, checked)
             echo(f"created experiment in {store.root} (population {saved.population_size}, algorithm "
                  f"{saved.algorithm.name}, {saved.selection} selection)")
             _schedule(store.open(), bursts, resets, echo)
@@ -230,15 +230,14 @@ def prepare_experiment(
     return wanted
 
 
-def write_classes(pop: Path, cfg: ExperimentConfig) -> None:
-    """POP/classes.json: the class names by label, so exports and predictions print names."""
-    from lse.nn.data import load_dataset
+def write_classes(pop: Path, ds) -> None:
+    """POP/classes.json: class names by label, input shape and the training split's mean and std
+    of the experiment's data set ``ds``, so exports and predictions need not read the data."""
     from lse.store.atomic import write_json_atomic
 
-    ds = load_dataset(cfg.dataset, cfg.data_dir, validation_size=cfg.validation_size, seed=cfg.seed,
-                      image=cfg.image_options(), flip=cfg.flip)
     write_json_atomic(Path(pop) / "classes.json", {
-        "classes": list(ds.classes), "input_shape": list(ds.input_shape), "mean": list(ds.mean), "std": list(ds.std),
+        "classes": list(ds.classes) or [str(k) for k in range(ds.num_classes)], "input_shape": list(ds.input_shape),
+        "mean": list(ds.mean), "std": list(ds.std),
         "dataset": ds.record()}, fix="make the population writable", indent=2)
 
 
