@@ -11,7 +11,7 @@ from pathlib import Path
 # Runnable from a checkout without installation: the package sits beside this file.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lse.runners.worker import main  # noqa: E402
+from lse.runners.worker_cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

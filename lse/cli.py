@@ -45,7 +45,9 @@ _reference.register_cli(app)
 
 from lse.reports import twostep as _twostep  # noqa: E402  (lse ae rank/encode/report/pipeline: seed 000)
 
-_twostep.register_cli(app)
+from lse.runners import twostep as _twostep_runs  # noqa: E402
+
+_twostep_runs.register_cli(_twostep.register_cli(app))
 
 
 @app.command("algorithms")

@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lse.algorithms.base import AlgorithmSpec
+from lse.core.datasets import STANDARD
 
 from lse.errors import ConfigError
 
@@ -30,13 +31,13 @@ CONFIG_SCHEMA_VERSION = 2
 # file reads as it ran: the paper's algorithm, trivial initial individuals, no inserted-width
 # draw, and the mirroring schema 1 did (CIFAR only).
 
-DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100")
+DATASETS = tuple(STANDARD)
 
-#: Whether augmentation mirrors images left-right when ``flip`` is not given: a mirrored
-#: garment or object is still one (He et al. 2016 flip CIFAR); a mirrored digit is not.
-DEFAULT_FLIP = {"fashion-mnist": True, "mnist": False, "cifar10": True, "cifar100": True, "folder": False, "npz": False}
+#: Whether augmentation mirrors images left-right when ``flip`` is not given (lse.core.datasets); a
+#: user's own images (folder, npz) are not mirrored unless asked.
+DEFAULT_FLIP = {**{d.name: d.flip for d in STANDARD.values()}, "folder": False, "npz": False}
 #: What schema 1 (no ``flip`` field) did: CIFAR only.
-_SCHEMA1_FLIP = {"fashion-mnist": False, "mnist": False, "cifar10": True, "cifar100": True}
+_SCHEMA1_FLIP = {d.name: d.flip_schema1 for d in STANDARD.values()}
 
 #: Fields that may differ when an experiment is resumed: they bound the run, they do not
 #: change what is being searched.
@@ -52,8 +53,8 @@ LIVE_FIELDS = frozenset({"mutations_per_child"})
 #: user does not give.  They are saved in experiment.json as the plain fields they set (the
 #: name is not), so resume rules and reproducibility are those of any other option.
 #: ``paper``: the paper's algorithm, unchanged (the default).
-#: ``quick``: for a few minutes on a laptop (README, Quick start); what it changes and why is
-#: in the README's preset table.
+#: ``quick``: for a few minutes on a laptop (the earlier quick start); what it changes and why is
+#: in docs/OPTIONS.md's preset table.
 #: ``hour``: for an hour on one machine (issue 19, docs/SEARCH.md): wider inserted convolutions,
 #: 500 steps per child and more later in the run (a step schedule: the structure is found with
 #: short children, the late ones train long enough to anneal), inheritance as a network
@@ -61,6 +62,14 @@ LIVE_FIELDS = frozenset({"mutations_per_child"})
 #: within each child (so it is evaluated after annealing, not in the noise of a large step), and
 #: mutation weights that favour growing the network over the identity layers and weight resets
 #: that filled the quick start's populations.
+_GROWTH_WEIGHTED = {
+    "insert_convolution": 3, "alter_channels": 2, "alter_stride": 2, "filter_size": 1,
+    "alter_learning_rate": 1, "identity": 1, "remove_convolution": 1, "add_skip": 0.5, "remove_skip": 0.5,
+    "insert_one_to_one": 0.25, "reset_weights": 0.25,
+}
+#: ``gpu``: the ``hour`` preset's ideas for 10 minutes on one GPU with several workers (issue 27,
+#: docs/GPU.md): a larger population for the larger number of workers, and children 2-8x longer,
+#: since a GPU trains them 10-100x faster than 2 CPU cores.
 PRESETS: dict[str, dict] = {
     "paper": {},
     "quick": {"insert_channels": [8, 16, 32]},
@@ -71,11 +80,16 @@ PRESETS: dict[str, dict] = {
         "population_size": 10,
         "morph": True,
         "lr_schedule": "cosine",
-        "mutation_probabilities": {
-            "insert_convolution": 3, "alter_channels": 2, "alter_stride": 2, "filter_size": 1,
-            "alter_learning_rate": 1, "identity": 1, "remove_convolution": 1, "add_skip": 0.5, "remove_skip": 0.5,
-            "insert_one_to_one": 0.25, "reset_weights": 0.25,
-        },
+        "mutation_probabilities": _GROWTH_WEIGHTED,
+    },
+    "gpu": {
+        "insert_channels": [16, 32, 64],
+        "steps": 1000,
+        "steps_schedule": [(3, 2000), (6, 4000)],
+        "population_size": 32,
+        "morph": True,
+        "lr_schedule": "cosine",
+        "mutation_probabilities": _GROWTH_WEIGHTED,
     },
 }
 
@@ -316,6 +330,9 @@ class WorkerOptions(_Validated):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu")
     gpu_index: int | None = Field(None, ge=0, description="CUDA device index (the launcher assigns round robin)")
     threads: int = Field(1, ge=1, description="torch intra-op threads; size to this worker's share of cores")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="CUDA arithmetic: bf16 autocast or fp32 (TF32); auto: lse.nn.train.DEFAULT_CUDA_BF16")
+    cuda_graph: bool = Field(True, description="CUDA: replay each child's training step from a CUDA graph")
     heartbeat_seconds: float = Field(5.0, gt=0, description="how often the worker refreshes its heartbeat")
     stale_after_seconds: float = Field(
         120.0, gt=0, description="a heartbeat unchanged this long (on the reader's clock) marks a worker dead"

@@ -71,3 +71,43 @@ def test_status_shows_the_open_generation(tmp_path):
     st = snapshot(Store(pop).open())
     assert st.algorithm == "pareto-testbed"
     assert st.generation is not None and st.generation.startswith("generation ") and "closed before it" in st.generation
+
+
+def test_after_a_weight_reset_a_generational_selection_sees_older_epochs_unrated(tmp_path, monkeypatch):
+    """Both loops read parents through one reader: after a weight reset (section 5) the fitness
+    of an older epoch no longer counts, in generations as in the steady state (the generational
+    path used to skip this and selected by stale fitness)."""
+    import lse.runners.worker as w
+    from lse.store.events import EventLog
+
+    pop = tmp_path / "pop"
+    Store(pop).create(ExperimentConfig(population_size=4, steps=10, max_individuals=4,
+                                       algorithm={"name": "pareto-testbed"}))
+    opts = WorkerOptions(threads=1)
+    run_worker(pop, opts, StandInTrainer(time_scale=0), worker_id="g0", handle_signals=False, log_to_file=False)
+    store = Store(pop).open()
+    before = {e.id for e in store.list_alive()}
+    assert len(before) == 4 and all(e.fitness is not None for e in store.list_alive())
+    EventLog(store).reset(note="test")
+
+    seen: list[dict] = []
+
+    def spying(config):
+        algo = make_algorithm(config)
+        select = algo.select
+
+        def spy(view, rng, *, full):
+            seen.append({m.id: m.fitness for m in view.members})
+            return select(view, rng, full=full)
+
+        algo.select = spy
+        return algo
+
+    monkeypatch.setattr(w, "make_algorithm", spying)
+    cfg = store.config.model_copy(update={"max_individuals": 6})
+    store.paths.experiment.write_text(cfg.to_json())
+    run_worker(pop, opts, StandInTrainer(time_scale=0), worker_id="g1", handle_signals=False, log_to_file=False)
+    assert seen, "the generational worker selected no parents"
+    for view in seen:
+        stale = {i: f for i, f in view.items() if i in before}
+        assert stale and all(f is None for f in stale.values()), stale

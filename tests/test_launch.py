@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -284,3 +285,71 @@ def test_bad_insert_channels_are_one_line_errors(tmp_path, value):
                         "--prepare-only"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "insert" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "pop").exists()
+
+
+def test_a_second_launch_on_a_finished_experiment_explains_itself(tmp_path, data_dir):
+    """The quick-start trap: the same command twice on one folder.  The second run must say in one
+    line which stop condition is met and how to extend it or start fresh, start no worker, and
+    exit 0; the extension it suggests must then work."""
+    pop = tmp_path / "pop"
+    args = ["--workers", "1", "--population-size", "3", "--steps", "20", "--max-individuals", "3"]
+    _launch(pop, data_dir, *args)
+    logs = sorted((pop / "logs").iterdir())
+    again = _launch(pop, data_dir, *args)  # asserts exit status 0
+    lines = again.stdout.strip().splitlines()
+    assert len(lines) == 1, again.stdout
+    assert "nothing to do" in lines[0] and "max_individuals=3 reached" in lines[0], lines[0]
+    assert "--max-individuals 6" in lines[0] and "another --pop" in lines[0] and str(pop) in lines[0]
+    assert again.stderr == ""
+    assert sorted((pop / "logs").iterdir()) == logs  # no worker was started
+    assert len(_consistent(pop)) == 3
+
+    extended = _launch(pop, data_dir, *args[:-1], "4")
+    assert "resuming" in extended.stdout and "nothing to do" not in extended.stdout
+    assert len(_consistent(pop)) == 4
+
+
+def test_a_finished_max_hours_names_its_time_and_extends_on_resume(tmp_path):
+    from lse.runners.launch import finished_line
+
+    pop = tmp_path / "pop"
+    quiet = lambda s: None  # noqa: E731
+    prepare_experiment(pop, {"max_hours": 0.1}, echo=quiet, check_data=False)
+    store = Store(pop).open()
+    assert finished_line(store) is None  # just created: work left
+    created = time.time() - 3600  # as if created an hour ago
+    os.utime(store.paths.experiment, (created, created))
+    line = finished_line(store)
+    at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(created + 360))
+    assert line is not None and f"max_hours=0.1 reached at {at}" in line, line
+    # the suggested limit gives as long again from now: the hour elapsed plus the old 0.1
+    suggested = float(re.search(r"--max-hours (\d+(?:\.\d+)?)", line).group(1))
+    assert 1.1 < suggested <= 1.12
+    msgs = []
+    prepare_experiment(pop, {"max_hours": 0.1}, echo=msgs.append)
+    assert not any("resuming" in m for m in msgs)  # the one line is the caller's
+    prepare_experiment(pop, {"max_hours": suggested}, echo=msgs.append)  # a stop field: may change on resume
+    assert finished_line(Store(pop).open()) is None and any("resuming" in m for m in msgs)
+
+
+@pytest.mark.parametrize("entry", [["-m", "lse.launch"], ["-c", "from lse.cli import app; app()", "launch"]])
+def test_launch_help_shows_every_option_whole_at_80_columns(entry):
+    import re
+
+    import typer
+
+    from lse.runners.launch import _command
+
+    app = typer.Typer(add_completion=False)
+    app.command()(_command())
+    names = [n for p in typer.main.get_command(app).params for n in (*p.opts, *p.secondary_opts)]
+    assert len(names) > 40 and "--initial-learning-rate" in names and "--algorithm-option" in names
+    env = {**os.environ, "COLUMNS": "80", "TERMINAL_WIDTH": "80"}
+    r = subprocess.run([sys.executable, *entry, "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    too_wide = [ln for ln in r.stdout.splitlines() if len(ln) > 80]
+    assert not too_wide, too_wide
+    cut = [n for n in names if not re.search(rf"(?<![\w-]){re.escape(n)}(?![\w…-])", r.stdout)]
+    assert not cut, f"option names not shown whole at 80 columns: {cut}"
+    for folder in ("$LSE_DATA", "~/.local/share/lse/data", "/usr/share/datasets/fashion-mnist"):
+        assert folder in r.stdout.replace("\n" + " " * 34, " ")  # every folder a data set is looked up in

@@ -302,17 +302,19 @@ def test_a_transient_read_error_does_not_quarantine_a_sound_parent(tmp_path, mon
 
     from lse.errors import LostRace
 
+    from lse.store import safe_read
+
     store, e = _one_parent(tmp_path)
-    real = Path.read_bytes
+    real = safe_read.read_bytes
     calls = []
 
-    def flaky(self):
-        if self.name == "weights.safetensors" and not calls:
+    def flaky(path, kind):
+        if Path(path).name == "weights.safetensors" and not calls:
             calls.append(1)
-            raise OSError(code, os.strerror(code), str(self))
-        return real(self)
+            raise OSError(code, os.strerror(code), str(path))
+        return real(path, kind)
 
-    monkeypatch.setattr(Path, "read_bytes", flaky)
+    monkeypatch.setattr(safe_read, "read_bytes", flaky)  # every population read goes through it
     with pytest.raises(LostRace, match="could not be read"):
         store.read_parent(e)
     assert os.listdir(store.paths.quarantine) == []

@@ -138,12 +138,12 @@ def test_augmentation_pads_with_the_mean_zero_after_normalising(synth):
     # Fashion-MNIST), an edge no test image has.  Padded pixels must be 0 after normalising.
     import dataclasses
 
-    from lse.nn.train import _Batches
+    from lse.nn.batches import BatchPlan
 
     white = dataclasses.replace(synth, train_x=torch.full_like(synth.train_x, 255), _norm_cache={}, _copies={})
     scale, shift = white.normalization("cpu")
     inside = float(255 * scale.flatten()[0] + shift.flatten()[0])
-    x, _ = _Batches(white, 200, seed=1, augment=True, dev=torch.device("cpu"), cl=False).next()
+    x, _ = BatchPlan(white, 200, seed=1, augment=True, dev=torch.device("cpu")).next()
     values = set(torch.unique(x).tolist())
     assert 0.0 in values  # some crops reach into the padding
     assert all(v == 0.0 or v == pytest.approx(inside) for v in values), values
@@ -168,7 +168,7 @@ def step_lrs(monkeypatch):
     step = torch.optim.SGD.step
 
     def spy(self, *args, **kwargs):
-        seen.append(self.param_groups[0]["lr"])
+        seen.append(float(self.param_groups[0]["lr"]))  # a tensor the fused SGD reads
         return step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.SGD, "step", spy)

@@ -10,9 +10,10 @@ that composes pure pieces of :mod:`lse.core` (STYLE.md 13):
                        when the population is full, which die (the steady-state replacement)
 ``vary``               mutation and/or crossover of the parents' records into a child DNA, with
                        the provenance map of the weights it inherits (:mod:`lse.core.provenance`)
-``recipe``             how a child is trained: optimiser, steps or epochs, data subset, or none
-``make_trainer``       (optional) a trainer of its own, for a genome or a task the default
-                       trainer does not know (it builds classifiers from the genome registry)
+``recipe``             how a child is trained: optimiser, steps or epochs, data subset, batch,
+                       learning rate, momentum, weight decay, augmentation, or no training; the
+                       trainer that carries it out is the one of the ``genome`` kind
+                       (lse.runners.trainer.TRAINERS): an algorithm never names code
 ``objectives``         the objective vector of a trained child (name -> value, all maximised)
 ``fitness``            the scalar selection uses; it is written in the folder name
 ``settle``             (optional) what the record keeps once the fitness is known (an age)
@@ -133,6 +134,14 @@ class Recipe:
     steps: int | None = None  # None: ExperimentConfig.steps
     epochs: float | None = None
     data_fraction: float = 1.0
+    # None in any of these: the experiment's (ExperimentConfig), and for the learning rate the
+    # child's own gene (the DNA's learning_rate), else the experiment's initial rate
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    augment: bool | None = None
+    lr_schedule: Literal["constant", "cosine"] | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +172,8 @@ class Algorithm:
     uses_records: ClassVar[bool] = False
     #: supports the random-search control (ExperimentConfig.selection == "random")
     random_control: ClassVar[bool] = False
+    #: the genome kind of its children (lse.core.genomes); it picks their builder and trainer
+    genome: ClassVar[str] = "dna"
 
     def __init__(self, config: "ExperimentConfig") -> None:
         self.config = config
@@ -207,12 +218,6 @@ class Algorithm:
 
     def recipe(self) -> Recipe:
         return Recipe()
-
-    def make_trainer(self, options: object) -> object | None:
-        """A trainer (lse.runners.worker.Trainer) for this algorithm's children, or None for the
-        default one (builds the genome as a classifier, trains with ``recipe``, evaluates on the
-        validation split).  Torch lives there, never in the algorithm module: import it lazily."""
-        return None
 
     def objectives(self, metrics: Mapping[str, float], params: int | None) -> dict[str, float]:
         """The objective vector of a trained child (all maximised) from what its trainer

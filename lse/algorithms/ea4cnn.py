@@ -87,6 +87,7 @@ class EA4CNNOptions(BaseModel):
 
 
 class EA4CNN(Algorithm):
+    genome = "layerlist"
     name = "ea4cnn"
     paper = "EA4CNN: neuroevolution of CNNs with fixed-point inference (seed 001)"
     summary = ("generational GA over layer lists: size-aware fitness, age speciation, one-point crossover, "
@@ -208,12 +209,10 @@ class EA4CNN(Algorithm):
                      species=species_name(age))
 
     def recipe(self) -> Recipe:
-        return Recipe(optimizer="sgd", epochs=self.options.epochs, data_fraction=self.options.data_fraction)
-
-    def make_trainer(self, options: object) -> object:
-        from lse.runners.ea4cnn_trainer import EA4CNNTrainer  # torch: only in the worker process
-
-        return EA4CNNTrainer(options, self)
+        # plain SGD with the child's learning-rate gene, the paper's batch, no augmentation
+        o = self.options
+        return Recipe(optimizer="sgd", epochs=o.epochs, data_fraction=o.data_fraction, batch_size=o.batch_size,
+                      momentum=o.momentum, weight_decay=o.weight_decay, augment=False, lr_schedule="constant")
 
     def objectives(self, metrics: Mapping[str, float], params: int | None) -> dict[str, float]:
         acc, fx = float(metrics["val_accuracy"]), float(metrics["val_accuracy_fx"])

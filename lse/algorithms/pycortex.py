@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lse.algorithms.base import Algorithm, Child, PopulationView, Recipe, Selection
 from lse.core import cortex, ecosystem
+from lse.core.datasets import shape_of
 from lse.core.mutations import MutationRecord
 from lse.core.provenance import Provenance
 from lse.core.records import IndividualRecord
@@ -45,7 +46,6 @@ from lse.core.records import IndividualRecord
 GENOME = cortex.GENOME_NAME
 
 #: nominal input of the standard data sets, for drawing initial genomes before any data is seen
-NOMINAL_INPUT = {"fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
 
 
 class PyCortexOptions(BaseModel):
@@ -65,6 +65,7 @@ class PyCortexOptions(BaseModel):
 
 
 class PyCortex(Algorithm):
+    genome = GENOME
     name = "pycortex"
     paper = "seed 002: PyCortex, evolution of deep CNNs with node-level crossover and speciation (gitlab.com/cantordust/pycortex)"
     summary = ("layered CNNs with per-kernel shapes; logistic calibration, node-level crossover, "
@@ -183,7 +184,7 @@ class PyCortex(Algorithm):
         worker has the same; each initial network joins the next species in turn.  Without:
         the minimal genome and one random mutation."""
         opts = self.options
-        shape = (input_channels, *NOMINAL_INPUT.get(self.config.dataset, (1, 28, 28))[1:])
+        shape = (input_channels, *(shape_of(self.config.dataset) or (1, 28, 28))[1:])
         if opts.speciation:
             if self._founders is None:
                 self._founders = cortex.species_founders(opts.initial_species, random.Random(f"{self.config.seed}:founders"),
@@ -203,12 +204,12 @@ class PyCortex(Algorithm):
 
     # -- training and fitness -----------------------------------------------------------------
     def recipe(self) -> Recipe:
-        return Recipe(optimizer="adadelta", epochs=1.0, data_fraction=self.options.data_fraction)
-
-    def make_trainer(self, options: object) -> object:
-        from lse.runners.cortex import CortexTrainer
-
-        return CortexTrainer(options, self.options)
+        # one epoch of Adadelta on a fresh share of the training split, no augmentation, no
+        # weight decay (the paper's trainer)
+        o = self.options
+        return Recipe(optimizer="adadelta", epochs=1.0, data_fraction=o.data_fraction, batch_size=o.batch_size,
+                      learning_rate=o.learning_rate, momentum=0.0, weight_decay=0.0, augment=False,
+                      lr_schedule="constant")
 
     def objectives(self, metrics: Mapping[str, float], params: int | None) -> dict[str, float]:
         out = {"val_accuracy": metrics["val_accuracy"]}

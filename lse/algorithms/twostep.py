@@ -24,7 +24,8 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lse.algorithms.base import Algorithm, Child, PopulationView, Selection
+from lse.algorithms.base import Algorithm, Child, PopulationView, Recipe, Selection
+from lse.core.datasets import shape_of
 from lse.core.autoencoder import AutoencoderGenome, initial_autoencoder, mutate
 from lse.core.pareto import RankCache, better
 from lse.core.provenance import Provenance
@@ -32,7 +33,6 @@ from lse.core.records import IndividualRecord
 from lse.core.topsis import topsis
 
 #: the data sets' (C, H, W) where the worker's trainer does not say (lse simulate's stand-in)
-KNOWN_SHAPES = {"fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
 OBJECTIVES = ("compression", "reconstruction")
 
 
@@ -59,6 +59,7 @@ def pareto_tournament(ids: Sequence[str], keys: Sequence[tuple[int, float]], rng
 
 
 class TwoStepAutoencoder(Algorithm):
+    genome = "autoencoder"
     name = "autoencoder"
     paper = "seed 000: two-step evolution (autoencoders by Pareto tournament, TOPSIS, classifiers on codes)"
     summary = "convolutional autoencoders, Pareto tournament on (compression, reconstruction), kill the loser"
@@ -70,7 +71,7 @@ class TwoStepAutoencoder(Algorithm):
         self._ranks = RankCache()  # the alive population rarely changes between two steps
 
     def _shape(self) -> tuple[int, int, int]:
-        shape = self.input_shape or KNOWN_SHAPES.get(self.config.dataset)
+        shape = self.input_shape or shape_of(self.config.dataset)
         if shape is None:
             raise ValueError(f"input shape of data set {self.config.dataset!r} unknown")
         return tuple(int(v) for v in shape)  # type: ignore[return-value]
@@ -98,10 +99,9 @@ class TwoStepAutoencoder(Algorithm):
         return Child(child, (parent.id,), record, Provenance(default=parent.id, blocked=blocked),
                      genome="autoencoder")
 
-    def make_trainer(self, options: object) -> object | None:
-        from lse.runners.autoencoder import AutoencoderTrainer
-
-        return AutoencoderTrainer(options, learning_rate=self.options.learning_rate)
+    def recipe(self) -> Recipe:
+        # SGD on the MSE at the algorithm's learning rate, the experiment's steps
+        return Recipe(learning_rate=self.options.learning_rate)
 
     def objectives(self, metrics: Mapping[str, float], params: int | None) -> dict[str, float]:
         return {k: float(metrics[k]) for k in OBJECTIVES}

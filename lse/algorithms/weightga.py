@@ -58,6 +58,7 @@ class WeightGAOptions(BaseModel):
 
 
 class _WeightGA(Algorithm):
+    genome = "fixed-net"
     """What the three schemes share: genome, initial population, operators, no gradient."""
 
     paper = "seed 003: Training CNNs with genetic algorithms (Accordion encoding; steady-state, generational, elitism)"
@@ -80,11 +81,6 @@ class _WeightGA(Algorithm):
 
     def recipe(self) -> Recipe:
         return Recipe(optimizer="none")
-
-    def make_trainer(self, options: object) -> object:
-        from lse.runners.weights import WeightTrainer
-
-        return WeightTrainer(options)
 
     def _variation(self, op: str, *, mask_seed: int | None = None, complement: bool = False,
                    mutation_seed: int | None = None) -> Variation:

@@ -30,7 +30,6 @@ Pure: no torch, no filesystem.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -47,6 +46,11 @@ EVENT_SOURCES = ("command", "launch", "resume")
 MAX_MUTATIONS_PER_CHILD = 100
 
 
+#: the times an event may name (unix s: 2000-01-01 and 2200-01-01) and the longest note
+EARLIEST, LATEST = 946684800.0, 7258118400.0
+MAX_NOTE = 2000
+
+
 class Event(BaseModel):
     """One change to a running experiment, as saved in ``events/<id>.<kind>.json``."""
 
@@ -59,14 +63,15 @@ class Event(BaseModel):
     mutations_per_child: int | None = Field(None, ge=1, le=MAX_MUTATIONS_PER_CHILD,
                                             description="mutations: the number of mutations per child")
     source: Literal["command", "launch", "resume"] = "command"
-    note: str = ""
+    note: str = Field("", max_length=MAX_NOTE, description="why (free text; escaped when printed)")
 
     @model_validator(mode="after")
     def _check(self) -> "Event":
         if not is_id(self.id):
             raise ValueError(f"event id {self.id!r} is not an id (see lse.core.records.new_id)")
-        if not math.isfinite(self.at) or (self.until is not None and not math.isfinite(self.until)):
-            raise ValueError("at and until must be finite")
+        if not EARLIEST <= self.at <= LATEST or (self.until is not None and not EARLIEST <= self.until <= LATEST):
+            # -1e308 passed as "finite" and put every child under a burst of 100 mutations
+            raise ValueError("at and until must be times between 2000 and 2200")
         if self.kind == "mutations":
             if self.mutations_per_child is None:
                 raise ValueError("a mutations event needs mutations_per_child")

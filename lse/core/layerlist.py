@@ -28,12 +28,12 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lse.core.datasets import STANDARD
 from lse.core.provenance import Provenance, TensorSource
 
 #: (input side, classes) of the data sets lse reads; an experiment may override the side
 #: (tests use small synthetic images under a real data set's name)
-DATASET_SHAPES: dict[str, tuple[int, int]] = {"fashion-mnist": (28, 10), "mnist": (28, 10),
-                                              "cifar10": (32, 10), "cifar100": (32, 100)}
+DATASET_SHAPES: dict[str, tuple[int, int]] = {d.name: (d.shape[1], d.classes) for d in STANDARD.values()}
 
 KERNELS = (1, 3, 5, 7)
 

@@ -15,6 +15,7 @@ Pure: no filesystem access here (the store does that).
 from __future__ import annotations
 
 import math
+import functools
 import re
 import secrets
 import threading
@@ -81,7 +82,18 @@ def _bump(stamp: str) -> str:
 
 
 def is_id(text: str) -> bool:
-    return bool(_ID_FULL.fullmatch(text))
+    """An id: the pattern, and a stamp that is a real UTC time (a month 13 matched the pattern
+    and then raised in every worker that computed its birth time)."""
+    return bool(_ID_FULL.fullmatch(text)) and _real_stamp(text[:22])
+
+
+@functools.lru_cache(maxsize=65536)
+def _real_stamp(stamp: str) -> bool:
+    try:
+        datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ")
+        return True
+    except ValueError:
+        return False
 
 
 def is_worker_id(text: str) -> bool:
@@ -118,7 +130,7 @@ class IndividualName:
         """Strict parse; None for anything that is not exactly an individual's name
         (separators, newlines, '..', extra dots: all refused by the regex)."""
         m = _NAME_RE.fullmatch(name)  # fullmatch: "$" would accept a trailing newline
-        if m is None:
+        if m is None or not _real_stamp(m["id"][:22]):
             return None
         acc = m["acc_a"] or m["acc_d"]
         fitness = None if acc == "none" else float(acc)

@@ -35,10 +35,12 @@ from pathlib import Path
 
 from lse.reports import curves as cv
 from lse.dashboard import panels
+from lse.core.datasets import classes_of
 from lse.core.dna import DNA, render_dot, render_line
 from lse.core.genomes import describe
 from lse.errors import CorruptIndividual, LseError
 from lse.core.records import IndividualName, id_time, is_id, is_worker_id
+from lse.store import safe_read
 from lse.store.population import PopulationPaths, Store, _parse_record
 
 #: A record or experiment.json bigger than this is not read (a hostile multi-GB file must not
@@ -68,19 +70,20 @@ class Counter:
 
 
 def _read_small(path: Path) -> bytes:
-    """The bytes of a regular file that is not a symlink (raises OSError / CorruptIndividual)."""
-    st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode):
-        raise CorruptIndividual(f"{path.name} is a symlink")
-    if not stat.S_ISREG(st.st_mode):
-        raise CorruptIndividual(f"{path.name} is not a regular file")
-    # O_NOFOLLOW: a file swapped for a symlink after the lstat is still not followed.
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(MAX_FILE_BYTES + 1)
+    """The bytes of a regular file that is not a symlink, at most MAX_FILE_BYTES, opened without
+    blocking (lse.store.safe_read; raises OSError / CorruptIndividual)."""
+    try:
+        data = safe_read.read_bytes(path, "record")
+    except safe_read.UnsafeFile as e:
+        raise CorruptIndividual(str(e)) from None
     if len(data) > MAX_FILE_BYTES:
         raise CorruptIndividual(f"{path.name} is larger than {MAX_FILE_BYTES} bytes")
     return data
+
+
+def _json(path: Path) -> object:
+    """JSON of a small population file; ValueError (UnsafeFile) for JSON nested too deep."""
+    return safe_read.loads(_read_small(path), path.name)
 
 
 def _finite(x: object) -> bool:
@@ -88,7 +91,9 @@ def _finite(x: object) -> bool:
 
 
 def _int(x: object) -> int | None:
-    return x if isinstance(x, int) and not isinstance(x, bool) else None
+    """An integer a panel can draw; None for anything else, 10**400 included (OverflowError in
+    every float it met left the panels stale)."""
+    return x if isinstance(x, int) and not isinstance(x, bool) and abs(x) < 2**53 else None
 
 
 def v2_fields(raw: dict) -> dict:
@@ -240,7 +245,7 @@ class PopulationReader:
         try:
             st = os.lstat(p)
             if self.created_at is None or st.st_mtime != self.created_at:
-                data = json.loads(_read_small(p))
+                data = _json(p)
                 if not isinstance(data, dict):
                     raise ValueError("not a JSON object")
                 self.config, self.config_error, self.created_at = data, None, st.st_mtime
@@ -371,7 +376,7 @@ class PopulationReader:
                 continue
             acc = None
             try:
-                data = json.loads(_read_small(Path(de.path)))
+                data = _json(Path(de.path))
                 v = data.get("test_accuracy") if isinstance(data, dict) else None
                 acc = float(v) if _finite(v) and 0.0 <= v <= 1.0 else None
             except (OSError, ValueError, CorruptIndividual):
@@ -396,7 +401,7 @@ class PopulationReader:
             try:
                 path = self.paths.heartbeat(wid)
                 age = max(0.0, now - os.lstat(path).st_mtime)
-                data = json.loads(_read_small(path))
+                data = _json(path)
                 hb = data if isinstance(data, dict) else {}
             except (OSError, ValueError, CorruptIndividual):
                 pass
@@ -529,7 +534,7 @@ class PopulationReader:
         record = {**rec.model_dump(mode="json"), **{k: v for k, v in extra.items() if v is not None}}
         record.update(state=row["state"], collected=row["collected"], killed_at=row["killed_at"],
                       killed_by=row["killed_by"])
-        classes = {"cifar100": 100}.get(str(self.config.get("dataset")), 10)
+        classes = classes_of(str(self.config.get("dataset"))) or 10
         try:
             if rec.genome == "dna":
                 dna = DNA.model_validate(rec.dna)
@@ -571,7 +576,7 @@ def _scalars(cfg: dict) -> dict:
 
 def _read_death(path: Path) -> tuple[float, str] | None:
     try:
-        d = json.loads(_read_small(path))
+        d = _json(path)
         return float(d["killed_at"]), str(d["killed_by"])[:100]
     except (OSError, ValueError, KeyError, TypeError, CorruptIndividual):
         return None

@@ -227,7 +227,7 @@ class Server:
             if not allow_remote:
                 raise DashboardError(
                     f"--host {host} would expose the dashboard beyond this machine",
-                    "keep the default 127.0.0.1 and use an SSH tunnel (see README), or add --allow-remote "
+                    "keep the default 127.0.0.1 and use an SSH tunnel (see docs/DASHBOARD.md), or add --allow-remote "
                     "(a token is then required on every request)")
             token = token or secrets.token_urlsafe(24)
         self.token = token

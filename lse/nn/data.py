@@ -174,7 +174,7 @@ class Dataset:
         ds = Dataset(self.name, **move, input_shape=self.input_shape, num_classes=self.num_classes, flip=self.flip,
                      split=self.split, mean=self.mean, std=self.std, source=self.source, device=str(dev),
                      classes=self.classes, test_split=self.test_split)
-        _register(ds)
+        register_dataset(ds)
         self._copies[str(dev)] = ds
         return ds
 
@@ -186,7 +186,7 @@ _CACHE: dict[tuple, Dataset] = {}
 _LOADED: list[weakref.ref] = []  # every Dataset of this process, for normalization lookups
 
 
-def _register(ds: Dataset) -> None:
+def register_dataset(ds: Dataset) -> None:
     _LOADED[:] = [r for r in _LOADED if r() is not None]
     _LOADED.append(weakref.ref(ds))
 
@@ -297,7 +297,7 @@ def load_dataset(
         num_classes=num_classes, flip=flip, split=split, mean=mean, std=std,
         source=str(folder), device=str(dev), classes=tuple(classes), test_split=test_split,
     )
-    _register(ds)
+    register_dataset(ds)
     if cache:
         _CACHE[key] = ds
     return ds
@@ -510,21 +510,35 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None, *, 
     when ``flip``, mirror half of the images.  ``x``: (N, C, H, W), any dtype; same shape out.
     Give it *normalised* images, so that the zeros it pads are the training mean: raw zeros
     normalised afterwards make a border no real image has (-0.81 on Fashion-MNIST).
+    The random draws are :func:`augment_draws`; :func:`crop_flip` applies them."""
+    offset, mirror = augment_draws(x.shape[0], generator, x.device, flip=flip, pad=pad)
+    return crop_flip(x, offset, mirror, pad=pad)
+
+
+def augment_draws(n: int, generator: torch.Generator | None, dev: torch.device | str, *, flip: bool,
+                  pad: int = 4, leading: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The random part of the augmentation for ``leading`` x ``n`` images: crop offsets
+    (``leading`` + (n, 2), each in [0, 2 pad]) and mirror flags (``leading`` + (n, 1, 1), bool;
+    None without ``flip``).  Drawn apart from :func:`crop_flip` so that a trainer can draw a
+    whole epoch's worth at once, outside a CUDA graph, and index it inside."""
+    offset = torch.randint(0, 2 * pad + 1, (*leading, n, 2), device=dev, generator=generator)
+    mirror = torch.rand((*leading, n, 1, 1), device=dev, generator=generator) < 0.5 if flip else None
+    return offset, mirror
+
+
+def crop_flip(x: torch.Tensor, offset: torch.Tensor, mirror: torch.Tensor | None, *, pad: int = 4) -> torch.Tensor:
+    """Pad ``x`` (N, C, H, W) by ``pad`` zeros, crop each image back at its ``offset`` (N, 2:
+    dy, dx) and mirror those whose ``mirror`` (N, 1, 1) is set.  Device ops only, fixed shapes
+    (so it can be captured in a CUDA graph).
 
     Crop and flip are one ``gather`` on the flattened padded batch (index = the cached crop
     grid + a per-image shift), no per-image Python loop, so it runs on whatever device ``x``
     lives on; 3-5x faster on CPU than 4-D advanced indexing."""
     n, c, h, w = x.shape
-    dev = x.device
-    base, mirrored = _crop_grids(h, w, pad, dev)
+    base, mirrored = _crop_grids(h, w, pad, x.device)
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad)).reshape(n, c, -1)  # (N, C, (H+2p)(W+2p))
-    offset = torch.randint(0, 2 * pad + 1, (n, 2), device=dev, generator=generator)  # (dy, dx) per image
     shift = (offset[:, 0] * (w + 2 * pad) + offset[:, 1]).view(n, 1, 1)
-    if flip:
-        mirror = torch.rand((n, 1, 1), device=dev, generator=generator) < 0.5
-        index = torch.where(mirror, mirrored, base) + shift  # (N, 1, H*W)
-    else:
-        index = base + shift
+    index = (torch.where(mirror, mirrored, base) if mirror is not None else base) + shift  # (N, 1, H*W)
     return padded.gather(2, index.expand(n, c, h * w)).view(n, c, h, w)
 
 

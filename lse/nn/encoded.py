@@ -123,7 +123,7 @@ def load_encoded(folder, validation_size: int, device="cpu"):
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from lse.nn.data import Dataset, SplitInfo, _register
+    from lse.nn.data import Dataset, SplitInfo, register_dataset
 
     if folder is None:
         raise DataError("the encoded data set needs its folder", "pass --data-dir FOLDER written by `lse ae encode`")
@@ -167,5 +167,5 @@ def load_encoded(folder, validation_size: int, device="cpu"):
     ds = Dataset(name="encoded", **{f"{s}_{v}": t[f"{s}_{v}"].to(dev) for s in SPLITS for v in "xy"},
                  input_shape=shape, num_classes=k, flip=False, split=split, mean=mean, std=std,
                  source=str(folder), device=str(dev))
-    _register(ds)
+    register_dataset(ds)
     return ds

@@ -1,43 +1,55 @@
 """The trainer of section 3.4: SGD with momentum 0.9, batch 50, weight decay 1e-4, cross-entropy,
 T steps, then one evaluation on the validation set, whose accuracy is the fitness.
 
-Training is where all the compute goes, so the hot loop does only what a minimal hand-written
-PyTorch loop does (``lse bench`` measures the two side by side):
+Training is where all the compute goes, so the hot loop does only device work (``lse bench``
+measures it beside a minimal hand-written loop):
 
-* the data set is already on the device as uint8; each step gathers a batch, augments it on
-  the device (:func:`lse.nn.data.augment_batch`) and converts it to float with one fused op;
+* the data set is already on the device as uint8; a step indexes a batch and its augmentation
+  from a plan drawn one epoch ahead (:class:`lse.nn.batches.BatchPlan`) and converts it to float;
+* the learning rate is a tensor the fused SGD reads (:class:`LearningRate`), so a schedule costs
+  no host write;
 * gradients are set to None rather than zeroed; ``channels_last`` for convolutions;
 * a NaN/inf loss ends training early with ``failed_reason`` (the child dies; no crash);
-  out-of-memory likewise;
-* ``should_stop`` is polled every few steps and raises :class:`lse.errors.StopRequested`.
+  out-of-memory likewise; the loss is checked through a device flag, every few steps;
+* ``should_stop`` is polled every STOP_POLL_SECONDS and raises :class:`lse.errors.StopRequested`.
 
-On CUDA additionally: bf16 autocast (batch norm keeps fp32 parameters and statistics), fused SGD,
-and, optionally, the whole training step captured once as a CUDA graph and replayed: at batch 50
-a small net is bound by kernel launches, and ``torch.compile`` costs seconds per new
-architecture (NOTES.md).  The CPU path stays fp32 eager: bf16 was 5-10x slower on these CPUs.
+On CUDA, the step is captured once as a CUDA graph and replayed (the default; every learning-rate
+schedule): at batch 50 a small net is bound by kernel launches, and ``torch.compile`` costs
+seconds per new architecture (NOTES.md).  bf16 autocast is a choice (``precision``), measured in
+docs/GPU.md.  The CPU path is fp32 eager: bf16 was 5-10x slower on these CPUs.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
-from functools import partial
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lse.nn.data import Dataset, augment_batch, dataset_of, normalize
 from lse.errors import StopRequested
+from lse.nn.batches import BatchPlan
+from lse.nn.data import Dataset, dataset_of, normalize
 
-#: steps between two polls of ``should_stop`` (a poll may touch the filesystem)
+#: seconds between two polls of ``should_stop`` (a poll may touch the filesystem)
+STOP_POLL_SECONDS = 0.25
+#: on the CPU, steps between two finiteness checks of the loss
 STOP_POLL_STEPS = 10
 #: on CUDA, steps between two finiteness checks of the loss (each check is a host sync)
-CUDA_FINITE_CHECK_STEPS = 100
+CUDA_FINITE_CHECK_STEPS = 200
+#: eager steps on a side stream before a CUDA graph is captured (PyTorch's recipe)
+GRAPH_WARMUP_STEPS = 3
 #: Learning-rate schedules within one training run (``train(lr_schedule=...)``).
 LR_SCHEDULES = ("constant", "cosine")
+#: arithmetic on CUDA: "auto" (bf16 autocast for networks with convolutions when
+#: DEFAULT_CUDA_BF16, else fp32 with TF32), "fp32" or "bf16".  The CPU is always fp32.
+PRECISIONS = ("auto", "fp32", "bf16")
+#: what "auto" picks on CUDA for a network with convolutions (docs/GPU.md measures both)
+DEFAULT_CUDA_BF16 = False
 
 
 @dataclass
@@ -50,6 +62,7 @@ class TrainResult:
     train_seconds: float
     eval_seconds: float
     failed_reason: str | None = None
+    graphed: bool = False  # the steps after the warm-up were replayed from a CUDA graph
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -87,10 +100,12 @@ def train(
     device: str | torch.device | None = None,
     eval_batch_size: int = 1000,
     channels_last: bool = True,
-    cuda_graph: bool = False,
+    cuda_graph: bool | None = None,
     optimizer: str = "sgd",
     data_fraction: float = 1.0,
     lr_schedule: str = "constant",
+    precision: str = "auto",
+    cudnn_benchmark: bool = True,
 ) -> TrainResult:
     """Train ``model`` in place for ``steps`` SGD steps on ``dataset``'s training split, then
     return its accuracy on the validation split.  The test split is never touched.
@@ -102,59 +117,62 @@ def train(
     ``lr_schedule``: "constant" (section 3.4) or "cosine": the learning rate falls from
     ``learning_rate`` to 0 over the ``steps`` along half a cosine (Loshchilov & Hutter 2017), so
     the network is evaluated where the noise of a large step no longer blurs it.  A chain of
-    inheriting children is then SGD with warm restarts.  CUDA graphs bake the learning rate in, so
-    "cosine" trains with the eager loop.
-    Batches are drawn by reshuffling the training split every epoch.  ``device`` defaults to
-    the device the data set lives on.
+    inheriting children is then SGD with warm restarts.
+    ``cuda_graph``: on CUDA, capture one SGD step (batch, augmentation, learning rate and update
+    included) as a CUDA graph and replay it; None = on wherever it applies (SGD on CUDA), with
+    an eager fallback where capture fails.  ``precision``: see PRECISIONS.
+    Batches are drawn by reshuffling the training split every epoch (:class:`BatchPlan`).
+    ``device`` defaults to the device the data set lives on.
     """
     dev = resolve_device(device) if device is not None else dataset.train_x.device
     ds = dataset.to(dev)
     on_cuda = dev.type == "cuda"
+    if optimizer not in ("sgd", "adadelta"):
+        raise ValueError(f"unknown optimizer {optimizer!r}; valid: sgd, adadelta")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown lr_schedule {lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if not 0.0 < data_fraction <= 1.0:
+        raise ValueError(f"data_fraction must be in (0, 1], got {data_fraction}")
+    has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    bf16 = on_cuda and (precision == "bf16" or (precision == "auto" and has_conv and DEFAULT_CUDA_BF16))
     # channels_last speeds convolutions up (10-40% on CPU, NOTES.md) but costs a layout copy per
     # batch: measured 13% slower for the convolution-free initial model on 32x32x3 (lse bench)
-    cl = channels_last and len(ds.input_shape) == 3 and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    cl = channels_last and len(ds.input_shape) == 3 and has_conv
     model.to(dev)
     if cl:
         model.to(memory_format=torch.channels_last)
     model.train()
     if on_cuda:
-        # static shapes for 25,600 steps: per-shape kernel autotuning pays for itself
-        torch.backends.cudnn.benchmark = True
+        # Convolution algorithms autotuned per new shape: pays over a long training, costs a
+        # few ms per shape in a short one (``cudnn_benchmark``; measured in docs/GPU.md).
+        torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 for the classifier, as convs already use
 
-    if optimizer not in ("sgd", "adadelta"):
-        raise ValueError(f"unknown optimizer {optimizer!r}; valid: sgd, adadelta")
-    if lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"unknown lr_schedule {lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
-    if not 0.0 < data_fraction <= 1.0:
-        raise ValueError(f"data_fraction must be in (0, 1], got {data_fraction}")
     params = [p for p in model.parameters() if p.requires_grad]
+    lr = LearningRate(learning_rate, steps, lr_schedule, dev)
     opt: torch.optim.Optimizer | None = None
     if params and optimizer == "sgd":
-        opt_kwargs: dict = dict(lr=learning_rate, momentum=momentum, weight_decay=weight_decay)
-        if on_cuda:
-            opt_kwargs["fused"] = True
-        opt = torch.optim.SGD(params, **opt_kwargs)
+        # fused: one kernel for the whole update, and it reads the learning rate from a tensor,
+        # so a schedule needs no host write and the step can live in a CUDA graph
+        opt = torch.optim.SGD(params, lr=lr.value, momentum=momentum, weight_decay=weight_decay, fused=True)
     elif params:
         opt = torch.optim.Adadelta(params, lr=learning_rate, weight_decay=weight_decay)
-    optimizer = opt  # None: a model with nothing to learn; evaluation still defines fitness
+        lr = None  # Adadelta (seed 002) keeps its constant rate
+    graph = on_cuda and opt is not None and optimizer == "sgd" and (cuda_graph if cuda_graph is not None else True)
 
-    sampler = _Batches(ds, batch_size, seed, augment, dev, cl, data_fraction)
+    plan = BatchPlan(ds, batch_size, seed, augment, dev, cl, data_fraction)
+    loop = _Loop(model, opt, plan, lr, bf16, on_cuda, should_stop)
     failed: str | None = None
-    done = 0
     if should_stop():
         raise StopRequested("stop requested before training")
     t0 = time.perf_counter()
     try:
-        if optimizer is not None and steps > 0:
-            if on_cuda and cuda_graph and lr_schedule == "constant":
-                done, failed = _loop_cuda_graph(model, optimizer, sampler, steps, should_stop)
-            else:
-                lr_at = None if lr_schedule == "constant" else partial(cosine_lr, learning_rate, steps)
-                done, failed = _loop(model, optimizer, sampler, steps, should_stop, on_cuda, lr_at)
-        else:
-            done = steps
+        if opt is not None and steps > 0:
+            failed = loop.run(steps, graph)
     except torch.OutOfMemoryError as e:
-        failed = f"out of memory after {done} steps: {str(e).splitlines()[0]}"
+        failed = f"out of memory after {loop.done} steps: {str(e).splitlines()[0]}"
     except RuntimeError as e:
         if "out of memory" not in str(e) and "can't allocate memory" not in str(e):
             raise
@@ -162,65 +180,20 @@ def train(
     finally:
         if on_cuda:
             torch.cuda.synchronize(dev)
+    done = loop.done if opt is not None else steps
     train_seconds = time.perf_counter() - t0
     if failed is not None:
         if on_cuda:
             torch.cuda.empty_cache()
-        return TrainResult(0.0, done, done * batch_size, train_seconds, 0.0, failed)
+        return TrainResult(0.0, done, done * batch_size, train_seconds, 0.0, failed, loop.graphed)
 
     t1 = time.perf_counter()
     try:
-        acc = evaluate(model, ds.val_x, ds.val_y, eval_batch_size, dataset=ds)
+        acc = evaluate(model, ds.val_x, ds.val_y, eval_batch_size, dataset=ds, bf16=bf16)
     except torch.OutOfMemoryError as e:
         return TrainResult(0.0, done, done * batch_size, train_seconds, time.perf_counter() - t1,
-                           f"out of memory in evaluation: {str(e).splitlines()[0]}")
-    return TrainResult(acc, done, done * batch_size, train_seconds, time.perf_counter() - t1, None)
-
-
-class _Batches:
-    """Draws (x float, y long) training batches on the device: every epoch a fresh permutation
-    (from a generator seeded by ``seed``), uint8 gather, augmentation, one fused normalisation."""
-
-    def __init__(self, ds: Dataset, batch_size: int, seed: int, augment: bool, dev: torch.device, cl: bool,
-                 fraction: float = 1.0):
-        self.x, self.y = ds.train_x, ds.train_y
-        self.batch_size = batch_size
-        self.augment = augment
-        self.flip = ds.flip
-        self.scale, self.shift = ds.normalization(dev)
-        self.cl = cl
-        self.gen = torch.Generator(device=dev)
-        self.gen.manual_seed(int(seed))
-        if fraction < 1.0:  # one random subset for this whole training (seed 002's 10%)
-            keep = torch.randperm(self.x.shape[0], device=dev, generator=self.gen)[: max(1, round(fraction * self.x.shape[0]))]
-            self.x, self.y = self.x[keep], self.y[keep]
-        self.n = self.x.shape[0]
-        self.dev = dev
-        self.perm = torch.empty(0, dtype=torch.int64, device=dev)
-        self.pos = 0
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        b = self.batch_size
-        if self.pos + b > self.perm.numel():
-            # drop the epoch's remainder: every batch has the same shape (CUDA graphs need it)
-            self.perm = torch.randperm(self.n, device=self.dev, generator=self.gen)
-            if self.n < b:  # tiny data sets: repeat the permutation to fill one batch
-                self.perm = self.perm.repeat(-(-b // self.n))
-            self.pos = 0
-        idx = self.perm[self.pos : self.pos + b]
-        self.pos += b
-        # Normalise, then augment: the zeros augmentation pads are then the training mean, not
-        # raw black (-mean/std after normalising; issue 20).
-        xf = normalize(self.x[idx], self.scale, self.shift)
-        if self.augment:
-            xf = augment_batch(xf, self.gen, flip=self.flip)
-        if self.cl:
-            xf = xf.contiguous(memory_format=torch.channels_last)
-        return xf, self.y[idx]
-
-
-def _diverged(loss_value: float, step: int) -> str:
-    return f"diverged: loss {loss_value} at step {step}"
+                           f"out of memory in evaluation: {str(e).splitlines()[0]}", loop.graphed)
+    return TrainResult(acc, done, done * batch_size, train_seconds, time.perf_counter() - t1, None, loop.graphed)
 
 
 def cosine_lr(learning_rate: float, steps: int, step: int) -> float:
@@ -229,32 +202,138 @@ def cosine_lr(learning_rate: float, steps: int, step: int) -> float:
     return 0.5 * learning_rate * (1.0 + math.cos(math.pi * step / steps))
 
 
-def _loop(model, optimizer, sampler: _Batches, steps: int, should_stop, on_cuda: bool,
-          lr_at: Callable[[int], float] | None = None) -> tuple[int, str | None]:
-    """The eager loop (CPU default, CUDA without graphs).  ``lr_at(step)``: the learning rate of
-    each step (None: the optimizer's own, constant).  Returns (steps done, failed reason)."""
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda else None
-    check_every = CUDA_FINITE_CHECK_STEPS if on_cuda else 1  # on CPU .item() costs no sync
-    for step in range(steps):
-        if step % STOP_POLL_STEPS == 0 and step and should_stop():
-            raise StopRequested(f"stop requested after {step} steps")
-        xb, yb = sampler.next()
-        if autocast is not None:
-            with autocast:
-                loss = F.cross_entropy(model(xb), yb)
+class LearningRate:
+    """The learning rate as a one-element tensor on the training device, which the fused SGD
+    reads at every step.  :meth:`update` sets the next step's rate from a table of the whole
+    schedule, indexed by a step counter on the device: no host write, no sync, so the update can
+    be captured in a CUDA graph with the step it belongs to, whatever the schedule."""
+
+    def __init__(self, base: float, steps: int, schedule: str, dev: torch.device):
+        # CUDA's fused SGD reads a float32 rate; the CPU's reads a double (exactly the DNA's rate)
+        dtype = torch.float32 if dev.type == "cuda" else torch.float64
+        self.value = torch.tensor(float(base), dtype=dtype, device=dev)
+        self.table: torch.Tensor | None = None
+        if schedule == "cosine" and steps > 0:
+            rates = [cosine_lr(base, steps, i) for i in range(steps)]
+            self.table = torch.tensor(rates, dtype=dtype, device=dev)
+            self.step = torch.zeros(1, dtype=torch.int64, device=dev)
+
+    def update(self) -> None:
+        """Before an optimizer step: the rate of this step (constant: nothing to do)."""
+        if self.table is not None:
+            self.value.copy_(self.table.index_select(0, self.step).view(()))
+            self.step.add_(1)
+
+
+class _Loop:
+    """The training steps, eager or replayed from a CUDA graph.  Both run :meth:`_body` (batch,
+    forward, backward, learning rate, optimizer step, finiteness flag), so they train alike."""
+
+    def __init__(self, model, opt, plan: BatchPlan, lr: LearningRate | None, bf16: bool, on_cuda: bool, should_stop):
+        self.model, self.opt, self.plan, self.lr = model, opt, plan, lr
+        self.bf16, self.on_cuda, self.should_stop = bf16, on_cuda, should_stop
+        dev = plan.dev
+        self.bad = torch.zeros(1, dtype=torch.bool, device=dev)  # a non-finite loss was seen
+        self.done = 0
+        self.graphed = False
+        # a finiteness check is a host sync on CUDA: rarely there, often on the CPU (it is free)
+        self.check_every = CUDA_FINITE_CHECK_STEPS if on_cuda else STOP_POLL_STEPS
+        self.next_poll = time.monotonic() + STOP_POLL_SECONDS
+
+    def _body(self) -> torch.Tensor:
+        xb, yb = self.plan.draw()
+        if self.bf16:
+            # the autocast weight-cast cache must be off around graphs (PyTorch CUDA-graph docs)
+            with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+                loss = F.cross_entropy(self.model(xb), yb)
         else:
-            loss = F.cross_entropy(model(xb), yb)
-        if (step + 1) % check_every == 0 or step == 0 or step == steps - 1:
-            v = loss.item()
-            if not math.isfinite(v):
-                return step + 1, _diverged(v, step + 1)
-        optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(self.model(xb), yb)
         loss.backward()
-        if lr_at is not None:
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step)
-        optimizer.step()
-    return steps, _check_params(model, steps)
+        if self.lr is not None:
+            self.lr.update()
+        self.opt.step()
+        torch.logical_or(self.bad, ~torch.isfinite(loss.detach()), out=self.bad)
+        return loss
+
+    def _poll(self) -> None:
+        """``should_stop`` at most every STOP_POLL_SECONDS (a poll may touch the filesystem;
+        per step it cost up to 2% of a graphed replay)."""
+        now = time.monotonic()
+        if now >= self.next_poll:
+            self.next_poll = now + STOP_POLL_SECONDS
+            if self.should_stop():
+                raise StopRequested(f"stop requested after {self.done} steps")
+
+    def _diverged(self) -> str | None:
+        if bool(self.bad.item()):
+            return f"diverged: non-finite loss by step {self.done}"
+        return None
+
+    def run(self, steps: int, graph: bool) -> str | None:
+        """Train ``steps`` steps; the failure reason, or None.  With ``graph``, a few eager
+        warm-up steps on a side stream, one capture, then replays; a capture that fails falls
+        back to the eager loop for the remaining steps (one warning)."""
+        if graph and steps > GRAPH_WARMUP_STEPS:
+            warm = self._side_stream_warmup()
+            if warm is not None:
+                return warm
+            replay = self._capture()
+            if replay is not None:
+                self.graphed = True
+                return self._steps(steps, replay)
+        return self._steps(steps, None)
+
+    def _steps(self, steps: int, replay) -> str | None:
+        while self.done < steps:
+            self._poll()
+            self.plan.advance()
+            if replay is not None:
+                replay()
+            else:
+                self.opt.zero_grad(set_to_none=True)
+                self._body()
+            self.done += 1
+            if self.done % self.check_every == 0 or self.done == steps:
+                failed = self._diverged()
+                if failed:
+                    return failed
+        return self._diverged() or _check_params(self.model, self.done)
+
+    def _side_stream_warmup(self) -> str | None:
+        """The PyTorch CUDA-graph recipe: a few warm-up steps on a side stream (they allocate the
+        momentum buffers and pick kernels; they are real steps and are counted)."""
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            for _ in range(GRAPH_WARMUP_STEPS):
+                self.plan.advance()
+                self.opt.zero_grad(set_to_none=True)
+                self._body()
+                self.done += 1
+        torch.cuda.current_stream().wait_stream(s)
+        return self._diverged()
+
+    def _capture(self):
+        """Capture one step; return its replay, or None where capture failed.  Grads are set to
+        None before capture so that the captured backward *assigns* them at every replay."""
+        graph = torch.cuda.CUDAGraph()
+        self.opt.zero_grad(set_to_none=True)
+        # capture records the body's device work without running it, so the host-side counters
+        # stay where they are; the replays advance the device ones
+        try:
+            with torch.cuda.graph(graph):
+                self._body()
+        except Exception as e:  # an op that cannot be captured: train this child eagerly
+            global _CAPTURE_WARNED
+            if not _CAPTURE_WARNED:
+                warnings.warn(f"CUDA graph capture failed, training eagerly instead: {e}", RuntimeWarning, stacklevel=2)
+                _CAPTURE_WARNED = True
+            torch.cuda.synchronize()
+            return None
+        return graph.replay
+
+
+_CAPTURE_WARNED = False
 
 
 def _check_params(model: nn.Module, steps: int) -> str | None:
@@ -263,60 +342,6 @@ def _check_params(model: nn.Module, steps: int) -> str | None:
         if not torch.isfinite(p).all():
             return f"diverged: non-finite weights ({name}) after {steps} steps"
     return None
-
-
-def _loop_cuda_graph(model, optimizer, sampler: _Batches, steps: int, should_stop) -> tuple[int, str | None]:
-    """Capture forward + backward + SGD step once (static shapes) and replay it ``steps`` times.
-
-    Follows the whole-network capture recipe of the PyTorch CUDA-graph docs: a few warm-up
-    steps on a side stream (they allocate momentum buffers and pick kernels; they are real
-    training steps and are counted), grads set to None before capture so the captured backward
-    *assigns* them, new batches copied into the static input tensors before each replay."""
-    warmup = min(3, steps)
-    static_x, static_y = sampler.next()
-    static_x, static_y = static_x.clone(), static_y.clone()
-    # the autocast weight-cast cache must be off around graphs (PyTorch CUDA-graph docs)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for i in range(warmup):
-            if i:
-                xb, yb = sampler.next()
-                static_x.copy_(xb)
-                static_y.copy_(yb)
-            optimizer.zero_grad(set_to_none=True)
-            with autocast:
-                loss = F.cross_entropy(model(static_x), static_y)
-            loss.backward()
-            optimizer.step()
-    torch.cuda.current_stream().wait_stream(s)
-    v = loss.item()
-    if not math.isfinite(v):
-        return warmup, _diverged(v, warmup)
-    if warmup == steps:
-        return steps, _check_params(model, steps)
-
-    graph = torch.cuda.CUDAGraph()
-    optimizer.zero_grad(set_to_none=True)
-    with torch.cuda.graph(graph):
-        with autocast:
-            static_loss = F.cross_entropy(model(static_x), static_y)
-        static_loss.backward()
-        optimizer.step()
-    # capture records but does not run: the replays below are the remaining steps
-    for step in range(warmup, steps):
-        if step % STOP_POLL_STEPS == 0 and should_stop():
-            raise StopRequested(f"stop requested after {step} steps")
-        xb, yb = sampler.next()
-        static_x.copy_(xb)
-        static_y.copy_(yb)
-        graph.replay()
-        if (step + 1) % CUDA_FINITE_CHECK_STEPS == 0 or step == steps - 1:
-            v = static_loss.item()
-            if not math.isfinite(v):
-                return step + 1, _diverged(v, step + 1)
-    return steps, _check_params(model, steps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,11 +374,20 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+#: images per evaluation batch on CUDA at least (whatever ``eval_batch_size`` says: the
+#: accuracy is the same, and a few large batches cost a fraction of many small launches)
+CUDA_EVAL_BATCH = 10_000
+
+
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000, *, dataset: Dataset | None = None) -> torch.Tensor:
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000, *, dataset: Dataset | None = None,
+            bf16: bool = False) -> torch.Tensor:
     """Predicted class of every image of ``x`` (uint8 from a Dataset, or already-normalised
-    float), as a CPU LongTensor; eval mode, no grad, large batches."""
+    float), as a CPU LongTensor; eval mode, no grad, large batches (``bf16``: autocast on CUDA,
+    as the network was trained)."""
     dev = _model_device(model)
+    if dev.type == "cuda":
+        batch_size = max(batch_size, CUDA_EVAL_BATCH)
     was_training = model.training
     model.eval()
     ds = dataset or (dataset_of(x) if x.dtype == torch.uint8 else None)
@@ -361,7 +395,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000, *, datase
     try:
         for i in range(0, x.shape[0], batch_size):
             xb = _as_input(x[i : i + batch_size], dev, ds, cl=dev.type != "mps")
-            if dev.type == "cuda":
+            if dev.type == "cuda" and bf16:
                 with torch.autocast("cuda", dtype=torch.bfloat16):
                     logits = model(xb)
             else:
@@ -373,9 +407,10 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000, *, datase
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000, *, dataset: Dataset | None = None) -> float:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000, *, dataset: Dataset | None = None,
+             bf16: bool = False) -> float:
     """Accuracy of ``model`` on (x, y), in [0, 1]."""
     if x.shape[0] == 0:
         return 0.0
-    pred = predict(model, x, batch_size, dataset=dataset)
+    pred = predict(model, x, batch_size, dataset=dataset, bf16=bf16)
     return float((pred == y.cpu()).float().mean())

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lse.errors import ConfigError, LseError
+from lse.core.datasets import classes_of
 from lse.core.records import IndividualRecord
 from lse.store import Store
 
@@ -117,7 +118,7 @@ def show_text(pop: Path, individual_id: str) -> str:
     try:
         from lse.core.genomes import describe
 
-        num_classes = {"cifar100": 100}.get(store.config.dataset, 10)
+        num_classes = classes_of(store.config.dataset) or 10
         lines.append(f"  architecture {describe(rec.genome, rec.dna, num_classes)[0]}")
     except (ImportError, LseError, ValueError) as e:
         lines.append(f"  architecture (cannot render: {e})")

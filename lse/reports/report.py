@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lse.store import safe_read
 from lse.reports import curves as cv
 from lse.errors import ConfigError, DataError, LseError, StoreError
 from lse.store.atomic import write_json_atomic
@@ -85,15 +86,11 @@ def _store(pop: Path):
 
 
 def created_at(store, pop: Path) -> float | None:
-    """When the experiment was created: the store's own notion if it has one, else the
-    modification time of experiment.json (written once, at creation)."""
-    for name in ("created_at", "started_at"):
-        v = getattr(store, name, None)
-        v = v() if callable(v) else v
-        if isinstance(v, (int, float)):
-            return float(v)
+    """When the experiment was created (lse.store.clock); None when that cannot be read."""
+    from lse.store import clock
+
     try:
-        return store.paths.experiment.stat().st_mtime
+        return clock.created_at(store)
     except OSError:
         return None
 
@@ -172,12 +169,15 @@ class Evaluator:
 
     def cached(self, pop: Path, individual_id: str) -> float | None:
         try:
-            data = json.loads(_eval_path(pop, individual_id).read_text())
+            data = safe_read.read_json(_eval_path(pop, individual_id), "eval")  # never a FIFO, never 3 GiB
         except (OSError, ValueError):
             return None
-        if data.get("test_fingerprint") != self.fingerprint or not isinstance(data.get("test_accuracy"), (int, float)):
+        if not isinstance(data, dict) or data.get("test_fingerprint") != self.fingerprint:
             return None
-        return float(data["test_accuracy"])
+        try:
+            return safe_read.finite(data.get("test_accuracy"), 0.0, 1.0)  # 1e400 or "x": computed again
+        except ValueError:
+            return None
 
     def test_accuracy(self, pop: Path, record) -> float | None:
         """Cached, or computed now and cached; None when the weights were collected."""
@@ -315,7 +315,7 @@ def make_report(
     out: str | os.PathLike,
     labels: list[str] | None = None,
     data_dir: str | os.PathLike | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     ensemble_size: int = ENSEMBLE_SIZE,
     console=None,
 ) -> dict:
@@ -324,7 +324,9 @@ def make_report(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from lse.nn.data import load_dataset
+    from lse.nn.train import resolve_device
 
+    device = str(resolve_device(device))  # "auto": cuda when available, else cpu
     console = console or Console()
     if not pops:
         raise ConfigError("no population given", "pass at least one --pop DIR")
@@ -670,7 +672,7 @@ def register_cli(app) -> None:
         label: list[str] = typer.Option(None, "--label", help="one per --pop; the same label marks repeats (mean ±2σ)"),
         out: Path = typer.Option(..., "--out", help="folder for the figures, report.html and the CSV/JSON tables"),
         data_dir: Path = typer.Option(None, "--data-dir", help="data set folder (default: the experiment's)"),
-        device: str = typer.Option("cpu", "--device", help="where test accuracies are computed (cpu, cuda)"),
+        device: str = typer.Option("auto", "--device", help="where test accuracies are computed: auto | cpu | cuda (auto: cuda when available, else cpu)"),
     ) -> None:
         """Progress curves (Figure 2), every individual (Figure 1), best model, top-2 ensemble, HTML page."""
         try:

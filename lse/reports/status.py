@@ -13,7 +13,6 @@ across hosts).  The heartbeat's age shown is the file's age as seen now, for inf
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -131,10 +130,9 @@ def snapshot(store, now: float | None = None) -> Status:
         age = None
         try:
             age = max(0.0, now - hb_path.stat().st_mtime)
-            data = json.loads(hb_path.read_bytes())
-            hb = data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
+        except OSError:
             pass
+        hb = store.heartbeat_of(wid) or {}  # the safe read: never a FIFO, never 100,000-deep JSON
         st.workers.append(WorkerStatus(wid, hb.get("host"), hb.get("pid"), age, hb.get("counter"),
                                        _liveness(store, wid), births.get(wid, 0)))
     st.stops = [

@@ -286,7 +286,9 @@ def write_report(out, *, ae_pop, encoded_dir, stage2_pop, raw_pop=None, weights=
 
 
 # ------------------------------------------------------------------------------- CLI (thin)
-def register_cli(app) -> None:
+def register_cli(app):
+    """``lse ae rank/encode/report``; returns the ``ae`` group (lse.runners.twostep adds
+    ``pipeline``, which runs evolutions: a runner, below this layer's readers)."""
     import typer
 
     ae = typer.Typer(help="Seed 000's two-step evolution: autoencoders, TOPSIS, encoded data, composed model.",
@@ -344,29 +346,5 @@ def register_cli(app) -> None:
         typer.echo(f"composed model: test accuracy {f['test_accuracy']:.4f}, "
                    f"{f['flops_per_example']['total']:,} FLOPs/example; report in {out}")
 
-    @ae.command("pipeline")
-    def pipeline_cmd(out: Path = typer.Option(Path("twostep"), "--out", help="folder for every stage's output"),
-                     dataset: str = typer.Option("fashion-mnist", "--dataset"),
-                     data_dir: Path = typer.Option(None, "--data-dir"),
-                     workers: int = typer.Option(1, "--workers", min=1),
-                     threads: int = typer.Option(1, "--threads", min=1),
-                     ae_minutes: float = typer.Option(5.0, "--ae-minutes", help="stage-1 budget (wall minutes)"),
-                     ae_steps: int = typer.Option(300, "--ae-steps"),
-                     ae_population: int = typer.Option(10, "--ae-population"),
-                     s2_minutes: float = typer.Option(5.0, "--stage2-minutes", help="stage-2 budget, each run"),
-                     s2_steps: int = typer.Option(300, "--stage2-steps"),
-                     s2_population: int = typer.Option(10, "--stage2-population"),
-                     raw: bool = typer.Option(True, "--raw/--no-raw", help="also run stage 2 on raw data, same budget"),
-                     validation_size: int = typer.Option(5000, "--validation-size"),
-                     seed: int = typer.Option(0, "--seed")) -> None:
-        """Both steps end to end: autoencoders, TOPSIS, encode, classifiers on codes (and on raw
-        data with the same budget), report."""
-        from lse.runners.twostep import PipelineBudget, run_pipeline
-
-        b = PipelineBudget(dataset=dataset, data_dir=None if data_dir is None else str(data_dir), workers=workers,
-                           threads=threads, ae_minutes=ae_minutes, ae_steps=ae_steps, ae_population=ae_population,
-                           s2_minutes=s2_minutes, s2_steps=s2_steps, s2_population=s2_population, raw=raw,
-                           validation_size=validation_size, seed=seed)
-        _run(lambda: run_pipeline(out, b, echo=typer.echo))
-
     app.add_typer(ae, name="ae")
+    return ae

@@ -1,4 +1,4 @@
-"""The trainer of seed 000's autoencoders (lse.runners.worker.Trainer): build the genome's
+"""The trainer of seed 000's autoencoders (lse.runners.trainer.Trainer): build the genome's
 autoencoder, inherit by layer id, train on the MSE, measure compression and reconstruction on
 the validation split.  The data set, device and threads are TorchTrainer's."""
 
@@ -7,13 +7,12 @@ from __future__ import annotations
 import math
 
 from lse.errors import StopRequested
-from lse.runners.worker import ChildResult, TorchTrainer
+from lse.runners.trainer import ChildResult, TorchTrainer
 
 
 class AutoencoderTrainer(TorchTrainer):
-    def __init__(self, options, learning_rate: float = 0.01) -> None:
-        super().__init__(options)
-        self.learning_rate = learning_rate
+    #: SGD learning rate of the MSE training when the recipe gives none
+    learning_rate = 0.01
 
     def train_child(self, child, parent_states, recipe, *, seed, should_stop) -> ChildResult:
         import torch
@@ -24,9 +23,8 @@ class AutoencoderTrainer(TorchTrainer):
 
         cfg, ds, genome = self.config, self.dataset, child.dna
         assert cfg is not None and ds is not None, "prepare() first"
-        steps = recipe.steps if recipe.steps is not None else cfg.steps
-        if recipe.epochs is not None:
-            steps = math.ceil(recipe.epochs * ds.train_x.shape[0] / cfg.batch_size)
+        steps = self.steps(child, recipe, cfg.batch_size)
+        lr = recipe.learning_rate if recipe.learning_rate is not None else self.learning_rate
         try:
             torch.manual_seed(seed)
             model = build_autoencoder(genome, ds.input_shape)
@@ -35,7 +33,7 @@ class AutoencoderTrainer(TorchTrainer):
             else:
                 inheritance = {"kept": 0, "reinitialised": len(model.state_dict())}
             ft, fv, params = autoencoder_flops(genome, cfg.batch_size, cfg.eval_batch_size)
-            res = train_autoencoder(model, ds, steps=steps, learning_rate=self.learning_rate, momentum=cfg.momentum,
+            res = train_autoencoder(model, ds, steps=steps, learning_rate=lr, momentum=cfg.momentum,
                                     weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, seed=seed,
                                     should_stop=should_stop, eval_batch_size=cfg.eval_batch_size, device=self.device)
         except StopRequested:

@@ -185,7 +185,7 @@ def _fresh(ind: Individual, dev: torch.device) -> nn.Module:
 
 
 def _throughput(ind: Individual, ds: Dataset, steps: int, repeats: int, host: Dataset | None,
-                cuda_graph: bool) -> tuple[float, float, float]:
+                cuda_graph: bool | None, precision: str = "auto") -> tuple[float, float, float]:
     """Best-of-``repeats`` steps/s for (minimal, trainer, trainer+augment), interleaved so
     that load from other processes hits all three alike."""
     dev = ds.train_x.device
@@ -198,24 +198,25 @@ def _throughput(ind: Individual, ds: Dataset, steps: int, repeats: int, host: Da
         best[0] = max(best[0], steps / minimal_loop(m, ds, steps, lr, host=host))
         for k, aug in ((1, False), (2, True)):
             m = _fresh(ind, dev)
-            _train_only(m, ds, warm, lr, aug, cuda_graph)
-            r = _train_only(m, ds, steps, lr, aug, cuda_graph)
+            _train_only(m, ds, warm, lr, aug, cuda_graph, precision=precision)
+            r = _train_only(m, ds, steps, lr, aug, cuda_graph, precision=precision)
             best[k] = max(best[k], steps / r)
     return best[0], best[1], best[2]
 
 
-def _train_only(m: nn.Module, ds: Dataset, steps: int, lr: float, aug: bool, cuda_graph: bool = False) -> float:
+def _train_only(m: nn.Module, ds: Dataset, steps: int, lr: float, aug: bool, cuda_graph: bool | None = None,
+                **train_kw) -> float:
     """Seconds of the training loop of :func:`lse.nn.train.train` (evaluation excluded: it is the
     same for both and reported on its own)."""
     empty_val = Dataset(ds.name, ds.train_x, ds.train_y, ds.val_x[:0], ds.val_y[:0], ds.test_x[:0], ds.test_y[:0],
                         ds.input_shape, ds.num_classes, ds.flip, ds.split, ds.mean, ds.std, ds.source, ds.device)
     now = clock()
     t = now()
-    train(m, empty_val, learning_rate=lr, steps=steps, seed=0, augment=aug, cuda_graph=cuda_graph)
+    train(m, empty_val, learning_rate=lr, steps=steps, seed=0, augment=aug, cuda_graph=cuda_graph, **train_kw)
     return now() - t
 
 
-def _overhead(ind: Individual, ds: Dataset, cuda_graph: bool = False) -> tuple[dict, float]:
+def _overhead(ind: Individual, ds: Dataset, cuda_graph: bool | None = None) -> tuple[dict, float]:
     """Milliseconds per individual: load the parent's weights from disk (safetensors, as the
     store writes them), build the child, inherit, the first training step; and one evaluation."""
     dev = ds.train_x.device
@@ -268,12 +269,31 @@ def run_bench(
     only: list[str] | None = None,
     synthetic_size: int = 60_000,
     validation_size: int = 5000,
-    cuda_graph: bool = False,
+    cuda_graph: bool | None = None,
+    precision: str = "auto",
 ) -> list[BenchRow]:
     """Measure every canonical individual (``only``: a subset by name).  Without ``dataset``
     a synthetic Fashion-MNIST-shaped set (55,000 training images) is generated, so it runs
     offline.  On CUDA the minimal loop is the "typical" one: batches gathered in host memory
     and moved every step, eager fp32 (the trainer keeps the data on the GPU)."""
+    ds, host = bench_data(device, dataset, data_dir, threads, synthetic_size, validation_size)
+    rows = []
+    for ind in canonical_individuals(ds.input_shape, ds.num_classes):
+        if only and ind.name not in only:
+            continue
+        params = sum(p.numel() for p in ind.make().parameters())
+        mini, tr, tr_aug = _throughput(ind, ds, steps, repeats, host, cuda_graph, precision)
+        over, eval_ms = _overhead(ind, ds, cuda_graph)
+        full_ms = PAPER_STEPS / tr_aug * 1e3
+        rows.append(BenchRow(ind.name, ind.built_from, params, mini, tr, tr_aug, tr / mini, over, eval_ms,
+                             over["total"] / full_ms))
+    return rows
+
+
+def bench_data(device: str = "cpu", dataset: str | None = None, data_dir: str | None = None, threads: int | None = None,
+               synthetic_size: int = 60_000, validation_size: int = 5000) -> tuple[Dataset, Dataset | None]:
+    """The data set on the device (synthetic Fashion-MNIST-shaped without ``dataset``) and, on
+    CUDA, a host copy for the host-fed minimal loop."""
     if threads:
         set_threads(threads)
     dev = resolve_device(device)
@@ -287,17 +307,57 @@ def run_bench(
     else:
         ds = load_dataset(dataset, data_dir, validation_size, 0, dev)
     host = ds.to("cpu") if dev.type == "cuda" else None
-    rows = []
+    return ds, host
+
+
+#: trainer settings ``lse bench --variants`` measures beside the minimal loop (label, train() options)
+VARIANTS: tuple[tuple[str, dict], ...] = (
+    ("eager fp32", dict(cuda_graph=False, precision="fp32", augment=False)),
+    ("eager bf16", dict(cuda_graph=False, precision="bf16", augment=False)),
+    ("graph fp32", dict(cuda_graph=True, precision="fp32", augment=False)),
+    ("graph bf16", dict(cuda_graph=True, precision="bf16", augment=False)),
+    ("graph fp32 +aug", dict(cuda_graph=True, precision="fp32", augment=True)),
+    ("graph fp32 +aug +cosine", dict(cuda_graph=True, precision="fp32", augment=True, lr_schedule="cosine")),
+    ("graph bf16 +aug +cosine", dict(cuda_graph=True, precision="bf16", augment=True, lr_schedule="cosine")),
+)
+
+
+def run_variants(ds: Dataset, host: Dataset | None, steps: int, repeats: int = 2, only: list[str] | None = None,
+                 variants=VARIANTS, graph_steps: int | None = None, echo=None) -> list[dict]:
+    """Steps/s of the minimal loop and of each trainer variant, per canonical individual: best of
+    ``repeats`` interleaved runs (graphed variants run ``graph_steps``, default ``steps``, so that
+    each timed run lasts long enough).  One dict per individual: name, params, minimal, then one
+    key per variant label."""
+    out = []
+    lr = 0.01
     for ind in canonical_individuals(ds.input_shape, ds.num_classes):
         if only and ind.name not in only:
             continue
-        params = sum(p.numel() for p in ind.make().parameters())
-        mini, tr, tr_aug = _throughput(ind, ds, steps, repeats, host, cuda_graph)
-        over, eval_ms = _overhead(ind, ds, cuda_graph)
-        full_ms = PAPER_STEPS / tr_aug * 1e3
-        rows.append(BenchRow(ind.name, ind.built_from, params, mini, tr, tr_aug, tr / mini, over, eval_ms,
-                             over["total"] / full_ms))
-    return rows
+        row = {"individual": ind.name, "params": sum(p.numel() for p in ind.make().parameters()), "minimal": 0.0}
+        for _ in range(repeats):
+            m = _fresh(ind, ds.train_x.device)
+            minimal_loop(m, ds, max(3, steps // 20), lr, host=host)
+            row["minimal"] = max(row["minimal"], steps / minimal_loop(m, ds, steps, lr, host=host))
+            for label, kw in variants:
+                kw = dict(kw)
+                aug = kw.pop("augment", False)
+                n = graph_steps if (graph_steps and kw.get("cuda_graph")) else steps
+                m = _fresh(ind, ds.train_x.device)
+                _train_only(m, ds, max(3, n // 20), lr, aug, **kw)
+                row[label] = max(row.get(label, 0.0), n / _train_only(m, ds, n, lr, aug, **kw))
+        if echo:
+            echo("  ".join(f"{k}={v:,.0f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        out.append(row)
+    return out
+
+
+def format_variants(rows: list[dict]) -> str:
+    labels = [k for k in rows[0] if k not in ("individual", "params")] if rows else []
+    lines = ["| individual | params | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(labels)]
+    for r in rows:
+        cells = [f"{r[k]:,.0f}" + ("" if k == "minimal" else f" ({r[k] / r['minimal']:.2f}x)") for k in labels]
+        lines.append(f"| {r['individual']} | {r['params']:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def format_table(rows: list[BenchRow], header: str = "") -> str:
@@ -326,17 +386,41 @@ def register_cli(app) -> None:
     @app.command("bench")
     def bench_cmd(
         steps: int = typer.Option(200, help="training steps timed per individual and loop"),
-        device: str = typer.Option("cpu", help="cpu, cuda or auto"),
+        device: str = typer.Option("auto", help="auto | cpu | cuda (auto: cuda when available, else cpu)"),
         dataset: str = typer.Option(None, help="data set name; default: synthetic (runs offline)"),
         data_dir: str = typer.Option(None, help="folder holding the data set's standard files"),
         threads: int = typer.Option(None, help="torch intra-op threads (default: torch's choice)"),
         repeats: int = typer.Option(3, help="interleaved repeats; the best is reported"),
         only: list[str] = typer.Option(None, help="measure only these individuals (initial, 3-conv, 10-conv+skips)"),
-        cuda_graph: bool = typer.Option(False, help="CUDA only: capture the training step as a CUDA graph"),
+        cuda_graph: bool = typer.Option(None, "--cuda-graph/--no-cuda-graph", help="CUDA only: replay the training step from a CUDA graph (default: on)"),
+        precision: str = typer.Option("auto", help="CUDA arithmetic: auto, fp32 or bf16"),
+        pack: str = typer.Option(None, help="K1,K2,...: instead, children per device-hour with K trainer processes on the device"),
+        mps: bool = typer.Option(False, help="with --pack on CUDA: run the processes under an MPS daemon"),
+        pack_seconds: float = typer.Option(5.0, help="with --pack: seconds measured per K"),
     ) -> None:
         """Trainer vs a minimal PyTorch loop, and per-individual overhead, on canonical DNAs."""
+        if pack:
+            from lse.runners.pack import format_pack, run_pack
+
+            try:
+                ks = sorted({int(k) for k in pack.split(",")})
+                if not ks or ks[0] < 1:
+                    raise ValueError
+            except ValueError:
+                typer.echo(f"error: --pack {pack!r}: give worker counts like 1,2,4,8", err=True)
+                raise typer.Exit(2)
+            try:
+                rows = run_pack(ks, steps=steps, seconds=pack_seconds, device=str(resolve_device(device)), mps=mps,
+                                dataset=dataset or "fashion-mnist", data_dir=data_dir, precision=precision,
+                                cuda_graph=cuda_graph is not False, echo=typer.echo)
+            except LseError as e:
+                typer.echo(f"error: {e}", err=True)
+                raise typer.Exit(2)
+            typer.echo(format_pack(rows))
+            return
         try:
-            rows = run_bench(steps, device, dataset, data_dir, threads, repeats, only, cuda_graph=cuda_graph)
+            rows = run_bench(steps, device, dataset, data_dir, threads, repeats, only, cuda_graph=cuda_graph,
+                             precision=precision)
         except LseError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2)
@@ -345,7 +429,7 @@ def register_cli(app) -> None:
         baseline = ("minimal = typical loop: host batches moved each step, fp32 eager"
                     if dev.type == "cuda" else "minimal = hand-written loop on the same in-memory tensors")
         typer.echo(format_table(rows, f"lse bench: {dataset or 'synthetic 28x28x1'}, {steps} steps, batch 50, {name}, "
-                                      f"torch {torch.__version__}{', CUDA graph' if cuda_graph else ''}; {baseline}"))
+                                      f"torch {torch.__version__}{'' if dev.type != 'cuda' else ', eager' if cuda_graph is False else ', CUDA graph'}; {baseline}"))
 
     data_app = typer.Typer(help="Data sets: fetch the official files.", no_args_is_help=True)
 

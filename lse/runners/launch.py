@@ -25,6 +25,7 @@ launch on another machine with the same ``--pop`` simply adds its workers.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -37,21 +38,26 @@ from typing import Callable, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lse.core.datasets import classes_of
 from lse.config import ExperimentConfig, apply_preset
 from lse.errors import ConfigError, LaunchError, LseError
-from lse.store import Store
+from lse.store import Store, clock
 from lse.runners.warmstart import read_dna_file, seed_from
 from lse.runners.worker import LAUNCHER_PID_ENV, count_births
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER_SCRIPT = REPO_ROOT / "worker.py"
-NUM_CLASSES = {"fashion-mnist": 10, "mnist": 10, "cifar10": 10, "cifar100": 100}
 #: exit status of worker.py for a usage or configuration error: restarting cannot help
 WORKER_CONFIG_ERROR = 2
 #: a worker that ran at least this long before crashing resets its backoff
 STABLE_SECONDS = 60.0
 
 Echo = Callable[[str], None]
+
+
+#: workers per GPU when --workers-per-gpu is not given (docs/GPU.md: individuals per GPU-hour
+#: for 1 to 32 workers on one H200)
+DEFAULT_WORKERS_PER_GPU = 16
 
 
 class LaunchOptions(BaseModel):
@@ -65,6 +71,10 @@ class LaunchOptions(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch threads per worker; None: its share of the cores")
     grace_seconds: float = Field(30.0, gt=0, description="after SIGTERM, seconds before workers are killed")
     max_restarts: int = Field(8, ge=0, description="consecutive quick crashes of one worker before giving up on it")
+    precision: str = Field("auto", pattern="^(auto|fp32|bf16)$", description="CUDA arithmetic of the workers")
+    cuda_graph: bool = Field(True, description="CUDA: workers replay each child's training step from a CUDA graph")
+    mps: bool | None = Field(None, description="CUDA: start an MPS daemon so the workers of one GPU share it "
+                             "concurrently; None: try, and go on without it if it cannot start")
 
     @classmethod
     def parse(cls, data: dict) -> "LaunchOptions":
@@ -225,8 +235,9 @@ def prepare_experiment(
     if store.stop_requested():
         store.clear_stop()
         echo("removed the STOP file left by an earlier stop")
-    echo(f"resuming the experiment in {store.root} ({len(count_births(store))} individuals so far)")
-    _warn_ratio(wanted, workers, echo)
+    if finished_line(store) is None:  # otherwise the caller says why nothing starts, in one line
+        echo(f"resuming the experiment in {store.root} ({len(count_births(store))} individuals so far)")
+        _warn_ratio(wanted, workers, echo)
     return wanted
 
 
@@ -335,7 +346,7 @@ def summary_text(store: Store, stop_reason: str) -> str:
         if initial:
             lines.append(f"best initial val accuracy: {max(initial):.4f}")
         try:
-            arch = describe(best.genome, best.dna, NUM_CLASSES.get(cfg.dataset))[0]
+            arch = describe(best.genome, best.dna, classes_of(cfg.dataset))[0]
         except LseError as e:
             arch = f"(unreadable DNA: {e})"
         lines.append(f"best individual: {best.id}  val accuracy {best.val_accuracy:.4f}  generation {best.generation}")
@@ -419,13 +430,16 @@ class LocalLauncher:
         self.device = "cuda" if gpus else "cpu"
         self.slots = plan_slots(opts, gpus, os.cpu_count() or 1)
         self.label = f"launch-{_host_label()}-{os.getpid()}"
+        self.mps = None  # the MPS daemon this launcher started (--mps on CUDA)
 
     # -- worker processes --
     def _start(self, slot: _Slot) -> None:
         argv = [self.python, str(WORKER_SCRIPT), "--pop", str(self.pop), "--device", self.device,
                 "--threads", str(slot.threads)]
         if slot.gpu is not None:
-            argv += ["--gpu", str(slot.gpu)]
+            argv += ["--gpu", str(slot.gpu), "--precision", self.opts.precision]
+            if not self.opts.cuda_graph:
+                argv.append("--no-cuda-graph")
         # A known worker id per run: on a crash, its log (logs/<id>.log) tells whether it made
         # progress (see _on_exit).
         slot.worker_id = f"{self.label}-w{slot.index}-{len(slot.exit_codes)}"
@@ -433,6 +447,8 @@ class LocalLauncher:
         env = dict(os.environ)
         env.update({"OMP_NUM_THREADS": str(slot.threads), "MKL_NUM_THREADS": str(slot.threads),
                     LAUNCHER_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"})
+        if self.mps is not None:
+            env.update(self.mps.env())
         # Workers' stderr (warnings, tracebacks) in a log file per slot; each worker also
         # writes its full log to logs/<worker id>.log.
         log_path = self.store.paths.log(f"{self.label}-w{slot.index}")
@@ -496,6 +512,16 @@ class LocalLauncher:
         line_len = 0
         tty = self.progress and getattr(self.out, "isatty", lambda: False)()
         try:
+            if self.opts.mps is not False and self.device == "cuda" and len(self.slots) > 1:
+                from lse.runners.mps import start_mps
+
+                try:
+                    self.mps = start_mps()
+                    self.echo(f"started a CUDA MPS daemon for the workers (pipes in {self.mps.pipe_dir})")
+                except ConfigError as e:
+                    if self.opts.mps:  # asked for explicitly: refuse
+                        raise
+                    self.echo(f"warning: {e}; the workers share the GPU without MPS (time-sliced)")
             for s in self.slots:
                 self._start(s)
             self.echo(f"started {len(self.slots)} worker(s) on {self.device}"
@@ -547,6 +573,8 @@ class LocalLauncher:
                 if s.proc is not None and s.proc.poll() is None:
                     s.proc.kill()
                     s.proc.wait()
+            if self.mps is not None:
+                self.mps.stop()
             for sig, h in previous.items():
                 signal.signal(sig, h)
             if tty:
@@ -574,11 +602,46 @@ def _limit_reason(store: Store) -> str | None:
         return "STOP file (lse stop)"
     if cfg.max_individuals is not None and len(count_births(store)) >= cfg.max_individuals:
         return f"max_individuals={cfg.max_individuals} reached"
-    if cfg.max_hours is not None and time.time() - os.stat(store.paths.experiment).st_mtime >= cfg.max_hours * 3600:
+    if cfg.max_hours is not None and clock.age_seconds(store) >= cfg.max_hours * 3600:
         return f"max_hours={cfg.max_hours} reached"
     if cfg.max_flops is not None:
         return f"max_flops={cfg.max_flops:.3g} (or another stop condition) reached"
     return None
+
+
+def finished_line(store: Store) -> str | None:
+    """One line if the experiment's stop condition is already met, so that a launch on it would
+    start workers that stop at once (the trap of re-running the quick start on its folder):
+    which condition, since when, and how to extend it or start fresh.  None: there is work left.
+
+    Checked the way the workers check (lse.runners.worker), after a resume updated the stop
+    fields; a STOP file is not a condition here (launching removes it, meaning "run").
+    """
+    cfg = ExperimentConfig.from_json(store.paths.experiment.read_text(), str(store.paths.experiment))
+    created = clock.created_at(store)  # the clock max_hours counts from
+    births = count_births(store)
+    met = extend = None
+    if cfg.max_individuals is not None and len(births) >= cfg.max_individuals:
+        met = f"max_individuals={cfg.max_individuals} reached ({len(births)} individuals)"
+        extend = f"--max-individuals {2 * cfg.max_individuals}"
+    elif cfg.max_hours is not None and time.time() - created >= cfg.max_hours * 3600:
+        at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(created + cfg.max_hours * 3600))
+        met = f"max_hours={cfg.max_hours:g} reached at {at} ({len(births)} individuals)"
+        # max_hours counts from the creation, so "as long again" is the hours elapsed plus the
+        # old limit (2 x the limit would still be met on a run relaunched a day later)
+        elapsed = (time.time() - created) / 3600
+        extend = f"--max-hours {math.ceil((elapsed + cfg.max_hours) * 100) / 100:g}"
+    elif cfg.max_flops is not None:
+        recs = (store.record(i) for i in births)
+        spent = sum(r.flops.total for r in recs if r is not None and r.flops)
+        if spent >= cfg.max_flops:
+            met = f"max_flops={cfg.max_flops:.3g} reached ({spent:.3g} spent)"
+            extend = f"--max-flops {2 * cfg.max_flops:.3g}"
+    if met is None:
+        return None
+    q = _shell_path(store.root)
+    return (f"nothing to do: {q} is finished, {met}; to go on, launch it again with a larger limit "
+            f"(e.g. {extend}); to start fresh, use another --pop or remove {q}")
 
 
 def _published(worker_log: Path) -> bool:
@@ -642,13 +705,31 @@ def launch_slurm(pop_dir, slurm_opts, *, device: str = "auto", dry_run: bool = F
 # command line
 
 
+def _plain_help_command():
+    """The launch command's class: click's plain help instead of typer's rich panels.  With ~50
+    options, rich's table cut option names at 80 columns (``--initial-learni…``) and squeezed
+    their meanings into a column ~20 characters wide; click's layout puts a long name on its own
+    line and the meaning below, at any width."""
+    from typer.core import TyperCommand
+
+    class PlainHelpCommand(TyperCommand):
+        def format_help(self, ctx, formatter) -> None:
+            self.rich_markup_mode = None  # typer's switch back to click's formatter
+            super().format_help(ctx, formatter)
+
+    return PlainHelpCommand
+
+
 def _command():
     import typer
 
     def launch_cmd(
         pop: Path = typer.Option(Path("population"), "--pop", help="population folder (created if missing, resumed if it exists)"),
         workers: int = typer.Option(None, "--workers", "-w", min=1, help="workers: local processes or Slurm array tasks (default: one per core on CPU, GPUs x --workers-per-gpu on GPU)"),
-        workers_per_gpu: int = typer.Option(1, "--workers-per-gpu", min=1, help="local workers sharing one GPU"),
+        workers_per_gpu: int = typer.Option(None, "--workers-per-gpu", min=1, help=f"local workers sharing one GPU (default: {DEFAULT_WORKERS_PER_GPU}, measured in docs/GPU.md)"),
+        precision: str = typer.Option("auto", "--precision", help="CUDA arithmetic: auto | fp32 | bf16 (auto: see docs/GPU.md)"),
+        cuda_graph: bool = typer.Option(True, "--cuda-graph/--no-cuda-graph", help="CUDA: replay each child's training step from a CUDA graph"),
+        mps: bool = typer.Option(None, "--mps/--no-mps", help="CUDA: run the workers of a GPU under an MPS daemon this launch starts and stops (default: on when it can start)"),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (auto: cuda when available)"),
         threads: int = typer.Option(None, "--threads", min=1, help="torch threads per local worker (default: cores / workers)"),
         dataset: str = typer.Option(None, "--dataset", help="fashion-mnist | mnist | cifar10 | cifar100 | encoded (codes written by `lse ae encode`; --data-dir names them) | folder:PATH (your images: PATH/train/<class>/*.png) | npz:FILE (your arrays); see docs/OWNDATA.md (default: fashion-mnist)"),
@@ -656,7 +737,7 @@ def _command():
         channels: int = typer.Option(None, "--channels", help="1 | 3: folder/npz images forced grey or colour (default: as found)"),
         test_fraction: float = typer.Option(None, "--test-fraction", help="folder/npz without a test set: stratified fraction held out as the test set (default: 0.2)"),
         skip_bad_images: bool = typer.Option(None, "--skip-bad-images/--no-skip-bad-images", help="folder: leave unreadable images out instead of refusing (default: refuse)"),
-        data_dir: Path = typer.Option(None, "--data-dir", help="folder with the data set's standard files (default: $LSE_DATA, system folders)"),
+        data_dir: Path = typer.Option(None, "--data-dir", help="folder with the data set's standard files, or their usual subfolder (cifar-10-batches-py, cifar-100-python, mnist, fashion-mnist); looked up only there when given; default: $LSE_DATA, then $XDG_DATA_HOME/lse/data (~/.local/share/lse/data: `lse data fetch` writes there), then for fashion-mnist /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist)"),
         augment: bool = typer.Option(None, "--augment/--no-augment", help="pad-and-crop (and flip where allowed) augmentation of training batches (default: on)"),
         validation_size: int = typer.Option(None, "--validation-size", min=1, help="training examples held out for fitness (default: 5000)"),
         population_size: int = typer.Option(None, "--population-size", min=2, help="alive individuals to maintain (default: 4 x workers, the paper's ratio)"),
@@ -669,7 +750,7 @@ def _command():
         seed: int = typer.Option(None, "--seed", help="experiment seed: validation split, workers' seeds (default: 0)"),
         initial_learning_rate: float = typer.Option(None, "--initial-learning-rate", help="learning rate of initial individuals (default: 0.1)"),
         lr_schedule: str = typer.Option(None, "--lr-schedule", help="constant (section 3.4) | cosine (each child's learning rate decays to 0 over its steps; not the paper) (default: constant)"),
-        preset: str = typer.Option("paper", "--preset", help="paper (the paper's algorithm) | quick (insert-convolution draws 8/16/32 channels) | hour (for an hour on one machine: 16/32/64 channels, 500 steps then 1000 from minute 15 and 2000 from minute 25, population 10, morphism inheritance, cosine learning rate, growth-weighted mutations); see README; options given explicitly win"),
+        preset: str = typer.Option("paper", "--preset", help="paper (the paper's algorithm) | quick (insert-convolution draws 8/16/32 channels) | hour (for an hour on one machine: 16/32/64 channels, 500 steps then 1000 from minute 15 and 2000 from minute 25, population 10, morphism inheritance, cosine learning rate, growth-weighted mutations); see docs/OPTIONS.md; options given explicitly win"),
         insert_channels: str = typer.Option(None, "--insert-channels", help="C1,C2,...: an inserted convolution draws its output channels from these (default: its input's, the paper's)"),
         mutation_prob: list[str] = typer.Option(None, "--mutation-prob", help="NAME=WEIGHT, repeatable; names not given weigh 0 (default: uniform over the 11 mutations)"),
         algorithm: str = typer.Option(None, "--algorithm", help="the algorithm, from `lse algorithms` (default: real2017, the paper's)"),
@@ -679,9 +760,9 @@ def _command():
         mutations_per_child: int = typer.Option(None, "--mutations-per-child", min=1, max=100, help="mutations applied to each child (default: 1, the paper's; may change on resume)"),
         mutation_burst: list[str] = typer.Option(None, "--mutation-burst", help="N@START-END, repeatable: N mutations per child in that window after the start (e.g. 5@30m-45m; section 5)"),
         weight_reset: list[str] = typer.Option(None, "--weight-reset", help="AT, repeatable: reset the population's weights that long after the start (e.g. 20m; section 5)"),
-        max_individuals: int = typer.Option(None, "--max-individuals", min=1, help="stop after this many births"),
-        max_hours: float = typer.Option(None, "--max-hours", help="stop this many hours after the experiment was created"),
-        max_flops: float = typer.Option(None, "--max-flops", help="stop when the experiment's FLOPs (section 3.5) exceed this"),
+        max_individuals: int = typer.Option(None, "--max-individuals", min=1, help="stop after this many births (may change on resume)"),
+        max_hours: float = typer.Option(None, "--max-hours", help="stop this many hours after the experiment was created (may change on resume: a larger value extends a finished run)"),
+        max_flops: float = typer.Option(None, "--max-flops", help="stop when the experiment's FLOPs (section 3.5) exceed this (may change on resume)"),
         force: bool = typer.Option(False, "--force", help="resume even if the options differ from the saved experiment (replaces them)"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="live progress line"),
         prepare_only: bool = typer.Option(False, "--prepare-only", help="create or update experiment.json, start no worker (then run worker.py yourself, e.g. docker compose)"),
@@ -696,7 +777,11 @@ def _command():
         job_name: str = typer.Option("lse", "--job-name", help="Slurm job name"),
         dry_run: bool = typer.Option(False, "--dry-run", help="with --slurm: print the sbatch script, submit nothing"),
     ) -> None:
-        """Create or resume an evolution experiment and run its workers (locally, or as a Slurm job array)."""
+        """Create or resume an evolution experiment and run its workers (locally, or as a Slurm job array).
+
+        On a population whose stop condition is already met it starts nothing: one line says
+        which condition and how to extend it or start fresh, and the exit status is 0.
+        """
         try:
             if dataset is not None:
                 from lse.nn.images import parse_dataset_arg
@@ -725,6 +810,7 @@ def _command():
                 given["seed_from"] = str(seed_from)
             if prepare_only:
                 prepare_experiment(pop, given, workers=workers or 1, force=force, echo=typer.echo)
+                _say_finished(pop)
                 return
             if use_slurm:
                 from lse.runners.slurm import SlurmOptions
@@ -738,19 +824,36 @@ def _command():
                     launch_slurm(pop, sopts, device=device, dry_run=True, echo=typer.echo)
                     return
                 prepare_experiment(pop, given, workers=sopts.workers, force=force, echo=typer.echo)
+                if _say_finished(pop):
+                    return
                 launch_slurm(pop, sopts, device=device, echo=typer.echo)
                 return
             if dry_run:
                 raise ConfigError("--dry-run only applies to --slurm", "add --slurm, or drop --dry-run")
+            workers_per_gpu = workers_per_gpu or DEFAULT_WORKERS_PER_GPU
             n = workers or _default_workers(device, workers_per_gpu)
-            opts = LaunchOptions.parse(dict(workers=n, workers_per_gpu=workers_per_gpu, device=device, threads=threads))
+            opts = LaunchOptions.parse(dict(workers=n, workers_per_gpu=workers_per_gpu, device=device, threads=threads,
+                                            precision=precision, cuda_graph=cuda_graph, mps=mps))
             prepare_experiment(pop, given, workers=n, force=force, echo=typer.echo)
+            if _say_finished(pop):
+                return
             launch_local(pop, opts, echo=typer.echo, progress=progress)
         except LseError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(1) from None
 
     return launch_cmd
+
+
+def _say_finished(pop: Path) -> bool:
+    """A launch on a finished experiment starts nothing: one line says so, and the exit status
+    is 0 (like ``make`` with nothing to do: the experiment is in the state asked for)."""
+    import typer
+
+    line = finished_line(Store(pop).open())
+    if line:
+        typer.echo(line)
+    return line is not None
 
 
 def _default_workers(device: str, workers_per_gpu: int) -> int:
@@ -769,7 +872,7 @@ def register_cli(app) -> None:
     """``lse launch`` and ``lse stop``."""
     import typer
 
-    app.command("launch")(_command())
+    app.command("launch", cls=_plain_help_command())(_command())
 
     @app.command("stop")
     def stop_cmd(pop: Path = typer.Option(Path("population"), "--pop", help="population folder")) -> None:
@@ -786,7 +889,7 @@ def main() -> None:
     import typer
 
     app = typer.Typer(add_completion=False)
-    app.command()(_command())
+    app.command(cls=_plain_help_command())(_command())
     app()
 
 

@@ -17,14 +17,15 @@ from pathlib import Path
 from lse.core.events import Event, parse_burst, parse_duration
 from lse.errors import ConfigError, LseError
 from lse.store import Store
+from lse.store import clock
 from lse.store.events import EventLog
 
 Echo = Callable[[str], None]
 
 
 def created_at(store: Store) -> float:
-    """The experiment's time zero: experiment.json's mtime (kept across resumes, as max_hours)."""
-    return os.stat(store.paths.experiment).st_mtime
+    """The experiment's time zero (lse.store.clock)."""
+    return clock.created_at(store)
 
 
 def set_mutations(pop_dir: str | os.PathLike, n: int, duration: str | None = None) -> Event:

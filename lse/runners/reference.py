@@ -56,7 +56,7 @@ def run_reference(
     learning_rate: float | None = None,
     threads: int | None = None,
     seed: int = 0,
-    device: str = "cpu",
+    device: str = "auto",
     data_dir: str | None = None,
     points: int = POINTS,
     echo=print,
@@ -144,7 +144,7 @@ def register_cli(app) -> None:
         learning_rate: float = typer.Option(None, "--learning-rate", help="SGD learning rate (default 0.02)"),
         threads: int = typer.Option(None, "--threads", help="intra-op threads (default: every core this process may use)"),
         seed: int = typer.Option(0, "--seed", help="initialisation and batch order"),
-        device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (auto: cuda when available, else cpu)"),
         data_dir: str = typer.Option(None, "--data-dir", help="where the data set is, if not where the experiment found it"),
         points: int = typer.Option(POINTS, "--points", help="points on the curve"),
     ) -> None:

@@ -537,10 +537,10 @@ def simulate(
         dataset=dataset, population_size=population_size, max_individuals=individuals, seed=seed,
         **({"algorithm": algorithm} if algorithm else {}),
     ), "lse simulate")
-    from lse.algorithms import Algorithm, algorithm_class
+    from lse.algorithms import algorithm_class
 
     algo = algorithm_class(config.algorithm.name)
-    if algo.make_trainer is not Algorithm.make_trainer:  # e.g. seed 000's autoencoders
+    if algo.genome != "dna":  # e.g. seed 000's autoencoders
         raise ConfigError(f"algorithm {algo.name!r} trains a genome of its own, the stand-in trainer only the "
                           "paper's classifiers", f"run it for real with `lse launch --algorithm {algo.name}`")
     store = Store(pop)

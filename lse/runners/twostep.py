@@ -41,7 +41,7 @@ def _stage(pop: Path, given: dict, b: PipelineBudget, echo) -> None:
     from lse.runners.launch import LaunchOptions, launch_local, prepare_experiment
 
     prepare_experiment(pop, given, workers=b.workers, echo=echo)
-    launch_local(pop, LaunchOptions(workers=b.workers, threads=b.threads, device="cpu"), echo=echo, progress=False)
+    launch_local(pop, LaunchOptions(workers=b.workers, threads=b.threads, device="auto"), echo=echo, progress=False)
 
 
 def run_pipeline(out, b: PipelineBudget, echo=print) -> dict:
@@ -73,3 +73,41 @@ def run_pipeline(out, b: PipelineBudget, echo=print) -> dict:
     res["wall_minutes"] = (time.time() - t0) / 60
     echo(f"done in {res['wall_minutes']:.1f} min; report in {out / 'report'}")
     return res
+
+
+def register_cli(ae) -> None:
+    """``lse ae pipeline`` in the ``ae`` group of lse.reports.twostep."""
+    import typer
+
+    from lse.errors import LseError
+
+    def _run(fn):
+        try:
+            return fn()
+        except (LseError, ValueError) as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+
+    @ae.command("pipeline")
+    def pipeline_cmd(out: Path = typer.Option(Path("twostep"), "--out", help="folder for every stage's output"),
+                     dataset: str = typer.Option("fashion-mnist", "--dataset"),
+                     data_dir: Path = typer.Option(None, "--data-dir"),
+                     workers: int = typer.Option(1, "--workers", min=1),
+                     threads: int = typer.Option(1, "--threads", min=1),
+                     ae_minutes: float = typer.Option(5.0, "--ae-minutes", help="stage-1 budget (wall minutes)"),
+                     ae_steps: int = typer.Option(300, "--ae-steps"),
+                     ae_population: int = typer.Option(10, "--ae-population"),
+                     s2_minutes: float = typer.Option(5.0, "--stage2-minutes", help="stage-2 budget, each run"),
+                     s2_steps: int = typer.Option(300, "--stage2-steps"),
+                     s2_population: int = typer.Option(10, "--stage2-population"),
+                     raw: bool = typer.Option(True, "--raw/--no-raw", help="also run stage 2 on raw data, same budget"),
+                     validation_size: int = typer.Option(5000, "--validation-size"),
+                     seed: int = typer.Option(0, "--seed")) -> None:
+        """Both steps end to end: autoencoders, TOPSIS, encode, classifiers on codes (and on raw
+        data with the same budget), report."""
+        b = PipelineBudget(dataset=dataset, data_dir=None if data_dir is None else str(data_dir), workers=workers,
+                           threads=threads, ae_minutes=ae_minutes, ae_steps=ae_steps, ae_population=ae_population,
+                           s2_minutes=s2_minutes, s2_steps=s2_steps, s2_population=s2_population, raw=raw,
+                           validation_size=validation_size, seed=seed)
+        _run(lambda: run_pipeline(out, b, echo=typer.echo))
+

@@ -16,11 +16,11 @@ import time
 from lse.algorithms.base import Child, Recipe
 from lse.core.chromosome import Variation, chromosome, derive_seed, plan_variation
 from lse.core.fixednet import FixedNet, tensor_shapes
-from lse.runners.worker import ChildResult, TorchTrainer
+from lse.runners.trainer import ChildResult, TorchTrainer
 
 
 class WeightTrainer(TorchTrainer):
-    """:class:`~lse.runners.worker.TorchTrainer`'s data loading and device; its own child."""
+    """:class:`~lse.runners.trainer.TorchTrainer`'s data loading and device; its own child."""
 
     def train_child(self, child: Child, parent_states, recipe: Recipe, *, seed: int, should_stop) -> ChildResult:
         import torch

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from lse.core.events import Event, parse_event_name
 from lse.core.records import new_id
 from lse.errors import StoreError
+from lse.store import safe_read
 from lse.store.population import Store, _fsync_dir, _unlink_quiet, _write_file
 
 log = logging.getLogger("lse.store.events")
@@ -40,7 +41,8 @@ class EventLog:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.paths = store.paths
-        self._cache: dict[str, Event | None] = {}  # file name -> event (None: unreadable, skipped)
+        self._cache: dict[str, Event] = {}  # file name -> event (a file that failed is read again)
+        self._warned: set[str] = set()
 
     def read(self) -> list[Event]:
         """Every event, sorted by id (one listing; files not seen before are read once).  A
@@ -53,9 +55,14 @@ class EventLog:
         for name in names:
             if parse_event_name(name) is None:
                 continue
-            if name not in self._cache:
-                self._cache[name] = self._load(name)
-            ev = self._cache[name]
+            ev = self._cache.get(name)
+            if ev is None:
+                # not cached when it fails: a file that could not be read once (I/O error, or
+                # read half-written by a foreign tool) must not be "nothing" for this worker's
+                # lifetime while other workers see it (they would disagree on the weight epoch)
+                ev = self._load(name)
+                if ev is not None:
+                    self._cache[name] = ev
             if ev is not None:
                 out.append(ev)
         return sorted(out, key=lambda e: e.id)
@@ -63,14 +70,14 @@ class EventLog:
     def _load(self, name: str) -> Event | None:
         path = self.paths.event(name)
         try:
-            if not os.path.isfile(path) or os.path.islink(path):
-                raise ValueError("not a regular file")
-            ev = Event.model_validate_json(path.read_bytes())
+            ev = Event.model_validate(safe_read.read_json(path, "event"))
             if ev.file_name() != name:
                 raise ValueError(f"its content says {ev.file_name()}")
             return ev
         except (OSError, ValueError) as e:
-            log.warning("ignoring event %s: %s", path, str(e).splitlines()[0])
+            if name not in self._warned:  # one warning per file, not one per step
+                self._warned.add(name)
+                log.warning("ignoring event %s: %s", path, str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
             return None
 
     def publish(self, event: Event) -> bool:

@@ -42,6 +42,7 @@ from pydantic import ValidationError
 
 from lse.config import ExperimentConfig
 from lse.errors import ConfigError, CorruptIndividual, DiskFull, DNAError, LostRace, StoreError
+from lse.store import safe_read
 from lse.core.records import (
     IndividualName,
     IndividualRecord,
@@ -807,9 +808,7 @@ class Store:
         try:
             record = self._read_record(entry.path)
             wf = self.paths.weights_file(entry.path)
-            if not stat.S_ISREG(os.lstat(wf).st_mode):  # a symlink to /dev/zero or a FIFO never ends
-                raise CorruptIndividual(f"{wf} is not a regular file")
-            weights = _load_weights(wf.read_bytes())
+            weights = _load_weights(_read_file(wf, "weights"))  # never a symlink, FIFO or 2 GiB of holes
             os.lstat(entry.path)  # still alive and in place?  Else the parent changed under us.
         except OSError as e:
             if e.errno in _GONE and not _exists(entry.path):
@@ -840,9 +839,7 @@ class Store:
         if not stat.S_ISDIR(st.st_mode):
             raise CorruptIndividual(f"{individual_dir.name!r} is not a folder")
         rf = self.paths.record_file(individual_dir)
-        if stat.S_ISLNK(os.lstat(rf).st_mode):
-            raise CorruptIndividual(f"{rf} is a symlink")
-        return _parse_record(rf.read_bytes(), str(rf), IndividualName.parse(individual_dir.name))
+        return _parse_record(_read_file(rf, "record"), str(rf), IndividualName.parse(individual_dir.name))
 
     def records(self) -> list[IndividualRecord]:
         """Every individual that ever lived (alive, dead, collected), one per id, sorted by id.
@@ -949,13 +946,16 @@ class Store:
     def _read_history_record(self, path: Path) -> IndividualRecord | None:
         """history/<id>.json; None if absent, quarantined if malformed."""
         try:
-            return _parse_record(path.read_bytes(), str(path), None).model_copy(
+            return _parse_record(_read_file(path, "record"), str(path), None).model_copy(
                 update={"collected": True, "state": "dead"}
             )
         except FileNotFoundError:
             return None
         except CorruptIndividual as e:
             self._quarantine(path, e.message)
+            return None
+        except OSError as e:  # an I/O error: not the file's fault; read again next time
+            _warn_once(f"unreadable:{path}", f"cannot read {path} ({os.strerror(e.errno or 0)}); left out")
             return None
 
     # ---- garbage collection ------------------------------------------------------------
@@ -1032,7 +1032,7 @@ class Store:
         def born_at(i: str) -> float | None:
             for path in (paths[i], self.paths.history_record(i)):  # killed+collected meanwhile
                 try:
-                    return _parse_record(path.read_bytes(), str(path), None).born_at
+                    return _parse_record(_read_file(path, "record"), str(path), None).born_at
                 except (OSError, CorruptIndividual):
                     continue
             return None
@@ -1052,7 +1052,7 @@ class Store:
 
     def _history_fitness(self, individual_id: str) -> float | None:
         try:
-            rec = _parse_record(self.paths.history_record(individual_id).read_bytes(), "history", None)
+            rec = _parse_record(_read_file(self.paths.history_record(individual_id), "record"), "history", None)
         except (OSError, CorruptIndividual):
             return None
         return rec.val_accuracy
@@ -1065,9 +1065,7 @@ class Store:
         candidates.append(self.paths.history_weights(individual_id))
         for path in candidates:
             try:
-                if stat.S_ISLNK(os.lstat(path).st_mode):
-                    raise CorruptIndividual(f"{path} is a symlink; refusing to follow it")
-                return _load_weights(path.read_bytes())
+                return _load_weights(_read_file(path, "weights"))
             except FileNotFoundError:
                 continue  # killed and collected meanwhile: look in history/
             except _safetensors_error() as e:
@@ -1112,15 +1110,29 @@ class Store:
                 except OSError as e:
                     _warn_once(f"keep:{individual_id}", f"could not keep weights of {individual_id}: {e}")
             self._publish_file(self.paths.history_record(individual_id), rec.model_dump(mode="json"), "history")
-        shutil.rmtree(gc_dir, ignore_errors=True)
+        if not safe_read.remove_tree(gc_dir):  # never leave a trap in gc/ for the next worker
+            self._quarantine(gc_dir, "could not be removed after collection")
         return True
 
     # ---- recovery ----------------------------------------------------------------------
 
-    def _heartbeat_of(self, worker_id: str) -> dict | None:
+    def heartbeat_of(self, worker_id: str) -> dict | None:
+        """The worker's heartbeat, if it is one: a host name, a positive pid, a finite start
+        time, a counter.  Anything else reads as no heartbeat (judged by staleness alone): a
+        planted heartbeat with pid -1 or a start time of "x" made is_dead_worker raise, and with
+        it every worker's recovery, `lse status` and the dashboard."""
         try:
-            data = json.loads(self.paths.heartbeat(worker_id).read_bytes())
-            return data if isinstance(data, dict) else None
+            data = safe_read.read_json(self.paths.heartbeat(worker_id), "heartbeat")
+            if not isinstance(data, dict):
+                return None
+            host, pid = data.get("host"), data.get("pid")
+            if not isinstance(host, str) or isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 2**31:
+                return None
+            safe_read.finite(data.get("create_time") or 0.0, 0.0, 1e11)
+            counter = data.get("counter")
+            if counter is not None and (isinstance(counter, bool) or not isinstance(counter, int)):
+                return None
+            return data
         except (OSError, ValueError):
             return None
 
@@ -1132,7 +1144,7 @@ class Store:
         False: alive.  None: not known yet -- a first look at another host's heartbeat, keep
         observing (each call is one observation; the Store remembers the previous one).
         """
-        hb = self._heartbeat_of(worker_id)
+        hb = self.heartbeat_of(worker_id)
         if hb is not None and hb.get("host") == self.host and isinstance(hb.get("pid"), int):
             # Same host: the process table is the truth.  create_time guards against pid reuse.
             try:
@@ -1182,8 +1194,8 @@ class Store:
                 continue
             if kind == "individual":
                 self._finish_gc_individual(claim, what, None)
-            else:
-                shutil.rmtree(claim, ignore_errors=True)
+            elif not safe_read.remove_tree(claim):
+                self._quarantine(claim, "a worker's leftover folder that could not be removed")
             report.gc_finished.append(name)
         return report
 
@@ -1195,7 +1207,8 @@ class Store:
                 return False
         except OSError as e:
             raise self._os_error(e, f"reclaim worker {worker_id}") from None
-        shutil.rmtree(dst, ignore_errors=True)
+        if not safe_read.remove_tree(dst):
+            self._quarantine(dst, "a dead worker's folder that could not be removed")
         return True
 
     # ---- quarantine --------------------------------------------------------------------
@@ -1245,9 +1258,9 @@ class Store:
 
 def _parse_record(data: bytes, source: str, name: IndividualName | None) -> IndividualRecord:
     try:
-        raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CorruptIndividual(f"{source}: not valid JSON ({e})") from None
+        raw = safe_read.loads(data, source)
+    except ValueError as e:
+        raise CorruptIndividual(str(e)) from None
     try:
         rec = IndividualRecord.model_validate(raw)
     except ValidationError as e:
@@ -1265,15 +1278,28 @@ def _parse_record(data: bytes, source: str, name: IndividualName | None) -> Indi
 
 
 def _read_death(path: Path) -> dict | None:
-    """history/<id>.death.json as ``{killed_at, killed_by}``; None if absent or malformed."""
+    """history/<id>.death.json as ``{killed_at, killed_by}``; None if absent, malformed or
+    unreadable (a death record only adds when and by whom: the kill itself is in the names)."""
     try:
-        d = json.loads(path.read_bytes())
-        return {"killed_at": float(d["killed_at"]), "killed_by": str(d["killed_by"])}
+        d = safe_read.read_json(path, "death")
+        killer = d["killed_by"]
+        if not isinstance(killer, str) or not is_worker_id(killer):
+            raise ValueError(f"killed_by {str(killer)[:40]!r} is not a worker id")
+        return {"killed_at": safe_read.finite(d["killed_at"], 0.0, 1e11), "killed_by": killer}
     except FileNotFoundError:
         return None
-    except (ValueError, KeyError, TypeError) as e:
-        _warn_once(f"bad:{path}", f"ignoring malformed {path}: {e}")
+    except (ValueError, KeyError, TypeError, OSError) as e:
+        _warn_once(f"bad:{path}", f"ignoring malformed {path}: {str(e)[:200]}")
         return None
+
+
+def _read_file(path: Path, kind: str) -> bytes:
+    """A population file through the safe read: CorruptIndividual for what is not a bounded
+    regular file (a symlink, FIFO, folder, device, oversized file), OSError as it comes."""
+    try:
+        return safe_read.read_bytes(path, kind)
+    except safe_read.UnsafeFile as e:
+        raise CorruptIndividual(str(e)) from None
 
 
 def _killer(rec: IndividualRecord, by_in_name: str | None) -> str | None:

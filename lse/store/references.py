@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from pathlib import Path
 
 from lse.core.reference import ReferenceCurve
+from lse.store import safe_read
 from lse.store.atomic import write_json_atomic
 from lse.store.population import PopulationPaths
 
 log = logging.getLogger(__name__)
-
-_MAX_BYTES = 4 << 20
-
 
 def write_reference(path: Path, curve: ReferenceCurve) -> None:
     """Private file, then one rename: a report never reads half a curve."""
@@ -36,13 +33,8 @@ def read_references(pop: str | os.PathLike) -> list[ReferenceCurve]:
         if fname.startswith(".") or not fname.endswith(".json"):
             continue
         try:
-            if not stat.S_ISREG(os.lstat(folder / fname).st_mode):  # a FIFO or a link to /dev/zero never ends
-                raise ValueError("not a regular file")
-            with open(folder / fname, "rb") as f:
-                data = f.read(_MAX_BYTES + 1)
-            if len(data) > _MAX_BYTES:
-                raise ValueError(f"larger than {_MAX_BYTES >> 20} MiB; a curve is a few KB")
-            curve = ReferenceCurve.model_validate_json(data)
+            # the safe read: a FIFO swapped in between an lstat and an open blocked the report
+            curve = ReferenceCurve.model_validate(safe_read.read_json(folder / fname, "curve"))
             if f"{curve.name}.json" != fname:
                 raise ValueError(f"its name {curve.name!r} is not its file's")
         except (OSError, ValueError) as e:
