@@ -9,6 +9,7 @@ The public API for notebooks and other tools::
     report = lse.inherit_weights(model, parent_state, record) # section 3.6
     cost = lse.count_flops(child, (3, 32, 32), 10, 50)        # section 3.5
     print(lse.render_line(child, 10))
+    model, preprocess = lse.load("population", "best")      # trained nn.Module, eval mode
 
 ``import lse`` stays torch-free: the torch-dependent names are imported on first use.
 """
@@ -28,6 +29,7 @@ _LAZY = {
     "InheritanceReport": "lse.nn.inherit",
     "count_flops": "lse.nn.flops",
     "FlopCount": "lse.nn.flops",
+    "load": "lse.nn.export",
 }
 
 __all__ = [

@@ -68,6 +68,14 @@ def algorithms_cmd(as_json: bool = typer.Option(False, "--json", help="machine-r
         for o in r["options"]:
             typer.echo(f"{'':<16} --algorithm-option {o['name']}=VALUE  (default {o['default']}) {o['meaning']}")
 
+from lse.runners import export as _export  # noqa: E402  (lse export, lse predict: the model out)
+
+_export.register_cli(app)
+
+from lse.runners import retrain as _retrain  # noqa: E402  (lse retrain: a final model of a found architecture)
+
+_retrain.register_cli(app)
+
 from lse import dashboard as _dashboard  # noqa: E402  (lse dashboard)
 
 _dashboard.register_cli(app)

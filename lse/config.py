@@ -33,8 +33,9 @@ CONFIG_SCHEMA_VERSION = 2
 
 DATASETS = tuple(STANDARD)
 
-#: Whether augmentation mirrors images left-right when ``flip`` is not given (lse.core.datasets).
-DEFAULT_FLIP = {d.name: d.flip for d in STANDARD.values()}
+#: Whether augmentation mirrors images left-right when ``flip`` is not given (lse.core.datasets); a
+#: user's own images (folder, npz) are not mirrored unless asked.
+DEFAULT_FLIP = {**{d.name: d.flip for d in STANDARD.values()}, "folder": False, "npz": False}
 #: What schema 1 (no ``flip`` field) did: CIFAR only.
 _SCHEMA1_FLIP = {d.name: d.flip_schema1 for d in STANDARD.values()}
 
@@ -120,9 +121,17 @@ class ExperimentConfig(_Validated):
     schema_version: int = Field(CONFIG_SCHEMA_VERSION, description="experiment.json schema version")
 
     # --- data (section 3.4) ---
-    dataset: Literal["fashion-mnist", "mnist", "cifar10", "cifar100", "encoded"] = Field(
-        "fashion-mnist", description="data set name"
+    dataset: Literal["fashion-mnist", "mnist", "cifar10", "cifar100", "encoded", "folder", "npz"] = Field(
+        "fashion-mnist", description="data set name; folder / npz: the user's own images at data_dir (docs/OWNDATA.md)"
     )
+    image_size: tuple[int, int] | None = Field(
+        None, description="folder/npz: resize every image to (H, W); None: the images' common size"
+    )
+    channels: Literal[1, 3] | None = Field(None, description="folder/npz: force grey (1) or colour (3); None: as found")
+    test_fraction: float = Field(
+        0.2, gt=0.0, lt=1.0, description="folder/npz without a test set: stratified fraction held out as the test set"
+    )
+    skip_bad_images: bool = Field(False, description="folder: leave unreadable images out instead of refusing the folder")
     data_dir: str | None = Field(
         None, description="folder holding the data set's standard files; None: $LSE_DATA, then system folders"
     )
@@ -284,6 +293,11 @@ class ExperimentConfig(_Validated):
         return self
 
     # --- identity and persistence ---
+    def image_options(self) -> dict:
+        """How a user's own images are read (lse.nn.images.ImageOptions fields)."""
+        return {"image_size": self.image_size, "channels": self.channels, "test_fraction": self.test_fraction,
+                "skip_bad": self.skip_bad_images}
+
     def identity(self) -> dict:
         """The fields that must match for a launch to resume this experiment."""
         return {k: v for k, v in self.model_dump(mode="json").items() if k not in STOP_FIELDS | LIVE_FIELDS}

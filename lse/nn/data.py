@@ -91,6 +91,18 @@ SPECS: dict[str, DatasetSpec] = {
 }
 
 
+#: A user's own data (lse.nn.images): ``--dataset folder:PATH`` / ``npz:FILE``.
+USER_KINDS = ("folder", "npz")
+
+#: Class names of the built-in data sets, by label.
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"),
+    "mnist": tuple(str(k) for k in range(10)),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+}
+
+
 @dataclass(frozen=True)
 class SplitInfo:
     """How the training file was split; recorded so a run can be checked and reproduced."""
@@ -124,6 +136,8 @@ class Dataset:
     std: tuple[float, ...]
     source: str = ""  # folder the files were read from
     device: str = "cpu"
+    classes: tuple[str, ...] = ()  # class names, by label (predictions print these)
+    test_split: dict | None = None  # how a user's data set's test set was held out (lse.nn.images)
     _norm_cache: dict = field(default_factory=dict, repr=False)
     _copies: dict = field(default_factory=dict, repr=False)  # device -> Dataset, so a move happens once
 
@@ -141,8 +155,12 @@ class Dataset:
 
     def record(self) -> dict:
         """What a result records about its data: name, source, sizes, split hash."""
-        return {"dataset": self.name, "source": self.source, "num_classes": self.num_classes,
-                "input_shape": list(self.input_shape), "split": self.split.to_dict()}
+        out = {"dataset": self.name, "source": self.source, "num_classes": self.num_classes,
+               "input_shape": list(self.input_shape), "split": self.split.to_dict()}
+        if self.name in USER_KINDS:
+            out["classes"] = list(self.classes)
+            out["test_split"] = self.test_split
+        return out
 
     def to(self, device: torch.device | str) -> "Dataset":
         dev = torch.device(device)
@@ -154,7 +172,8 @@ class Dataset:
             return self._copies[str(dev)]
         move = {k: getattr(self, k).to(dev) for k in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")}
         ds = Dataset(self.name, **move, input_shape=self.input_shape, num_classes=self.num_classes, flip=self.flip,
-                     split=self.split, mean=self.mean, std=self.std, source=self.source, device=str(dev))
+                     split=self.split, mean=self.mean, std=self.std, source=self.source, device=str(dev),
+                     classes=self.classes, test_split=self.test_split)
         register_dataset(ds)
         self._copies[str(dev)] = ds
         return ds
@@ -189,6 +208,7 @@ def load_dataset(
     device: str | torch.device = "cpu",
     cache: bool = True,
     flip: bool | None = None,
+    image: "ImageOptions | dict | None" = None,
 ) -> Dataset:
     """Load ``name`` from its standard files, hold ``validation_size`` training examples out.
 
@@ -198,6 +218,9 @@ def load_dataset(
     result is cached per process (key: name, folders, split, device): a worker reads its data
     once and trains every individual on the same tensors.  ``flip`` overrides whether
     augmentation may mirror images (default: CIFAR and garments yes, digits no).
+
+    ``folder`` and ``npz`` are a user's own data at ``data_dir`` (lse.nn.images), read with
+    ``image`` (an ImageOptions or its fields as a dict); they do not mirror unless ``flip``.
     """
     if str(device) == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -205,19 +228,37 @@ def load_dataset(
         from lse.nn.encoded import load_encoded
 
         return load_encoded(data_dir, validation_size, device)
-    spec = _spec(name)
-    folders = _search_folders(spec, data_dir)
-    flip = spec.flip if flip is None else bool(flip)
-    key = (spec.name, tuple(str(f) for f in folders), int(validation_size), int(seed), str(torch.device(device)), flip)
-    if cache and key in _CACHE:
-        return _CACHE[key]
-    folder = _find(spec, folders)
-    if spec.kind == "idx":
-        tx, ty, ex, ey = _read_idx_set(folder)
+    if name in USER_KINDS:
+        from lse.nn.images import ImageOptions, load_images
+
+        opts = image if isinstance(image, ImageOptions) else ImageOptions(**(image or {}))
+        if opts.image_size is not None:
+            opts = ImageOptions(**{**opts.__dict__, "image_size": tuple(opts.image_size)})
+        flip = bool(flip)
+        key = (name, str(data_dir), repr(opts), int(validation_size), int(seed), str(torch.device(device)), flip)
+        if cache and key in _CACHE:
+            return _CACHE[key]
+        arrays = load_images(name, data_dir, opts, seed)
+        tx, ty, ex, ey = arrays.train_x, arrays.train_y, arrays.test_x, arrays.test_y
+        folder, classes, test_split = Path(data_dir), arrays.classes, arrays.test_split
+        num_classes = len(classes)
     else:
-        tx, ty, ex, ey = _read_cifar_set(spec, folder)
-    _check_labels(spec, folder, ty, "training")
-    _check_labels(spec, folder, ey, "test")
+        spec = _spec(name)
+        folders = _search_folders(spec, data_dir)
+        flip = spec.flip if flip is None else bool(flip)
+        key = (spec.name, tuple(str(f) for f in folders), int(validation_size), int(seed), str(torch.device(device)), flip)
+        if cache and key in _CACHE:
+            return _CACHE[key]
+        folder = _find(spec, folders)
+        if spec.kind == "idx":
+            tx, ty, ex, ey = _read_idx_set(folder)
+        else:
+            tx, ty, ex, ey = _read_cifar_set(spec, folder)
+        _check_labels(spec, folder, ty, "training")
+        _check_labels(spec, folder, ey, "test")
+        num_classes, classes, test_split = spec.num_classes, CLASS_NAMES.get(spec.name, ()), None
+        if not classes:
+            classes = tuple(str(k) for k in range(num_classes))
     if tx.shape[1:] != ex.shape[1:]:
         raise DataError(f"{folder}: training images are {tx.shape[1:]} but test images {ex.shape[1:]}",
                         "the files come from different data sets; re-download them")
@@ -225,7 +266,7 @@ def load_dataset(
     n = tx.shape[0]
     if not 1 <= validation_size < n:
         raise DataError(f"validation_size={validation_size} does not fit the {n} training examples of {name} in {folder}",
-                        f"use a value between 1 and {n - 1}")
+                        f"use a value between 1 and {n - 1} (--validation-size)")
     # The split is a function of the seed alone (a fresh generator, not the global RNG).
     perm = np.random.default_rng(seed).permutation(n)
     val_idx = np.sort(perm[:validation_size])
@@ -248,13 +289,13 @@ def load_dataset(
         return torch.from_numpy(a).to(device=dev, dtype=dtype)
 
     ds = Dataset(
-        name=spec.name,
+        name=name if name in USER_KINDS else spec.name,
         train_x=t(train_x), train_y=t(ty[train_idx], torch.int64),
         val_x=t(tx[val_idx]), val_y=t(ty[val_idx], torch.int64),
         test_x=t(ex), test_y=t(ey, torch.int64),
         input_shape=tuple(int(s) for s in tx.shape[1:]),  # type: ignore[arg-type]
-        num_classes=spec.num_classes, flip=flip, split=split, mean=mean, std=std,
-        source=str(folder), device=str(dev),
+        num_classes=num_classes, flip=flip, split=split, mean=mean, std=std,
+        source=str(folder), device=str(dev), classes=tuple(classes), test_split=test_split,
     )
     register_dataset(ds)
     if cache:

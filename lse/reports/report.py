@@ -289,7 +289,16 @@ def summarize(exp: Experiment, num_classes: int | None, ens: dict | None) -> dic
                        "rate": None if math.isnan(s.rate) else s.rate} for s in cv.mutation_stats(inds)],
         "test_missing": sorted(k for k, v in exp.test.items() if v is None),
         "references": [_reference_summary(r, hours) for r in exp.references],
+        "retrained": _retrained(exp.pop),
     }
+
+
+def _retrained(pop: Path) -> list[dict]:
+    """`lse retrain`'s final models of this population (POP/retrained/), oldest first."""
+    from lse.runners.retrain import retrained_results
+
+    keep = ("name", "id", "from", "steps", "train_seconds", "val_accuracy", "test_accuracy", "flops")
+    return [{k: r.get(k) for k in keep} for r in retrained_results(pop)]
 
 
 def _reference_summary(ref, hours: float) -> dict:
@@ -337,7 +346,7 @@ def make_report(
         key = (cfg.dataset, str(data_dir or cfg.data_dir), cfg.validation_size, cfg.seed)
         if key not in evaluators:
             ds = load_dataset(cfg.dataset, data_dir or cfg.data_dir, validation_size=cfg.validation_size,
-                              seed=cfg.seed, device=device)
+                              seed=cfg.seed, device=device, image=cfg.image_options())
             evaluators[key] = Evaluator(ds, batch_size=cfg.eval_batch_size, device=device)
         return evaluators[key]
 
@@ -512,6 +521,9 @@ def summary_rows(s: dict, short: bool = False) -> list[tuple[str, str]]:
         ("workers", str(s["workers"])),
         ("test missing (no weights)", str(len(s["test_missing"]))),
         ("hand-designed anchor: test at this wall time", _anchors_text(s.get("references") or [], short)),
+        *((f"retrained {short_id(r['id']) if short else r['name']}",
+           f"test {_pct(r['test_accuracy'])}, validation {_pct(r['val_accuracy'])} ({r['steps']} steps from "
+           f"{r['from']}, {_num(r['flops'], '{:.3g}')} FLOPs)") for r in s.get("retrained") or []),
     ]
 
 

@@ -191,10 +191,12 @@ def prepare_experiment(
         if check_data:
             from lse.nn.data import load_dataset
 
-            load_dataset(wanted.dataset, wanted.data_dir, validation_size=wanted.validation_size, seed=wanted.seed,
-                         cache=False)
+            checked = load_dataset(wanted.dataset, wanted.data_dir, validation_size=wanted.validation_size,
+                                   seed=wanted.seed, cache=False, image=wanted.image_options())
         saved = store.create(wanted)
         if saved == wanted:
+            if check_data:
+                write_classes(store.root, checked)
             echo(f"created experiment in {store.root} (population {saved.population_size}, algorithm "
                  f"{saved.algorithm.name}, {saved.selection} selection)")
             _schedule(store.open(), bursts, resets, echo)
@@ -237,6 +239,17 @@ def prepare_experiment(
         echo(f"resuming the experiment in {store.root} ({len(count_births(store))} individuals so far)")
         _warn_ratio(wanted, workers, echo)
     return wanted
+
+
+def write_classes(pop: Path, ds) -> None:
+    """POP/classes.json: class names by label, input shape and the training split's mean and std
+    of the experiment's data set ``ds``, so exports and predictions need not read the data."""
+    from lse.store.atomic import write_json_atomic
+
+    write_json_atomic(Path(pop) / "classes.json", {
+        "classes": list(ds.classes) or [str(k) for k in range(ds.num_classes)], "input_shape": list(ds.input_shape),
+        "mean": list(ds.mean), "std": list(ds.std),
+        "dataset": ds.record()}, fix="make the population writable", indent=2)
 
 
 def _schedule(store: Store, bursts, resets, echo: Echo) -> None:
@@ -719,7 +732,11 @@ def _command():
         mps: bool = typer.Option(None, "--mps/--no-mps", help="CUDA: run the workers of a GPU under an MPS daemon this launch starts and stops (default: on when it can start)"),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (auto: cuda when available)"),
         threads: int = typer.Option(None, "--threads", min=1, help="torch threads per local worker (default: cores / workers)"),
-        dataset: str = typer.Option(None, "--dataset", help="fashion-mnist | mnist | cifar10 | cifar100 | encoded (codes written by `lse ae encode`; --data-dir names them) (default: fashion-mnist)"),
+        dataset: str = typer.Option(None, "--dataset", help="fashion-mnist | mnist | cifar10 | cifar100 | encoded (codes written by `lse ae encode`; --data-dir names them) | folder:PATH (your images: PATH/train/<class>/*.png) | npz:FILE (your arrays); see docs/OWNDATA.md (default: fashion-mnist)"),
+        image_size: str = typer.Option(None, "--image-size", help="HxW: folder/npz images are resized to this (default: their common size)"),
+        channels: int = typer.Option(None, "--channels", help="1 | 3: folder/npz images forced grey or colour (default: as found)"),
+        test_fraction: float = typer.Option(None, "--test-fraction", help="folder/npz without a test set: stratified fraction held out as the test set (default: 0.2)"),
+        skip_bad_images: bool = typer.Option(None, "--skip-bad-images/--no-skip-bad-images", help="folder: leave unreadable images out instead of refusing (default: refuse)"),
         data_dir: Path = typer.Option(None, "--data-dir", help="folder with the data set's standard files, or their usual subfolder (cifar-10-batches-py, cifar-100-python, mnist, fashion-mnist); looked up only there when given; default: $LSE_DATA, then $XDG_DATA_HOME/lse/data (~/.local/share/lse/data: `lse data fetch` writes there), then for fashion-mnist /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist)"),
         augment: bool = typer.Option(None, "--augment/--no-augment", help="pad-and-crop (and flip where allowed) augmentation of training batches (default: on)"),
         validation_size: int = typer.Option(None, "--validation-size", min=1, help="training examples held out for fitness (default: 5000)"),
@@ -766,8 +783,18 @@ def _command():
         which condition and how to extend it or start fresh, and the exit status is 0.
         """
         try:
+            if dataset is not None:
+                from lse.nn.images import parse_dataset_arg
+
+                dataset, own_dir = parse_dataset_arg(dataset)
+                if own_dir is not None:
+                    data_dir = Path(own_dir)
+            from lse.nn.images import parse_image_size
+
             given = dict(
                 dataset=dataset, data_dir=None if data_dir is None else str(data_dir), validation_size=validation_size,
+                image_size=parse_image_size(image_size), channels=channels, test_fraction=test_fraction,
+                skip_bad_images=skip_bad_images,
                 augment=augment,
                 population_size=population_size, steps=steps, steps_schedule=parse_steps_from(steps_from), selection=selection, inheritance=inheritance, morph=morph, flip=flip, seed=seed,
                 initial_learning_rate=initial_learning_rate, lr_schedule=lr_schedule, mutation_probabilities=parse_mutation_probs(mutation_prob),

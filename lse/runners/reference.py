@@ -90,7 +90,7 @@ def run_reference(
     set_threads(threads)
     dev = resolve_device(device)
     ds = load_dataset(cfg.dataset, data_dir or cfg.data_dir, validation_size=cfg.validation_size, seed=cfg.seed,
-                      device=dev, flip=cfg.flip)
+                      device=dev, flip=cfg.flip, image=cfg.image_options())
     torch.manual_seed(seed)
     model = ReferenceCNN(tuple(ds.input_shape), ds.num_classes).to(dev)
     with torch.device("meta"):

@@ -137,7 +137,7 @@ class TorchTrainer:
         # Loaded once per process; every child trains on the same tensors (section 3.4).
         self.dataset = load_dataset(
             config.dataset, config.data_dir, validation_size=config.validation_size, seed=config.seed, device=dev,
-            flip=config.flip,
+            flip=config.flip, image=config.image_options(),
         )
         self.input_channels = self.dataset.input_shape[0]
         self.input_shape = tuple(self.dataset.input_shape)

@@ -64,7 +64,8 @@ def seed_from(store: Store, source: str | os.PathLike, config: ExperimentConfig,
         raise ConfigError(f"--seed-from {source}: {e}", "give the folder of an existing population") from None
     if not alive:
         raise ConfigError(f"--seed-from {source}: no alive individual there", "seed from a population that has some")
-    ds = load_dataset(config.dataset, config.data_dir, validation_size=config.validation_size, seed=config.seed)
+    ds = load_dataset(config.dataset, config.data_dir, validation_size=config.validation_size, seed=config.seed,
+                      image=config.image_options())
     handle = store.register_worker(None, auto_heartbeat=False)
     published = 0
     try:
