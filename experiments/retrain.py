@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 def measure(pop: Path, minutes: list[float], from_scratch: bool, tag: str, threads: int = 1) -> dict:
     import torch
 
-    from lse.nn.export import pick
+    from lse.reports.models import pick
     from lse.reports.report import make_report
     from lse.runners.retrain import retrain
     from lse.store.population import Store

@@ -29,7 +29,7 @@ _LAZY = {
     "InheritanceReport": "lse.nn.inherit",
     "count_flops": "lse.nn.flops",
     "FlopCount": "lse.nn.flops",
-    "load": "lse.nn.export",
+    "load": "lse.reports.models",
 }
 
 __all__ = [

@@ -27,7 +27,7 @@ from lse.store import Store  # noqa: E402
 
 from _generation_helpers import mu_plus_lambda  # noqa: E402
 
-lse.store.generations._save_weights = lambda state_dict: b"stress weights"
+lse.store.generations.save_weights = lambda state_dict: b"stress weights"
 
 MU = int(os.environ.get("LSE_GEN_MU", "6"))
 LAMBDA = int(os.environ.get("LSE_GEN_LAMBDA", "4"))

@@ -81,7 +81,7 @@ def _reference(pop: Path, which: str, cache: Path, monkeypatch):
     members' softmax for the ensemble)."""
     monkeypatch.setenv("LSE_CACHE", str(cache))
     from lse.nn.data import load_dataset
-    from lse.nn.export import pick
+    from lse.reports.models import pick
     from lse.reports.report import Evaluator
     from lse.store.population import Store
 

@@ -25,7 +25,6 @@ PRIVATE_EXCEPTIONS = {
     ("lse.store.generations", "lse.store.population", "_dumps"),
     ("lse.store.generations", "lse.store.population", "_exists"),
     ("lse.store.generations", "lse.store.population", "_fsync_dir"),
-    ("lse.store.generations", "lse.store.population", "_save_weights"),
     ("lse.store.generations", "lse.store.population", "_scandir_entries"),
     ("lse.store.generations", "lse.store.population", "_structure_problem"),
     ("lse.store.generations", "lse.store.population", "_validate_dna"),

@@ -295,7 +295,7 @@ def summarize(exp: Experiment, num_classes: int | None, ens: dict | None) -> dic
 
 def _retrained(pop: Path) -> list[dict]:
     """`lse retrain`'s final models of this population (POP/retrained/), oldest first."""
-    from lse.runners.retrain import retrained_results
+    from lse.reports.models import retrained_results
 
     keep = ("name", "id", "from", "steps", "train_seconds", "val_accuracy", "test_accuracy", "flops")
     return [{k: r.get(k) for k in keep} for r in retrained_results(pop)]

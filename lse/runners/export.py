@@ -44,10 +44,11 @@ def predict(target: str | os.PathLike, images: list[Path], which: str = "best") 
     import torch
 
     from lse.nn import export as ex
+    from lse.reports import models
 
     target = Path(target)
     if target.is_dir():
-        loaded = ex.load(target, which)
+        loaded = models.load(target, which)
         classes, shape = loaded.classes, loaded.input_shape
         x = read_images(images, shape)
         with torch.no_grad():
@@ -87,6 +88,7 @@ def register_cli(app) -> None:
             import torch
 
             from lse.nn import export as ex
+            from lse.reports import models
 
             if fmt not in ex.FORMATS:
                 raise ConfigError(f"--format {fmt!r}", f"valid: {', '.join(ex.FORMATS)}")
@@ -95,7 +97,7 @@ def register_cli(app) -> None:
                     import onnx, onnxruntime, onnxscript  # noqa: F401,E401
                 except ImportError as e:
                     raise ConfigError(f"--format onnx needs {e.name}", "pip install 'lse[export]'") from None
-            loaded = ex.load(pop, which)
+            loaded = models.load(pop, which)
             sample = _sample(pop, loaded)
             out = out or Path(f"model.{ {'onnx': 'onnx', 'torchscript': 'pt', 'pt2': 'pt2'}[fmt] }")
             meta = ex.export(loaded, fmt, out, torch.from_numpy(sample))

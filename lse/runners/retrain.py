@@ -24,29 +24,9 @@ from pathlib import Path
 
 from lse.errors import ConfigError, LseError
 
-RETRAINED = "retrained"
-RESULT = "result.json"
-WEIGHTS = "weights.safetensors"
+from lse.reports.models import RESULT, RETRAINED, WEIGHTS, retrained_results  # noqa: E402,F401  (the folder's layout)
 #: seconds of a --minutes budget spent measuring the speed (at most this, and 10% of the budget)
 CALIBRATION_SECONDS = 15.0
-
-
-def retrained_results(pop: str | os.PathLike) -> list[dict]:
-    """Every published retraining of ``pop`` (result.json contents plus ``name``), oldest first."""
-    root = Path(pop) / RETRAINED
-    out = []
-    try:
-        entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
-    except OSError:
-        return []
-    for d in entries:
-        try:
-            r = json.loads((d / RESULT).read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(r, dict):
-            out.append({**r, "name": d.name})
-    return sorted(out, key=lambda r: (r.get("finished_at", 0), r["name"]))
 
 
 def _lr(dna, default: float) -> float:
@@ -60,10 +40,10 @@ def retrain(pop: str | os.PathLike, which: str = "best", *, steps: int | None = 
     import torch
 
     from lse.nn.data import load_dataset
-    from lse.nn.export import pick
+    from lse.reports.models import pick
     from lse.nn.genomes import build, flops
     from lse.nn.train import evaluate, resolve_device, train
-    from lse.store.population import Store, _save_weights
+    from lse.store.population import Store, save_weights
 
     if (steps is None) == (minutes is None):
         raise ConfigError("give one of --steps N or --minutes M", "e.g. lse retrain --pop POP best --minutes 10")
@@ -123,7 +103,7 @@ def retrain(pop: str | os.PathLike, which: str = "best", *, steps: int | None = 
         "flops": fc.cost(res.steps, n_eval), "flops_calibration": fc.train_per_batch * calibration["steps"] if calibration else 0,
         "params": fc.params, "dataset": ds.record(), "started_at": t_start, "finished_at": time.time(),
     }
-    return _publish(pop, rec.id, result, _save_weights(model.cpu().state_dict()))
+    return _publish(pop, rec.id, result, save_weights(model.cpu().state_dict()))
 
 
 def _publish(pop: Path, individual_id: str, result: dict, weights: bytes) -> dict:

@@ -73,7 +73,7 @@ from lse.store.population import (
     _dumps,
     _exists,
     _fsync_dir,
-    _save_weights,
+    save_weights,
     _scandir_entries,
     _structure_problem,
     _validate_dna,
@@ -433,7 +433,7 @@ class Generations:
             w.dir.mkdir(exist_ok=True)
             scratch.mkdir()
             if state_dict is not None:
-                _write_file(self.paths.weights_file(scratch), _save_weights(state_dict))
+                _write_file(self.paths.weights_file(scratch), save_weights(state_dict))
             _write_file(self.paths.record_file(scratch), _dumps(rec.model_dump(mode="json")))
             _fsync_dir(scratch)
             try:

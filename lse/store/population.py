@@ -315,7 +315,7 @@ def _dumps(obj: object) -> bytes:
     return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
 
 
-def _save_weights(state_dict: dict) -> bytes:
+def save_weights(state_dict: dict) -> bytes:
     """safetensors bytes: a format that cannot run code when read (never pickle)."""
     from safetensors.torch import save
 
@@ -769,7 +769,7 @@ class Store:
             w.dir.mkdir(exist_ok=True)  # recreated if a recoverer wrongly took our folder
             child.mkdir()
             if state_dict is not None:
-                _write_file(self.paths.weights_file(child), _save_weights(state_dict))
+                _write_file(self.paths.weights_file(child), save_weights(state_dict))
             _write_file(self.paths.record_file(child), _dumps(rec.model_dump(mode="json")))
             _fsync_dir(child)
             if not self._rename(child, dst):
