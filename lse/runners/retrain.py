@@ -35,7 +35,7 @@ def _lr(dna, default: float) -> float:
 
 
 def retrain(pop: str | os.PathLike, which: str = "best", *, steps: int | None = None, minutes: float | None = None,
-            from_scratch: bool = False, seed: int = 0, device: str = "cpu", echo=print) -> dict:
+            from_scratch: bool = False, seed: int = 0, device: str = "auto", echo=print) -> dict:
     """Retrain ``which`` of ``pop``; return the published result (see the module docstring)."""
     import torch
 
@@ -138,7 +138,7 @@ def register_cli(app) -> None:
         minutes: float = typer.Option(None, "--minutes", help="train as many steps as fit in this many minutes here"),
         from_scratch: bool = typer.Option(False, "--from-scratch/--from-weights", help="start from fresh weights (default: the individual's trained weights)"),
         seed: int = typer.Option(0, "--seed", help="batch order, augmentation and (from scratch) initialisation"),
-        device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+        device: str = typer.Option("auto", "--device", help="auto (cuda when available) | cpu | cuda"),
     ) -> None:
         """Train an architecture again as a final model (cosine schedule); results in POP/retrained/, shown by lse report."""
         try:
