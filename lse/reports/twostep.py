@@ -286,6 +286,17 @@ def write_report(out, *, ae_pop, encoded_dir, stage2_pop, raw_pop=None, weights=
 
 
 # ------------------------------------------------------------------------------- CLI (thin)
+def run_or_exit(fn):
+    """A command's work: its result, or its LseError / ValueError as one line and exit 2."""
+    import typer
+
+    try:
+        return fn()
+    except (LseError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
 def register_cli(app):
     """``lse ae rank/encode/report``; returns the ``ae`` group (lse.runners.twostep adds
     ``pipeline``, which runs evolutions: a runner, below this layer's readers)."""
@@ -301,12 +312,7 @@ def register_cli(app):
             raise typer.BadParameter("give two numbers, compression,reconstruction (e.g. 0.5,0.5)") from None
         return a, b
 
-    def _run(fn):
-        try:
-            return fn()
-        except (LseError, ValueError) as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
+    _run = run_or_exit
 
     @ae.command("rank")
     def rank_cmd(pop: Path = typer.Option(..., "--pop", help="a stage-1 (autoencoder) population"),

@@ -79,14 +79,7 @@ def register_cli(ae) -> None:
     """``lse ae pipeline`` in the ``ae`` group of lse.reports.twostep."""
     import typer
 
-    from lse.errors import LseError
-
-    def _run(fn):
-        try:
-            return fn()
-        except (LseError, ValueError) as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
+    from lse.reports.twostep import run_or_exit as _run
 
     @ae.command("pipeline")
     def pipeline_cmd(out: Path = typer.Option(Path("twostep"), "--out", help="folder for every stage's output"),
