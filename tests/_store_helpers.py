@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
 from lse.config import ExperimentConfig
@@ -40,3 +42,22 @@ def new_store(root, **kw) -> Store:
     s = Store(root, **kw)
     s.create(ExperimentConfig(population_size=4, steps=10))
     return s
+
+
+def run_within(fn, timeout: float, what: str = "the call") -> dict:
+    """``fn()`` in a daemon thread: ``{"value": ...}`` or ``{"error": exception}``.  Fails the
+    test, never hangs it, when ``fn`` has not returned within ``timeout`` seconds (a blocked read
+    never returns at all)."""
+    out: dict = {}
+
+    def run():
+        try:
+            out["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed back to the test
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), f"{what} hung"
+    return out

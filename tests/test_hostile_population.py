@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,7 +35,7 @@ from lse.errors import LostRace, LseError
 from lse.store import Store
 from lse.store.events import EventLog
 
-from _store_helpers import make_record, make_weights, new_store
+from _store_helpers import make_record, make_weights, new_store, run_within
 
 MARKER = "OUTSIDE-THE-POPULATION-7f3a"
 MONTH_13 = "20241301T000000000000Z-0badda7e"
@@ -47,22 +46,11 @@ HANG = 60.0  # seconds: the hang guard of each call (a blocked read never return
 
 
 def guarded(fn, what: str):
-    """fn() in a daemon thread; its value, or its exception re-raised; fails on a hang."""
-    out: dict = {}
-
-    def run():
-        try:
-            out["v"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed back to the test
-            out["e"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(HANG)
-    assert not t.is_alive(), f"{what} hung"
-    if "e" in out:
-        raise out["e"]
-    return out.get("v")
+    """fn() under the hang guard; its value, or its exception re-raised."""
+    out = run_within(fn, HANG, what)
+    if "error" in out:
+        raise out["error"]
+    return out.get("value")
 
 
 # ---- the population and the outside world -----------------------------------------------------

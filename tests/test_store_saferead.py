@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 
 import pytest
 
 from lse.core.records import IndividualName, IndividualRecord, id_time, is_id
 from lse.errors import LostRace
-from lse.store import Store
 from lse.store.population import remove_tree
 from lse.store.saferead import CAPS, MAX_DEPTH, UnsafeFile, parse_json, read_bytes, read_json
 
-from _store_helpers import make_record, make_weights, new_store
+from _store_helpers import make_record, make_weights, new_store, run_within
 
 MONTH_13 = "20241301T000000000000Z-0123abcd"
 
@@ -30,20 +28,7 @@ def store(tmp_path):
 
 
 def _in_thread(fn, timeout=10.0):
-    """Run fn in a daemon thread; fail (never hang) when it does not return in time."""
-    out: dict = {}
-
-    def run():
-        try:
-            out["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed back to the test
-            out["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(timeout)
-    assert not t.is_alive(), "the read blocked"
-    return out
+    return run_within(fn, timeout, "the read")
 
 
 # ---- read_bytes / parse_json --------------------------------------------------------------
