@@ -70,27 +70,20 @@ _GROWTH_WEIGHTED = {
 #: ``gpu``: the ``hour`` preset's ideas for 10 minutes on one GPU with several workers (issue 27,
 #: docs/GPU.md): a larger population for the larger number of workers, and children 2-8x longer,
 #: since a GPU trains them 10-100x faster than 2 CPU cores.
+_HOUR = {
+    "insert_channels": [16, 32, 64],
+    "steps": 500,
+    "steps_schedule": [(15, 1000), (25, 2000)],
+    "population_size": 10,
+    "morph": True,
+    "lr_schedule": "cosine",
+    "mutation_probabilities": _GROWTH_WEIGHTED,
+}
 PRESETS: dict[str, dict] = {
     "paper": {},
     "quick": {"insert_channels": [8, 16, 32]},
-    "hour": {
-        "insert_channels": [16, 32, 64],
-        "steps": 500,
-        "steps_schedule": [(15, 1000), (25, 2000)],
-        "population_size": 10,
-        "morph": True,
-        "lr_schedule": "cosine",
-        "mutation_probabilities": _GROWTH_WEIGHTED,
-    },
-    "gpu": {
-        "insert_channels": [16, 32, 64],
-        "steps": 1000,
-        "steps_schedule": [(3, 2000), (6, 4000)],
-        "population_size": 32,
-        "morph": True,
-        "lr_schedule": "cosine",
-        "mutation_probabilities": _GROWTH_WEIGHTED,
-    },
+    "hour": _HOUR,
+    "gpu": {**_HOUR, "steps": 1000, "steps_schedule": [(3, 2000), (6, 4000)], "population_size": 32},
 }
 
 
