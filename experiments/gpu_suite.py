@@ -111,7 +111,6 @@ def precision_accuracy(s: Suite) -> dict:
     import torch
 
     from lse.nn.build import build_model
-    from lse.nn.data import load_dataset
     from lse.nn.train import train
     from lse.runners.bench import bench_data, canonical_dnas
 

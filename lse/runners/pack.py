@@ -18,6 +18,7 @@ slightly flattered (by at most one child per process).
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 from dataclasses import asdict, dataclass
 
@@ -103,8 +104,6 @@ def run_pack(ks: list[int], *, steps: int = 500, seconds: float = 5.0, device: s
         from lse.runners.mps import start_mps
 
         daemon = start_mps()
-    import os
-
     saved = dict(os.environ)
     if daemon is not None:
         os.environ.update(daemon.env())  # inherited by the spawned processes
