@@ -150,10 +150,12 @@ def snapshot(store, now: float | None = None) -> Status:
 
 def _generation_line(store) -> str | None:
     """"generation 7: 12/20 children, 3 claimed (open)" for the highest generation, read-only."""
+    from lse.algorithms import make_algorithm
     from lse.store.generations import Generations
 
     try:
-        rows = Generations(store, slots=1).status()
+        algo = make_algorithm(store.config)  # its slot counts stand in for an unusable generation.json
+        rows = Generations(store, slots=algo.slots(1), initial_slots=algo.slots(0)).status()
     except Exception as e:  # noqa: BLE001 - status must show something, never crash
         return f"(unreadable: {str(e).splitlines()[0]})"
     if not rows:

@@ -94,6 +94,13 @@ _NUMBER = re.compile(r"0|[1-9][0-9]{0,11}")
 
 PLAN_FILE = "plan.json"
 
+#: plan versions a generation may have (plan/, plan.1/ ...): each supersedes unusable earlier ones
+MAX_PLAN_VERSIONS = 16
+
+#: errors that make a file unusable for good (not a transient I/O error): a path through a file,
+#: a folder where a file belongs, a loop of links, no permission
+_UNUSABLE = frozenset({errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.EACCES, errno.EPERM})
+
 
 def _number(name: str) -> int | None:
     return int(name) if _NUMBER.fullmatch(name) else None
@@ -210,6 +217,7 @@ class Generations:
         self._rng = rng or random.Random()
         self._verified = 0  # generations 0.._verified-1 are known legitimate (that never changes)
         self._slots: dict[int, int] = {}
+        self._bad_plans: set[Path] = set()  # unusable plan files already warned about
 
     # ---- reading the barrier -------------------------------------------------------------
 
@@ -256,30 +264,56 @@ class Generations:
         return out
 
     def _planned(self, g: int) -> bool | None:
-        try:
-            return stat.S_ISDIR(os.lstat(self.paths.generation_plan(g)).st_mode)
-        except FileNotFoundError:
-            return False
-        except OSError:
-            return None
+        """Whether a plan folder was renamed in place (plan/, or a version superseding a plan/
+        that is not a folder); None: cannot tell now."""
+        for version in range(MAX_PLAN_VERSIONS):
+            try:
+                if stat.S_ISDIR(os.lstat(self.paths.generation_plan(g, version)).st_mode):
+                    return True
+            except FileNotFoundError:
+                return False
+            except OSError:
+                return None
+        return False
 
     def slots(self, g: int) -> int:
-        """How many children generation ``g`` has (from its generation.json)."""
+        """How many children generation ``g`` has: its generation.json, written by its opener.
+
+        One that is not what lse writes (a FIFO, a giant, a link, a folder, garbage, numbers out
+        of range, another generation's) is left where it is and this worker's own count is used,
+        with one warning.  Workers of one experiment derive that count from one configuration,
+        so they still agree; moving the file aside instead could race with a worker that had
+        already repaired it, and a worker stopped by it on every step ended after
+        MAX_STEP_FAILURES (issue 29)."""
         if g not in self._slots:
             path = self.paths.generation_meta(g)
             try:
                 meta = read_json(path, "generation")  # no FIFO, no giant, bounded nesting
                 n = meta["slots"]  # type: ignore[index]
-                if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_SLOTS or meta.get("generation") != g:  # type: ignore[union-attr]
+                if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_SLOTS:
                     raise ValueError(f"bad slots {str(n)[:40]!r} (1..{MAX_SLOTS})")
+                if meta.get("generation") != g:  # type: ignore[union-attr]
+                    raise ValueError(f"it names generation {str(meta.get('generation'))[:40]}")  # type: ignore[union-attr]
             except FileNotFoundError:
-                raise StoreError(f"generation {g} is not open ({path} does not exist)") from None
+                if not self._is_dir(self.paths.generation(g)):
+                    raise StoreError(f"generation {g} is not open ({path} does not exist)") from None
+                n = self._own_slots(g, path, "it is missing")
             except CorruptIndividual as e:
-                raise StoreError(f"{path} is malformed ({e.message})", "move the generation aside and restart the workers") from None
+                n = self._own_slots(g, path, e.message)
             except (ValueError, KeyError, TypeError, AttributeError) as e:
-                raise StoreError(f"{path} is malformed ({e})", "move the generation aside and restart the workers") from None
+                n = self._own_slots(g, path, str(e))
+            except OSError as e:
+                if e.errno not in _UNUSABLE:
+                    raise  # a transient I/O error: the step is retried
+                n = self._own_slots(g, path, os.strerror(e.errno or 0))
             self._slots[g] = n
         return self._slots[g]
+
+    def _own_slots(self, g: int, path: Path, problem: str) -> int:
+        n = self.initial_slots if g == 0 else self.new_slots
+        log.warning("%s is unusable (%s); generation %d has %d slots by this worker's configuration",
+                    path, problem[:200], g, n)
+        return n
 
     def state(self, g: int) -> str:
         """"open", "sealed", "planned" or "closed" (generation g+1 is open)."""
@@ -288,22 +322,47 @@ class Generations:
         return "sealed" if self._is_dir(self.paths.generation_sealed(g)) else "open"
 
     def plan(self, g: int) -> GenerationPlan | None:
-        """Generation g's plan, None while it has none."""
-        path = self.paths.generation_plan(g) / PLAN_FILE
-        try:
-            plan = GenerationPlan.model_validate(read_json(path, "plan"))  # no FIFO, giant or deep JSON
-        except CorruptIndividual as e:
-            raise StoreError(f"{path} is unreadable ({e.message})", "inspect it; lse never writes one like it") from None
-        except FileNotFoundError:
-            if self._is_dir(self.paths.generation_plan(g)):  # plan/ without plan.json: not ours
-                raise StoreError(f"{path.parent} holds no {PLAN_FILE}", "inspect it; lse renames complete plans only") from None
-            return None
-        except ValidationError as e:
-            # Part of it may be applied already: never quarantine or recompute it.
-            raise StoreError(f"{path} is malformed ({e.errors()[0]['msg']})", "inspect it by hand") from None
-        if plan.generation != g:
-            raise StoreError(f"{path} is the plan of generation {plan.generation}", "inspect it by hand")
-        return plan
+        """Generation g's plan in force, None while it has none."""
+        return self._plan_in_force(g)[0]
+
+    def _plan_in_force(self, g: int) -> tuple[GenerationPlan | None, int]:
+        """(the plan in force, the version a new plan would take).
+
+        The plan in force is the first readable one of ``plan/``, ``plan.1/``, ``plan.2/``...
+        A plan is applied by many workers and may be partly applied already, so one that cannot
+        be read as lse writes it (an intruder's FIFO, link, garbage, a plan that names another
+        generation or kills a non-parent) is never moved, replaced or deleted: the next worker
+        supersedes it with the next version, planned from what the generation holds now, and
+        every worker then reads that one (a rename onto a taken version fails, and its loser
+        reads the winner's).  Before, such a plan raised StoreError on every step of every
+        worker until MAX_STEP_FAILURES ended them (issue 29)."""
+        for version in range(MAX_PLAN_VERSIONS):
+            folder = self.paths.generation_plan(g, version)
+            path = folder / PLAN_FILE
+            try:
+                plan = GenerationPlan.model_validate(read_json(path, "plan"))  # no FIFO, giant or deep JSON
+                if plan.generation != g:
+                    raise ValueError(f"it is the plan of generation {plan.generation}")
+                return plan, version
+            except FileNotFoundError:
+                if not os.path.lexists(folder):
+                    return None, version
+                problem = f"{folder.name}/ holds no {PLAN_FILE}"
+            except CorruptIndividual as e:
+                problem = e.message
+            except ValidationError as e:
+                problem = str(e.errors()[0]["msg"])
+            except ValueError as e:
+                problem = str(e)
+            except OSError as e:
+                if e.errno not in _UNUSABLE:
+                    raise StoreError(f"cannot read {path} ({os.strerror(e.errno or 0)})", "the next step retries") from None
+                problem = os.strerror(e.errno or 0)
+            if path not in self._bad_plans:
+                self._bad_plans.add(path)
+                log.warning("%s is unusable (%s); the next plan supersedes it", path, problem[:200])
+        raise StoreError(f"generation {g} has {MAX_PLAN_VERSIONS} unusable plans",
+                         f"inspect {self.paths.generation(g)} by hand: lse writes one plan per generation")
 
     # ---- claims -----------------------------------------------------------------------
 
@@ -488,12 +547,12 @@ class Generations:
         plan (or read the plan already written), apply, open g+1.  True: g is closed (by us or
         before).  False: g still has empty slots (or could not be judged because of an I/O
         error).  Safe to call any number of times, by any number of workers, at any moment."""
-        plan = self.plan(g)
+        plan, version = self._plan_in_force(g)
         if plan is None:
             if not self._is_dir(self.paths.generation_sealed(g)):
                 if not self._seal(g):
                     return False
-            plan = self._make_plan(g, plan_fn)
+            plan = self._make_plan(g, plan_fn, version)
         elif self._is_dir(self.paths.generation(g + 1)):
             return True
         if plan.planned_by != self.store.worker.id and not self._planner_gone(plan.planned_by):
@@ -591,9 +650,9 @@ class Generations:
                 return None  # moved away meanwhile
             raise _Unknown(str(e)) from None
 
-    def _make_plan(self, g: int, plan_fn: PlanFn) -> GenerationPlan:
-        """Compute the plan from the sealed children and the alive population, publish it
-        unless another worker did first; the plan in force either way."""
+    def _make_plan(self, g: int, plan_fn: PlanFn, version: int = 0) -> GenerationPlan:
+        """Compute the plan from the sealed children and the alive population, publish it as
+        ``version`` unless another worker did first; the plan in force either way."""
         store = self.store
         n = self.slots(g)
         try:
@@ -625,7 +684,7 @@ class Generations:
             _write_file(tmp / PLAN_FILE, _dumps(body.model_dump(mode="json")))
             _fsync_dir(tmp)
             try:
-                store._rename(tmp, self.paths.generation_plan(g))
+                store._rename(tmp, self.paths.generation_plan(g, version))
             except OSError as e:
                 if e.errno not in _OCCUPIED:
                     raise

@@ -238,10 +238,12 @@ class PopulationPaths:
     def generation_sealed_child(self, g: int, slot: int) -> Path:
         return self.generation_sealed(g) / str(_checked_generation(slot))
 
-    def generation_plan(self, g: int) -> Path:
+    def generation_plan(self, g: int, version: int = 0) -> Path:
         """generations/<g>/plan/: a folder holding plan.json (a folder: rename never replaces a
-        non-empty one, whereas renaming a file onto plan.json would replace a plan in use)."""
-        return self.generation(g) / "plan"
+        non-empty one, whereas renaming a file onto plan.json would replace a plan in use).
+        ``version`` k > 0: plan.<k>/, the re-plan written when every earlier one is unreadable
+        (lse.store.generations: a plan is never moved or replaced, only superseded)."""
+        return self.generation(g) / ("plan" if version == 0 else f"plan.{_checked_generation(version)}")
 
     def generation_claim(self, worker_id: str, g: int, slot: int) -> Path:
         """A worker's claim of slot ``slot`` of generation ``g`` (a hint that spreads work)."""
