@@ -81,7 +81,7 @@ class Experiment:
 def _store(pop: Path):
     from lse.store.population import Store
 
-    return Store(pop).open()
+    return Store(pop, read_only=True).open()
 
 
 def created_at(store, pop: Path) -> float | None:
@@ -123,7 +123,7 @@ def load_weights(pop: Path, individual_id: str):
     from lse.store.population import Store
 
     try:
-        return Store(pop).load_weights(individual_id)
+        return Store(pop, read_only=True).load_weights(individual_id)
     except LseError as e:
         log.warning("weights of %s unusable: %s", individual_id, e)
         return None

@@ -54,7 +54,7 @@ def _alive_records(store: Store):
 def rank(pop, weights: tuple[float, float] = (0.5, 0.5)) -> list[Candidate]:
     """The alive autoencoders of ``pop`` by front (over the alive population, as selection
     saw it), each with its TOPSIS score; front 0 sorted by score first."""
-    store = Store(pop).open()
+    store = Store(pop, read_only=True).open()
     recs = _ae_records(store, alive_only=True)
     if not recs:
         raise TwoStepError(f"{pop} holds no alive trained autoencoder",
@@ -82,7 +82,7 @@ def encode(pop, out, individual: str | None = None, weights: tuple[float, float]
     from lse.nn.data import load_dataset
     from lse.nn.encoded import write_encoded
 
-    store = Store(pop).open()
+    store = Store(pop, read_only=True).open()
     cfg = store.config
     chosen = individual or choose(pop, weights).id
     entry = store.find(chosen)
@@ -122,7 +122,7 @@ def final_model(encoded_dir, stage2_pop) -> dict:
     from lse.nn.train import evaluate
 
     meta = read_meta(Path(encoded_dir))
-    store = Store(stage2_pop).open()
+    store = Store(stage2_pop, read_only=True).open()
     cfg = store.config
     alive = [e for e in store.list_alive() if e.fitness is not None]
     if not alive:
@@ -166,7 +166,7 @@ def raw_final(pop) -> dict:
     from lse.nn.flops import count_flops
     from lse.nn.train import evaluate
 
-    store = Store(pop).open()
+    store = Store(pop, read_only=True).open()
     cfg = store.config
     alive = [e for e in store.list_alive() if e.fitness is not None]
     best = max(alive, key=lambda e: (e.fitness, e.id))
@@ -184,7 +184,7 @@ def raw_final(pop) -> dict:
 def networks_per_hour(pop) -> dict:
     """Networks trained and evaluated (every birth, alive or failed) per hour of the run: from
     the first child's start to the last birth."""
-    recs = Store(pop).open().records()
+    recs = Store(pop, read_only=True).open().records()
     starts = [r.extra.get("started_at") for r in recs if isinstance(r.extra.get("started_at"), (int, float))]
     born = [r.born_at for r in recs if r.born_at is not None]
     if not born or not starts:
@@ -206,7 +206,7 @@ def front_figure(pop, out_png, weights: tuple[float, float] = (0.5, 0.5)) -> dic
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    store = Store(pop).open()
+    store = Store(pop, read_only=True).open()
     recs = sorted(_ae_records(store, alive_only=False), key=lambda r: r.id)
     cands = rank(pop, weights)
     pick = next(c for c in cands if c.front == 0)
@@ -243,7 +243,7 @@ def throughput_figure(pops: dict[str, Path], out_png) -> None:
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     for label, pop in pops.items():
-        recs = Store(pop).open().records()
+        recs = Store(pop, read_only=True).open().records()
         starts = [r.extra.get("started_at") for r in recs if isinstance(r.extra.get("started_at"), (int, float))]
         if not starts:
             continue

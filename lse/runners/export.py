@@ -137,7 +137,7 @@ def _sample(pop: Path, loaded, n: int = 64) -> np.ndarray:
     from lse.store.population import Store
 
     try:
-        cfg = Store(pop).open().config
+        cfg = Store(pop, read_only=True).open().config
         ds = load_dataset(cfg.dataset, cfg.data_dir, validation_size=cfg.validation_size, seed=cfg.seed,
                           image=cfg.image_options(), flip=cfg.flip)
         real = ds.test_x[:n].cpu().numpy() if tuple(ds.input_shape) == tuple(loaded.input_shape) else None

@@ -50,7 +50,7 @@ def retrain(pop: str | os.PathLike, which: str = "best", *, steps: int | None = 
     if (steps is not None and steps < 1) or (minutes is not None and not minutes > 0):
         raise ConfigError("--steps and --minutes must be positive", "e.g. --steps 5000")
     pop = Path(pop)
-    store = Store(pop).open()
+    store = Store(pop, read_only=True).open()
     cfg = store.config
     (rec,) = pick(store, which) if which != "ensemble" else (None,)
     if rec is None:
