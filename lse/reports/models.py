@@ -4,10 +4,14 @@ weights and their preprocessing (lse.nn.export builds the modules).  Read-only."
 
 from __future__ import annotations
 
-import json
 import os
+import stat
 from pathlib import Path
+from typing import Annotated, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from lse.core.records import is_id
 from lse.errors import ConfigError
 from lse.nn.export import Ensemble, Loaded, Preprocess
 from lse.store import saferead
@@ -18,13 +22,30 @@ RESULT = "result.json"
 WEIGHTS = "weights.safetensors"
 
 
+class DataInfo(BaseModel):
+    """POP/classes.json as ``lse launch`` writes it (lse.runners.launch), bounded: anyone with
+    write access to the population can replace it."""
+
+    model_config = ConfigDict(extra="ignore")
+    classes: list[Annotated[str, StringConstraints(max_length=1000)]] = Field(min_length=2, max_length=100_000)
+    input_shape: list[Annotated[int, Field(ge=1, le=1 << 16)]] = Field(min_length=3, max_length=3)
+    mean: list[Annotated[float, Field(allow_inf_nan=False)]]
+    std: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]]
+
+    @model_validator(mode="after")
+    def _per_channel(self) -> "DataInfo":
+        if not len(self.mean) == len(self.std) == self.input_shape[0]:
+            raise ValueError("mean and std need one value per channel")
+        return self
+
+
 def data_info(pop: Path, cfg) -> dict:
-    """classes, input_shape, mean, std: from POP/classes.json, else from the data set."""
+    """classes, input_shape, mean, std: from POP/classes.json, else from the data set.  A
+    classes.json that is not what lse writes (a link, a FIFO, a giant, garbage, numbers out of
+    range) is ignored: the data set says the same."""
     try:
-        info = json.loads((pop / "classes.json").read_text())
-        if all(k in info for k in ("classes", "input_shape", "mean", "std")):
-            return info
-    except (OSError, ValueError):
+        return DataInfo.model_validate(saferead.read_json(pop / "classes.json", "classes")).model_dump()
+    except (OSError, ValueError, saferead.UnsafeFile):  # pydantic's ValidationError is a ValueError
         pass
     from lse.nn.data import load_dataset
 
@@ -67,7 +88,7 @@ def load(pop: str | os.PathLike, which: str = "best", device: str = "cpu") -> Lo
     from lse.store.population import Store
 
     pop = Path(pop)
-    store = Store(pop).open()
+    store = Store(pop, read_only=True).open()
     info = data_info(pop, store.config)
     shape = tuple(int(s) for s in info["input_shape"])
     models = []
@@ -87,13 +108,16 @@ def load(pop: str | os.PathLike, which: str = "best", device: str = "cpu") -> Lo
 
 
 def _retrained(pop: Path, store, name: str):
-    from safetensors.torch import load_file
+    from safetensors import SafetensorError
+    from safetensors.torch import load
 
     folder = pop / RETRAINED / name
     try:
-        result = json.loads((folder / RESULT).read_text())
-        state = load_file(str(folder / WEIGHTS))
-    except (OSError, ValueError) as e:
+        if not _real_folder(folder):
+            raise saferead.UnsafeFile(f"{folder} is not a folder")
+        result = RetrainedResult.model_validate(saferead.read_json(folder / RESULT, "eval")).model_dump()
+        state = load(saferead.read_bytes(folder / WEIGHTS, "weights"))
+    except (OSError, ValueError, saferead.UnsafeFile, SafetensorError) as e:
         raise ConfigError(f"{folder}: no usable retrained model ({type(e).__name__})",
                           "see `lse report` for the retrained models of this population") from None
     rec = next((r for r in store.records() if r.id == result.get("id")), None)
@@ -116,9 +140,42 @@ def retrained_results(pop: str | os.PathLike) -> list[dict]:
         return []
     for d in entries:
         try:
-            r = saferead.read_json(d / RESULT, "eval")  # never a FIFO, a giant or a link out
+            if not _real_folder(d):
+                continue  # a link could lead out of the population
+            r = RetrainedResult.model_validate(saferead.read_json(d / RESULT, "eval"))  # no FIFO, giant or link out
         except (OSError, ValueError, saferead.UnsafeFile):
             continue
-        if isinstance(r, dict):
-            out.append({**r, "name": d.name})
-    return sorted(out, key=lambda r: (r.get("finished_at", 0), r["name"]))
+        out.append({**r.model_dump(), "name": d.name})
+    return sorted(out, key=lambda r: (r["finished_at"], r["name"]))
+
+
+class RetrainedResult(BaseModel):
+    """What a report shows of POP/retrained/<id>-<n>/result.json (lse.runners.retrain writes it),
+    bounded like every file read from a population; the rest of the file is kept as it is."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    from_: Literal["scratch", "weights"] = Field(alias="from")
+    steps: int = Field(ge=0, le=10**12)
+    train_seconds: float = Field(ge=0, le=1e9, allow_inf_nan=False)
+    val_accuracy: float | None = Field(ge=0, le=1, allow_inf_nan=False)
+    test_accuracy: float | None = Field(ge=0, le=1, allow_inf_nan=False)
+    flops: float = Field(ge=0, le=1e30, allow_inf_nan=False)
+    finished_at: float = Field(ge=0, le=1e11, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _an_id(self) -> "RetrainedResult":
+        if not is_id(self.id):
+            raise ValueError(f"{self.id[:100]!r} is not an individual id")
+        return self
+
+    def model_dump(self, **kw) -> dict:  # type: ignore[override]
+        return super().model_dump(by_alias=True, **kw)
+
+
+def _real_folder(path: Path) -> bool:
+    """A folder, not a link to one (a link could lead out of the population)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False

@@ -45,6 +45,7 @@ CAPS: dict[str, int] = {
     "eval": 1 << 20,
     "reference": 4 << 20,
     "config": 1 << 20,
+    "classes": 4 << 20,
 }
 
 #: deepest JSON nesting accepted: every file lse writes is well under 20 levels deep
