@@ -42,7 +42,9 @@ Why each step is exclusive and idempotent:
 Hostile or malformed entries (symlinks, files, garbage names, incomplete or unparseable
 children, a record that copies an existing id) are quarantined like the store does: moved aside,
 never deleted; their slot becomes free again.  A transient I/O error quarantines nothing: the
-generation is just not complete yet.
+generation is just not complete yet.  The two files every worker reads are never moved: an
+unusable ``generation.json`` gives way to the worker's own slot count (one configuration, so
+workers agree), an unusable plan to ``plan.1/``, ``plan.2/``... (see ``_plan_in_force``).
 """
 
 from __future__ import annotations
