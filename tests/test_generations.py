@@ -107,7 +107,7 @@ def test_a_slot_takes_one_child(store, weird_tmp_path):
     a.publish(0, 1, first, make_weights())
     with pytest.raises(LostRace, match="filled"):
         b.publish(0, 1, make_record(0.9), make_weights())
-    assert store._read_record(store.paths.generation_child(0, 1)).id == first.id
+    assert store.read_record(store.paths.generation_child(0, 1)).id == first.id
     # the loser's scratch is gone: nothing private is left behind
     assert [n for n in os.listdir(other.paths.worker("w1")) if n != "heartbeat.json"] == []
     with pytest.raises(ValueError, match="slot 2 is not in 0..1"):
@@ -302,7 +302,7 @@ def test_a_lost_race_is_not_mistaken_for_a_lost_reply(weird_tmp_path):
     other = _store(weird_tmp_path / "pop", "w1", rename=reclaimed)
     with pytest.raises(LostRace, match="another worker"):
         Generations(other, slots=1).publish(0, 0, make_record(0.9), make_weights())
-    assert store._read_record(store.paths.generation_child(0, 0)).id == winner.id
+    assert store.read_record(store.paths.generation_child(0, 0)).id == winner.id
     other.close()
 
 

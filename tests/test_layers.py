@@ -21,19 +21,7 @@ ROOT_MODULES = {"errors": "errors", "config": "config", "cli": "cli", "launch": 
 FORBIDDEN_IN_PURE = {"os", "pathlib", "shutil", "io", "tempfile", "glob", "fcntl", "subprocess", "torch",
                      "safetensors", "lse.nn", "lse.store", "lse.runners", "lse.reports", "lse.dashboard"}
 #: private names still imported across modules (issue 26: the store kernel will make them public)
-PRIVATE_EXCEPTIONS = {
-    ("lse.store.generations", "lse.store.population", "_dumps"),
-    ("lse.store.generations", "lse.store.population", "_exists"),
-    ("lse.store.generations", "lse.store.population", "_fsync_dir"),
-    ("lse.store.generations", "lse.store.population", "_scandir_entries"),
-    ("lse.store.generations", "lse.store.population", "_structure_problem"),
-    ("lse.store.generations", "lse.store.population", "_validate_dna"),
-    ("lse.store.generations", "lse.store.population", "_write_file"),
-    ("lse.store.events", "lse.store.population", "_fsync_dir"),
-    ("lse.store.events", "lse.store.population", "_unlink_quiet"),
-    ("lse.store.events", "lse.store.population", "_write_file"),
-    ("lse.dashboard.reader", "lse.store.population", "_parse_record"),
-}
+PRIVATE_EXCEPTIONS: set[tuple[str, str, str]] = set()  # emptied by the store kernel (lse.store.durable, paths, recordio)
 
 
 def _modules() -> list[tuple[str, Path]]:

@@ -15,7 +15,8 @@ from lse.cli import app
 from lse.core.dna import initial_dna
 from lse.core.mutations import mutate
 from lse.runners.simulate import OPS, standin_accuracy
-from lse.store.population import Store, _load_weights
+from lse.store.durable import weights_from_bytes
+from lse.store.population import Store
 
 WORKERS, POPULATION, BIRTHS = 20, 40, 240
 
@@ -80,7 +81,7 @@ def test_population_invariants(simulated):
         assert rec.flops and rec.flops.total > 0 and rec.params and rec.steps > 0
         assert rec.extra["simulated"] is True and rec.born_at and rec.worker and rec.host
         assert rec.parent_id is None or rec.inheritance is not None
-        weights = _load_weights(store.paths.weights_file(e.path).read_bytes())
+        weights = weights_from_bytes(store.paths.weights_file(e.path).read_bytes())
         assert weights and sum(int(t.numel()) for t in weights.values()) >= rec.params
 
 

@@ -192,13 +192,13 @@ def test_parent_killed_while_being_read_is_lost_race(store, monkeypatch):
     e = store.publish(make_record(0.4), make_weights())
     import lse.store.population as st
 
-    real = st._load_weights
+    real = st.weights_from_bytes
 
     def load_then_killed(data):
         Store(store.root).kill(e)  # another worker wins while we copy
         return real(data)
 
-    monkeypatch.setattr(st, "_load_weights", load_then_killed)
+    monkeypatch.setattr(st, "weights_from_bytes", load_then_killed)
     with pytest.raises(LostRace):
         store.read_parent(e)
 

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from lse.core.records import IndividualName
-from lse.store.population import Store, _load_weights, _parse_record
+from lse.store.durable import weights_from_bytes
+from lse.store.population import Store
+from lse.store.recordio import parse_record
 
 from _store_helpers import new_store
 
@@ -34,9 +36,9 @@ def _reader(store: Store, stop: threading.Event, seen: dict, problems: list) -> 
             except FileNotFoundError:
                 continue  # killed or collected after the listing: fine
             try:
-                rec = _parse_record(data, str(e.path), IndividualName.parse(e.path.name))
+                rec = parse_record(data, str(e.path), IndividualName.parse(e.path.name))
                 if weights is not None:
-                    _load_weights(weights)
+                    weights_from_bytes(weights)
                 seen["complete"] += 1
                 if rec.id != e.id:
                     problems.append(f"{e.path.name}: record of {rec.id}")

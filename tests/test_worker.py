@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from lse.config import ExperimentConfig, WorkerOptions
+from lse.core.records import new_id
 from lse.errors import StopRequested
 from lse.store import Store
 from lse.runners.worker import ChildResult, count_births, initial_rank, list_claims, run_worker

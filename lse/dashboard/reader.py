@@ -41,7 +41,9 @@ from lse.core.dna import DNA, render_dot, render_line
 from lse.core.genomes import describe
 from lse.errors import CorruptIndividual, LseError
 from lse.core.records import IndividualName, id_time, is_id, is_worker_id
-from lse.store.population import PopulationPaths, Store, heartbeat_fields, _parse_record
+from lse.store.paths import PopulationPaths
+from lse.store.population import Store
+from lse.store.recordio import heartbeat_fields, parse_record
 from lse.store.saferead import parse_json, read_bytes, read_json
 
 log = logging.getLogger(__name__)
@@ -106,8 +108,8 @@ def v2_fields(raw: dict) -> dict:
 
 def parse(data: bytes, source: str, name: IndividualName | None):
     """(IndividualRecord, v2 fields) of a record file, by the store's rules (CorruptIndividual)."""
-    rec = _parse_record(data, source, name)
-    raw = parse_json(data, source)  # valid, bounded JSON: _parse_record checked
+    rec = parse_record(data, source, name)
+    raw = parse_json(data, source)  # valid, bounded JSON: parse_record checked
     return rec, v2_fields(raw if isinstance(raw, dict) else {})
 
 

@@ -131,7 +131,7 @@ def snapshot(store, now: float | None = None) -> Status:
         age = None
         try:
             age = max(0.0, now - os.lstat(hb_path).st_mtime)
-            hb = store._heartbeat_of(wid) or {}  # the safe read: no FIFO, no giant, bounded fields
+            hb = store.heartbeat_of(wid) or {}  # the safe read: no FIFO, no giant, bounded fields
         except OSError:
             pass
         st.workers.append(WorkerStatus(wid, hb.get("host"), hb.get("pid"), age, hb.get("counter"),

@@ -21,7 +21,8 @@ from datetime import datetime, timezone
 from lse.core.events import Event, parse_event_name
 from lse.core.records import new_id
 from lse.errors import CorruptIndividual, StoreError
-from lse.store.population import Store, _fsync_dir, _unlink_quiet, _write_file
+from lse.store.durable import fsync_dir, unlink_quiet, write_file
+from lse.store.population import Store
 from lse.store.saferead import read_json
 
 log = logging.getLogger("lse.store.events")
@@ -93,19 +94,19 @@ class EventLog:
         tmp = self.paths.event_tmp()
         dst = self.paths.event(event.file_name())
         try:
-            _write_file(tmp, (event.model_dump_json(indent=1) + "\n").encode())
+            write_file(tmp, (event.model_dump_json(indent=1) + "\n").encode())
             try:
                 os.link(tmp, dst)
             except FileExistsError:
                 return False
-            _fsync_dir(self.paths.events)
+            fsync_dir(self.paths.events)
             return True
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise StoreError(f"no space left to record the event in {self.paths.events}", "free some space and run the command again") from None
             raise StoreError(f"cannot write {dst}: {e.strerror}", "check the population's permissions") from None
         finally:
-            _unlink_quiet(tmp)
+            unlink_quiet(tmp)
 
     # -- the commands ------------------------------------------------------------------------
     def set_mutations(self, n: int, *, duration: float | None = None, source: str = "command",

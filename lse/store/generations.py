@@ -55,10 +55,9 @@ import math
 import os
 import random
 import re
-import secrets
 import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,20 +67,10 @@ from lse.errors import CorruptIndividual, LostRace, StoreError
 from lse.algorithms.base import ReplacementPlan
 from lse.core.records import IndividualName, IndividualRecord, format_fitness, is_id, is_worker_id
 from lse.store.saferead import read_json
-from lse.store.population import (
-    RECORD_FILE,
-    WEIGHTS_FILE,
-    Store,
-    _dumps,
-    _exists,
-    _fsync_dir,
-    save_weights,
-    _scandir_entries,
-    _structure_problem,
-    _validate_dna,
-    _write_file,
-    remove_tree,
-)
+from lse.store.durable import dumps, fsync_dir, path_exists, remove_tree, save_weights, scandir_entries, unlink_quiet, write_file
+from lse.store.paths import RECORD_FILE, WEIGHTS_FILE
+from lse.store.population import Store
+from lse.store.recordio import structure_problem, validate_dna
 
 __all__ = ["GenerationPlan", "GenerationStatus", "Generations", "Plan", "PlanFn", "PlannedChild"]
 
@@ -238,7 +227,7 @@ class Generations:
         """Legitimate generations, ascending: 0..n-1 with each predecessor planned.  Anything
         else in generations/ was not made by lse and is quarantined (never deleted)."""
         found: dict[int, Path] = {}
-        for de in _scandir_entries(self.paths.generations):
+        for de in scandir_entries(self.paths.generations):
             g = _number(de.name)
             if g is None or de.is_symlink() or not de.is_dir(follow_symlinks=False):
                 self._quarantine(Path(de.path), "not a generation (a folder named by a number)")
@@ -411,18 +400,18 @@ class Generations:
             if mine_t is None or not any((t, w) < (mine_t, me) and self.store.is_dead_worker(w) is not True
                                          for t, w in rivals if w != me):
                 return k
-            _unlink_quiet(path)
+            unlink_quiet(path)
             free.remove(k)
         return None
 
     def release(self) -> None:
         """Drop this worker's claims (it holds at most one)."""
         for g, k in self._my_claims():
-            _unlink_quiet(self.paths.generation_claim(self.store.worker.id, g, k))
+            unlink_quiet(self.paths.generation_claim(self.store.worker.id, g, k))
 
     def _my_claims(self) -> list[tuple[int, int]]:
         out = []
-        for de in _scandir_entries(self.store.worker.dir):
+        for de in scandir_entries(self.store.worker.dir):
             gk = _parse_claim(de.name)
             if gk is not None:
                 out.append(gk)
@@ -434,11 +423,11 @@ class Generations:
         caller's to judge, and only where it decides something (see claim)."""
         me = self.store.worker.id
         out: dict[int, list[tuple[int, str]]] = {}
-        for wde in _scandir_entries(self.paths.workers):
+        for wde in scandir_entries(self.paths.workers):
             wid = wde.name
             if not is_worker_id(wid) or (not with_times and wid == me):
                 continue
-            for de in _scandir_entries(Path(wde.path)):
+            for de in scandir_entries(Path(wde.path)):
                 gk = _parse_claim(de.name)
                 if gk is None or gk[0] != g or (slot is not None and gk[1] != slot):
                     continue
@@ -487,34 +476,34 @@ class Generations:
             "extra": {**record.extra, "generation": {"generation": g, "slot": slot}},
         })
         IndividualRecord.model_validate(rec.model_dump(mode="json"))
-        _validate_dna(rec.dna, rec.genome)  # never publish what every reader would quarantine
+        validate_dna(rec.dna, rec.genome)  # never publish what every reader would quarantine
         scratch = self.paths.private_file(w.id, "gchild")
         dst = self.paths.generation_child(g, slot)
         try:
             w.dir.mkdir(exist_ok=True)
             scratch.mkdir()
             if state_dict is not None:
-                _write_file(self.paths.weights_file(scratch), save_weights(state_dict))
-            _write_file(self.paths.record_file(scratch), _dumps(rec.model_dump(mode="json")))
-            _fsync_dir(scratch)
+                write_file(self.paths.weights_file(scratch), save_weights(state_dict))
+            write_file(self.paths.record_file(scratch), dumps(rec.model_dump(mode="json")))
+            fsync_dir(scratch)
             try:
-                won = store._rename(scratch, dst)
+                won = store.rename(scratch, dst)
             except OSError as e:
                 if e.errno in _OCCUPIED:
                     raise LostRace(f"slot {slot} of generation {g} is filled already") from None
                 raise
             if not won:  # children/ is gone (sealed), or our scratch was reclaimed
                 raise LostRace(f"generation {g} was sealed before the child of slot {slot} was published")
-            # _rename calls "destination there, source gone" a win; the destination is shared
+            # Store.rename calls "destination there, source gone" a win; the destination is shared
             # here, so make sure the child in the slot is ours.
             if self._slot_id(g, slot) != rec.id:
                 raise LostRace(f"slot {slot} of generation {g} holds another worker's child")
             self._fsync_children(g)
         except OSError as e:
-            raise store._os_error(e, f"publish the child of slot {slot} of generation {g}") from None
+            raise store.os_error(e, f"publish the child of slot {slot} of generation {g}") from None
         finally:
             remove_tree(scratch)
-            _unlink_quiet(self.paths.generation_claim(w.id, g, slot))
+            unlink_quiet(self.paths.generation_claim(w.id, g, slot))
         return rec
 
     def _fsync_children(self, g: int) -> None:
@@ -523,7 +512,7 @@ class Generations:
         the plan may move the children on after that; the entry is then the sealer's to keep."""
         for folder in (self.paths.generation_children(g), self.paths.generation_sealed(g)):
             try:
-                _fsync_dir(folder)
+                fsync_dir(folder)
                 return
             except FileNotFoundError:
                 continue
@@ -533,7 +522,7 @@ class Generations:
         worker sealed right after our publish), or only in the plan (moved already)."""
         for path in (self.paths.generation_child(g, slot), self.paths.generation_sealed_child(g, slot)):
             try:
-                return self.store._read_record(path).id
+                return self.store.read_record(path).id
             except (OSError, CorruptIndividual):
                 continue
         try:
@@ -594,12 +583,12 @@ class Generations:
         if len(kids) < n:
             return False  # a malformed child was quarantined: its slot is free again
         try:
-            self.store._rename(folder, self.paths.generation_sealed(g))
+            self.store.rename(folder, self.paths.generation_sealed(g))
         except OSError as e:
             if e.errno in _OCCUPIED:
                 raise StoreError(f"generation {g} has both children/ and a non-empty sealed/",
                                  "lse never makes that; inspect the generation by hand") from None
-            raise self.store._os_error(e, f"seal generation {g}") from None
+            raise self.store.os_error(e, f"seal generation {g}") from None
         return self._is_dir(self.paths.generation_sealed(g))
 
     def _sound_children(self, g: int, folder: Path, check_unique: bool) -> dict[int, IndividualRecord]:
@@ -609,7 +598,7 @@ class Generations:
         known = {e.id for e in self.store.entries()} if check_unique else set()
         out: dict[int, IndividualRecord] = {}
         seen: set[str] = set()
-        for de in sorted(_scandir_entries(folder), key=lambda d: (_number(d.name) is None, _number(d.name) or 0, d.name)):
+        for de in sorted(scandir_entries(folder), key=lambda d: (_number(d.name) is None, _number(d.name) or 0, d.name)):
             k = _number(de.name)
             path = Path(de.path)
             if k is None or k >= n:
@@ -631,7 +620,7 @@ class Generations:
     def _read_child(self, path: Path) -> IndividualRecord | None:
         """The child's record; None if it moved away or was malformed (then quarantined)."""
         try:
-            rec = self.store._read_record(path)
+            rec = self.store.read_record(path)
             if rec.state == "alive":
                 if rec.fitness is None:
                     raise CorruptIndividual(f"{path}: an alive child without a fitness")
@@ -644,11 +633,11 @@ class Generations:
             return None
         except OSError as e:
             files = (RECORD_FILE, WEIGHTS_FILE) if e.filename and str(e.filename).endswith(WEIGHTS_FILE) else (RECORD_FILE,)
-            problem = _structure_problem(path, files)
+            problem = structure_problem(path, files)
             if problem is not None:
                 self._quarantine(path, problem)
                 return None
-            if e.errno in (errno.ENOENT, errno.ESTALE) and not _exists(path):
+            if e.errno in (errno.ENOENT, errno.ESTALE) and not path_exists(path):
                 return None  # moved away meanwhile
             raise _Unknown(str(e)) from None
 
@@ -683,16 +672,16 @@ class Generations:
         try:
             store.worker.dir.mkdir(exist_ok=True)
             tmp.mkdir()
-            _write_file(tmp / PLAN_FILE, _dumps(body.model_dump(mode="json")))
-            _fsync_dir(tmp)
+            write_file(tmp / PLAN_FILE, dumps(body.model_dump(mode="json")))
+            fsync_dir(tmp)
             try:
-                store._rename(tmp, self.paths.generation_plan(g, version))
+                store.rename(tmp, self.paths.generation_plan(g, version))
             except OSError as e:
                 if e.errno not in _OCCUPIED:
                     raise
-            _fsync_dir(self.paths.generation(g))
+            fsync_dir(self.paths.generation(g))
         except OSError as e:
-            raise store._os_error(e, f"write the plan of generation {g}") from None
+            raise store.os_error(e, f"write the plan of generation {g}") from None
         finally:
             remove_tree(tmp)
         plan = self.plan(g)  # ours, or the one that won: never the one we computed, unread
@@ -711,10 +700,10 @@ class Generations:
                 store.kill(e)  # False: killed (or collected) by another applier first
         for c in plan.children:
             src = self.paths.generation_sealed_child(g, c.slot)
-            if not _exists(src):
+            if not path_exists(src):
                 continue  # moved already
             try:
-                rec = store._read_record(src)
+                rec = store.read_record(src)
             except FileNotFoundError:
                 continue  # moved while we looked
             except CorruptIndividual as e:
@@ -738,16 +727,16 @@ class Generations:
             self.paths.generations.mkdir(exist_ok=True)
             tmp.mkdir()
             (tmp / "children").mkdir()
-            _write_file(tmp / "generation.json", _dumps({"generation": g, "slots": slots, "opened_by": store.worker.id}))
-            _fsync_dir(tmp)
+            write_file(tmp / "generation.json", dumps({"generation": g, "slots": slots, "opened_by": store.worker.id}))
+            fsync_dir(tmp)
             try:
-                store._rename(tmp, self.paths.generation(g))
+                store.rename(tmp, self.paths.generation(g))
             except OSError as e:
                 if e.errno not in _OCCUPIED:
                     raise
-            _fsync_dir(self.paths.generations)
+            fsync_dir(self.paths.generations)
         except OSError as e:
-            raise store._os_error(e, f"open generation {g}") from None
+            raise store.os_error(e, f"open generation {g}") from None
         finally:
             remove_tree(tmp)
 
@@ -768,7 +757,7 @@ class Generations:
             if st == "open":
                 filled = len([k for k in (self._filled(g) or ()) if k < n])
             else:
-                filled = len([de for de in _scandir_entries(self.paths.generation_sealed(g)) if _number(de.name) is not None])
+                filled = len([de for de in scandir_entries(self.paths.generation_sealed(g)) if _number(de.name) is not None])
             claimed = 0
             if st == "open":  # slots claimed by workers not known to be dead
                 claims = self._claims(g, with_times=True)
@@ -781,7 +770,7 @@ class Generations:
     def _quarantine(self, path: Path, reason: str) -> None:
         if not self.store.read_only:
             self.store.paths.quarantine.mkdir(exist_ok=True)
-        self.store._quarantine(path, reason)  # a read-only store only skips it
+        self.store.quarantine(path, reason)  # a read-only store only skips it
 
     @staticmethod
     def _is_dir(path: Path) -> bool:
@@ -819,8 +808,3 @@ def _parse_claim(name: str) -> tuple[int, int] | None:
     return None if g is None or k is None else (g, k)
 
 
-def _unlink_quiet(p: Path) -> None:
-    try:
-        os.unlink(p)
-    except FileNotFoundError:
-        pass

@@ -24,7 +24,6 @@ import errno
 import json
 import os
 import stat
-from pathlib import Path
 
 from lse.errors import CorruptIndividual
 
