@@ -17,6 +17,7 @@ from lse.config import ExperimentConfig
 from lse.errors import ConfigError, DNAError, LostRace, StoreError
 from lse.core.records import IndividualName, IndividualRecord, id_time, new_id
 from lse.store.population import PopulationPaths, Store
+from lse.store.reading import Reader
 
 from _store_helpers import make_record, make_weights, new_store
 
@@ -190,7 +191,7 @@ def test_read_parent_of_killed_or_collected_is_lost_race(store):
 
 def test_parent_killed_while_being_read_is_lost_race(store, monkeypatch):
     e = store.publish(make_record(0.4), make_weights())
-    import lse.store.population as st
+    import lse.store.reading as st
 
     real = st.weights_from_bytes
 
@@ -267,7 +268,7 @@ def test_record_by_id_reads_only_that_individual(store, monkeypatch):
     store.kill(mid_gc)
     os.rename(store.find(mid_gc.id).path, store.paths.gc_individual(mid_gc.id, "w9"))  # a collector at work
     expected = {r.id: r for r in store.records()}
-    monkeypatch.setattr(Store, "records", lambda self: pytest.fail("record(id) must not read every record"))
+    monkeypatch.setattr(Reader, "records", lambda self: pytest.fail("record(id) must not read every record"))
     for e in (alive, killed, collected, born_dead, mid_gc):
         assert store.record(e.id) == expected[e.id]
     assert store.record(alive.id).state == "alive"

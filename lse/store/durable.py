@@ -16,7 +16,28 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["dumps", "fsync_dir", "listdir_sorted", "path_exists", "remove_tree", "safetensors_error", "save_weights",
+from lse.errors import DiskFull, StoreError
+
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_DENIED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def write_error(root: Path, e: OSError, what: str) -> Exception:
+    """The typed error a user can act on for an OSError met while writing into the population
+    ``root``: a full disk (DiskFull), a refused write (StoreError); anything else as it is."""
+    if e.errno in _FULL:
+        return DiskFull(
+            f"no space left in {root} while trying to {what}; nothing was published",
+            "free space (or raise the quota) and the workers resume",
+        )
+    if e.errno in _DENIED:
+        return StoreError(
+            f"cannot write to the population {root} ({os.strerror(e.errno)}) while trying to {what}",
+            "check the folder's permissions and that its filesystem is mounted read-write",
+        )
+    return e
+
+__all__ = ["write_error", "dumps", "fsync_dir", "listdir_sorted", "path_exists", "remove_tree", "safetensors_error", "save_weights",
            "scandir_entries", "unlink_quiet", "weights_from_bytes", "write_file"]
 
 def fsync_dir(path: Path) -> None:
