@@ -165,7 +165,7 @@ def test_the_plan_is_written_once_and_reused(store, weird_tmp_path):
     gens = Generations(store, slots=3)
     _fill(gens, 0, [0.2, 0.8, 0.5])
     assert gens._seal(0)
-    written = gens._make_plan(0, mu_plus_lambda(1))  # the first closer dies before applying
+    written = gens.planner.make(0, mu_plus_lambda(1))  # the first closer dies before applying
     other = _store(weird_tmp_path / "pop", "w1")
 
     def never(parents, children):
@@ -173,7 +173,7 @@ def test_the_plan_is_written_once_and_reused(store, weird_tmp_path):
 
     # A closer that looked before the plan existed computes its own, loses the plan's rename,
     # and goes on with the plan in force, not with the one it computed.
-    assert Generations(other, slots=3)._make_plan(0, mu_plus_lambda(3)) == written
+    assert Generations(other, slots=3).planner.make(0, mu_plus_lambda(3)) == written
     # While its planner lives, the plan is the planner's to apply: nobody else touches it.
     assert Generations(other, slots=3).close(0, never) is False
     assert sorted(e.fitness for e in store.list_alive()) == [] and gens.state(0) == "planned"

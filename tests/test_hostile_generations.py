@@ -24,6 +24,7 @@ from lse.runners.simulate import StandInTrainer
 from lse.runners.worker import run_worker
 from lse.store import Store
 from lse.store.generations import PLAN_FILE, Generations
+from lse.store.plans import Planner
 
 ATTACKS = ["fifo", "sparse", "deep", "dir", "symlink", "range", "garbage", "other-generation"]
 FAST = {"fifo", "symlink", "other-generation"}  # the default suite; every attack under -m slow
@@ -106,7 +107,7 @@ def test_a_hostile_plan_is_replaced_by_a_plan_every_worker_agrees_on(tmp_path, a
     def crash(self, g, plan):
         raise Crash(f"killed before applying the plan of generation {g}")
 
-    monkeypatch.setattr(Generations, "_apply", crash)
+    monkeypatch.setattr(Planner, "apply", crash)
     with pytest.raises(Crash):
         _run(pop, "g1", 8)  # generation 1 is filled, sealed and planned, never applied
     monkeypatch.undo()
@@ -123,7 +124,7 @@ def test_a_hostile_plan_is_replaced_by_a_plan_every_worker_agrees_on(tmp_path, a
     gens = Generations(store, slots=algo.slots(1), initial_slots=algo.slots(0))
     in_force = gens.plan(1)
     assert in_force is not None and in_force.generation == 1
-    assert gens._plan_in_force(1)[1] == 1, "the unusable plan/ was not superseded by plan.1/"
+    assert gens.planner.in_force(1)[1] == 1, "the unusable plan/ was not superseded by plan.1/"
     assert gens.plan(1) == in_force, "two reads of the plan in force disagree"
     assert len(store.list_alive()) == 4  # the population keeps its size through the re-plan
     assert gens.current() >= 2
