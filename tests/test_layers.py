@@ -98,3 +98,19 @@ def test_no_module_imports_another_modules_private_names():
              if target.startswith("lse") and target != m for name in names if name.startswith("_")}
     assert found - PRIVATE_EXCEPTIONS == set(), "new imports of private names"
     assert PRIVATE_EXCEPTIONS - found == set(), "fixed: remove them from PRIVATE_EXCEPTIONS"
+
+
+#: issue 26: a worker and a trainer you can read in one sitting
+MAX_WORKER_LINES = 500
+MAX_CLASS_LINES = 400
+
+
+def test_the_worker_and_every_class_stay_readable_in_one_sitting():
+    worker = ROOT / "runners" / "worker.py"
+    assert len(worker.read_text().splitlines()) <= MAX_WORKER_LINES
+    big = []
+    for module, path in _modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
+                big.append(f"{module}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert not big, f"classes over {MAX_CLASS_LINES} lines (split them by job): {big}"

@@ -13,9 +13,13 @@ optional fields of schema-v2 records (``objectives``, ``fitness``, ``age``, ``sp
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
+from lse.core.dna import DNA, render_dot, render_line
+from lse.core.genomes import describe
+from lse.errors import LseError
 from lse.reports import curves as cv
 
 
@@ -179,4 +183,86 @@ def curve_steps(curve: cv.Curve) -> dict:
         "val": [num(curve.val[k]) for k in idx],
         "test": [num(curve.test[k]) for k in idx],
         "steps": len(curve.changes()),
+    }
+
+
+def overview_panel(rows: Iterable[Mapping], inds: list[cv.Individual], cfg: Mapping, now: float, start: float, *,
+                   pop: str, label: str, config_error: str | None, stop_file: bool) -> dict:
+    """The overview: counts by state, FLOPs, births per hour, the best, and each stop condition
+    beside its limit (``rows``: the reader's rows; ``cfg``: experiment.json as read)."""
+    counts = {"alive": 0, "dead": 0, "collected": 0, "failed": 0}
+    flops = 0.0
+    last_hour = 0
+    n = 0
+    for r in rows:
+        n += 1
+        if r["state"] == "alive":
+            counts["alive"] += 1
+        elif r["collected"]:
+            counts["collected"] += 1
+        else:
+            counts["dead"] += 1
+        counts["failed"] += r["failed"]
+        flops += r["flops"]
+        last_hour += now - r["born_at"] <= 3600.0
+    best = cv.top_by_validation(inds, 1)
+    hours = max(0.0, (now - start) / 3600.0)
+
+    def stop(name: str, key: str, value: float) -> dict:
+        limit = cfg.get(key)
+        return {"name": name, "limit": limit if _finite(limit) else None, "value": value}
+
+    algorithm = cfg.get("algorithm")
+    return {
+        "pop": pop, "label": label, "settings": _scalars(cfg), "config_error": config_error,
+        "algorithm": algorithm if isinstance(algorithm, dict) else None,
+        "individuals": n, **counts, "flops": flops, "hours": hours, "start": start,
+        "per_hour": None if hours <= 0 else n / hours, "last_hour": last_hour,
+        "best": None if not best else {"id": best[0].id, "val": best[0].val_accuracy},
+        "stops": [stop("individuals", "max_individuals", n), stop("hours", "max_hours", hours),
+                  stop("FLOPs", "max_flops", flops)],
+        "stop_file": stop_file,
+    }
+
+
+def _scalars(cfg: Mapping) -> dict:
+    """experiment.json's settings for display: scalars and small mappings, nothing else."""
+    out = {}
+    for k, v in list(cfg.items())[:100]:
+        if isinstance(v, (str, int, float, bool)) or v is None:
+            out[str(k)[:100]] = v if not isinstance(v, str) else v[:500]
+        elif isinstance(v, dict):
+            out[str(k)[:100]] = json.dumps(v, sort_keys=True)[:500]
+    return out
+
+
+def architecture_panel(genome: str, dna: dict, classes: int) -> dict:
+    """How the detail panel shows a genome: the paper's DNA as one line, a Graphviz graph and
+    the drawing's backbone; another paper's genome as its one-line rendering; or the error."""
+    try:
+        if genome == "dna":
+            d = DNA.model_validate(dna)
+            return {"line": render_line(d, classes), "dot": render_dot(d), "graph": architecture(d)}
+        return {"line": describe(genome, dna, classes)[0]}  # lse.core.genomes
+    except (LseError, ValueError) as e:
+        return {"error": str(e).splitlines()[0]}
+
+
+def architecture(dna: DNA) -> dict:
+    """The DNA as the browser draws it: backbone vertices in order, backbone edges, skips."""
+    path = dna.backbone()
+    pos = {v: i for i, v in enumerate(path)}
+
+    def token(e) -> str:
+        if e.kind == "conv":
+            kh, kw = e.kernel()
+            return f"conv {kh}x{kw} /{e.stride()} x{e.channels()}"
+        return "identity"
+
+    return {
+        "vertices": [{"id": v, "activation": dna.vertex(v).activation,
+                      "role": "input" if v == dna.input_id else "output" if v == dna.output_id else ""} for v in path],
+        "edges": [{"id": e.id, "from": pos[e.src], "to": pos[e.dst], "label": token(e)} for e in dna.backbone_edges()],
+        "skips": [{"id": e.id, "from": pos[e.src], "to": pos[e.dst]} for e in dna.skips()],
+        "learning_rate": dna.learning_rate,
     }

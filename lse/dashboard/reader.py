@@ -24,7 +24,7 @@ today's :class:`~lse.core.records.IndividualRecord` ignores unknown keys.
 from __future__ import annotations
 
 import itertools
-import json
+
 import logging
 import math
 import os
@@ -37,13 +37,11 @@ from pathlib import Path
 from lse.reports import curves as cv
 from lse.dashboard import panels
 from lse.core.datasets import classes_of
-from lse.core.dna import DNA, render_dot, render_line
-from lse.core.genomes import describe
-from lse.errors import CorruptIndividual, LseError
+from lse.errors import CorruptIndividual
 from lse.core.records import IndividualName, id_time, is_id, is_worker_id
 from lse.store.paths import PopulationPaths
 from lse.store.population import Store
-from lse.store.recordio import heartbeat_fields, parse_record
+from lse.store.recordio import heartbeat_fields, parse_record, read_death
 from lse.store.saferead import parse_json, read_bytes, read_json
 
 log = logging.getLogger(__name__)
@@ -111,26 +109,6 @@ def parse(data: bytes, source: str, name: IndividualName | None):
     rec = parse_record(data, source, name)
     raw = parse_json(data, source)  # valid, bounded JSON: parse_record checked
     return rec, v2_fields(raw if isinstance(raw, dict) else {})
-
-
-def architecture(dna: DNA) -> dict:
-    """The DNA as the browser draws it: backbone vertices in order, backbone edges, skips."""
-    path = dna.backbone()
-    pos = {v: i for i, v in enumerate(path)}
-
-    def token(e) -> str:
-        if e.kind == "conv":
-            kh, kw = e.kernel()
-            return f"conv {kh}x{kw} /{e.stride()} x{e.channels()}"
-        return "identity"
-
-    return {
-        "vertices": [{"id": v, "activation": dna.vertex(v).activation,
-                      "role": "input" if v == dna.input_id else "output" if v == dna.output_id else ""} for v in path],
-        "edges": [{"id": e.id, "from": pos[e.src], "to": pos[e.dst], "label": token(e)} for e in dna.backbone_edges()],
-        "skips": [{"id": e.id, "from": pos[e.src], "to": pos[e.dst]} for e in dna.skips()],
-        "learning_rate": dna.learning_rate,
-    }
 
 
 class PopulationReader:
@@ -327,9 +305,9 @@ class PopulationReader:
                 except (ValueError, TypeError, OverflowError) as e:  # validated, yet unusable
                     self._bad[f"record/{iid}"] = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         for iid in new_deaths:
-            d = _read_death(self.paths.history_death(iid))
+            d = read_death(self.paths.history_death(iid))  # bounded, as the store reads it
             if d is not None:
-                self._deaths[iid] = d
+                self._deaths[iid] = (d["killed_at"], d["killed_by"])
                 touched.add(iid)
         return self._restate(touched)
 
@@ -438,7 +416,6 @@ class PopulationReader:
         }
 
     def individuals(self) -> list[cv.Individual]:
-        out = []
         for iid, row in self.rows.items():
             ind = self._inds.get(iid)
             alive = row["state"] == "alive"
@@ -475,7 +452,9 @@ class PopulationReader:
         curve = cv.progress_curve(inds, tests, start=start, label=self.label)
         rows = list(self.rows.values())
         new = {
-            "overview": self._overview(inds, start),
+            "overview": panels.overview_panel(self.rows.values(), inds, self.config, self.clock(), start,
+                                              pop=str(self.root), label=self.label, config_error=self.config_error,
+                                              stop_file=self.stop_file),
             "curve": {**panels.curve_steps(curve), "start": start},
             "mutations": [{"name": s.name, "children": s.children, "improved": s.improved, "failed": s.failed,
                            "rate": None if s.children == 0 else s.rate} for s in cv.mutation_stats(inds)],
@@ -488,42 +467,6 @@ class PopulationReader:
             old = self.panels.get(k)
             if old is None or old[1] != v:
                 self.panels[k] = (self.tick(), v)
-
-    def _overview(self, inds: list[cv.Individual], start: float) -> dict:
-        now = self.clock()
-        cfg = self.config
-        counts = {"alive": 0, "dead": 0, "collected": 0, "failed": 0}
-        flops = 0.0
-        last_hour = 0
-        for r in self.rows.values():
-            if r["state"] == "alive":
-                counts["alive"] += 1
-            elif r["collected"]:
-                counts["collected"] += 1
-            else:
-                counts["dead"] += 1
-            counts["failed"] += r["failed"]
-            flops += r["flops"]
-            last_hour += now - r["born_at"] <= 3600.0
-        best = cv.top_by_validation(inds, 1)
-        hours = max(0.0, (now - start) / 3600.0)
-        n = len(self.rows)
-
-        def stop(name: str, key: str, value: float) -> dict:
-            limit = cfg.get(key)
-            return {"name": name, "limit": limit if _finite(limit) else None, "value": value}
-
-        algorithm = cfg.get("algorithm")
-        return {
-            "pop": str(self.root), "label": self.label, "settings": _scalars(cfg), "config_error": self.config_error,
-            "algorithm": algorithm if isinstance(algorithm, dict) else None,
-            "individuals": n, **counts, "flops": flops, "hours": hours, "start": start,
-            "per_hour": None if hours <= 0 else n / hours, "last_hour": last_hour,
-            "best": None if not best else {"id": best[0].id, "val": best[0].val_accuracy},
-            "stops": [stop("individuals", "max_individuals", n), stop("hours", "max_hours", hours),
-                      stop("FLOPs", "max_flops", flops)],
-            "stop_file": self.stop_file,
-        }
 
     def detail(self, iid: str) -> dict | None:
         """One individual, for the panel a click opens: its record (validated, as the store
@@ -549,15 +492,7 @@ class PopulationReader:
         record = {**rec.model_dump(mode="json"), **{k: v for k, v in extra.items() if v is not None}}
         record.update(state=row["state"], collected=row["collected"], killed_at=row["killed_at"],
                       killed_by=row["killed_by"])
-        classes = classes_of(str(self.config.get("dataset"))) or 10
-        try:
-            if rec.genome == "dna":
-                dna = DNA.model_validate(rec.dna)
-                arch = {"line": render_line(dna, classes), "dot": render_dot(dna), "graph": architecture(dna)}
-            else:  # another paper's genome: its one-line rendering (lse.core.genomes)
-                arch = {"line": describe(rec.genome, rec.dna, classes)[0]}
-        except (LseError, ValueError) as e:
-            arch = {"error": str(e).splitlines()[0]}
+        arch = panels.architecture_panel(rec.genome, rec.dna, classes_of(str(self.config.get("dataset"))) or 10)
         inds = self.individuals()
         path = cv.lineage(inds, iid)
 
@@ -576,28 +511,6 @@ class PopulationReader:
             "lineage_complete": bool(path) and path[0].parent_id is None,
             "test": row["test"],
         }
-
-
-def _scalars(cfg: dict) -> dict:
-    """experiment.json's settings for display: scalars and small mappings, nothing else."""
-    out = {}
-    for k, v in list(cfg.items())[:100]:
-        if isinstance(v, (str, int, float, bool)) or v is None:
-            out[str(k)[:100]] = v if not isinstance(v, str) else v[:500]
-        elif isinstance(v, dict):
-            out[str(k)[:100]] = json.dumps(v, sort_keys=True)[:500]
-    return out
-
-
-def _read_death(path: Path) -> tuple[float, str] | None:
-    try:
-        d = read_json(path, "death")
-        at = float(d["killed_at"])  # type: ignore[index]
-        if not (math.isfinite(at) and abs(at) < 1e11):
-            return None
-        return at, str(d["killed_by"])[:100]  # type: ignore[index]
-    except (OSError, ValueError, KeyError, TypeError, OverflowError, CorruptIndividual):
-        return None
 
 
 def _is_link(p: Path) -> bool:

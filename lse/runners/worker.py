@@ -280,11 +280,9 @@ class _Loop:
             index = None if births is None else len(births) + initial_rank(child_id, claims, times)
             initial = index is not None and index < self.config.population_size
             if births is not None and len(births) < self.config.population_size and tied(child_id, claims, times):
-                # Two claims in one timestamp tick both rank after each other (initial_rank): they
-                # would take one slot, or for the last slot both breed non-initial children and
-                # leave the initial population one short.  Withdraw and claim again after a
-                # jittered wait, as the max_individuals path does; the other claim (or ours,
-                # next time) then ranks alone.
+                # Two claims in one tick rank after each other (initial_rank): one slot twice, or
+                # (last slot) none.  Withdraw and claim again after a jittered wait, as the
+                # max_individuals path does; the other claim (or ours, next time) ranks alone.
                 claim.unlink()
                 time.sleep(SLOT_WAIT_SECONDS * self.rng.uniform(0.1, 0.5))
                 return
