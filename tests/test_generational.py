@@ -96,9 +96,9 @@ def test_after_a_weight_reset_a_generational_selection_sees_older_epochs_unrated
         algo = make_algorithm(config)
         select = algo.select
 
-        def spy(view, rng, *, full):
+        def spy(view, rng, *, full, ctx=None):
             seen.append({m.id: m.fitness for m in view.members})
-            return select(view, rng, full=full)
+            return select(view, rng, full=full, ctx=ctx)
 
         algo.select = spy
         return algo

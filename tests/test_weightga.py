@@ -9,7 +9,7 @@ import random
 import pytest
 
 from lse.algorithms import make_algorithm
-from lse.algorithms.base import Member, PopulationView
+from lse.algorithms.base import Context, Member, PopulationView
 from lse.config import ExperimentConfig
 from lse.core.chromosome import Variation, chromosome, complement, crossover_mask, mutation_sites, plan_variation
 from lse.core.fixednet import FixedNet, parameter_count, tensor_shapes
@@ -130,16 +130,16 @@ def test_generational_slots_pair_into_complementary_children_from_one_mating_poo
     view = _view([0.05 + 0.01 * i for i in range(100)])
     mutated = 0
     for slot in range(0, 100, 2):
-        a.begin_child(3, slot)
-        s0 = a.select(view, random.Random(1), full=False)
-        v0 = Variation.model_validate(a.vary([_rec(p, 0.1) for p in s0.parents], random.Random(1)).details["variation"]
-                                      ) if len(s0.parents) == 2 else None
-        b.begin_child(3, slot + 1)
-        s1 = b.select(view, random.Random(99), full=False)
+        c0, c1 = Context(generation=3, slot=slot), Context(generation=3, slot=slot + 1)
+        s0 = a.select(view, random.Random(1), full=False, ctx=c0)
+        v0 = Variation.model_validate(a.vary([_rec(p, 0.1) for p in s0.parents], random.Random(1), s0.plan, c0
+                                             ).details["variation"]) if len(s0.parents) == 2 else None
+        s1 = b.select(view, random.Random(99), full=False, ctx=c1)
         assert s0.parents == s1.parents
         if v0 is None:
             continue
-        v1 = Variation.model_validate(b.vary([_rec(p, 0.1) for p in s1.parents], random.Random(2)).details["variation"])
+        v1 = Variation.model_validate(b.vary([_rec(p, 0.1) for p in s1.parents], random.Random(2), s1.plan, c1
+                                             ).details["variation"])
         assert v0.mask_seed == v1.mask_seed and not v0.complement and v1.complement
         mutated += (v0.mutation_seed is not None) + (v1.mutation_seed is not None)
     assert 5 <= mutated <= 40  # p = 0.2 of 100 children
@@ -162,8 +162,7 @@ def test_elitism_keeps_the_top_ten_unchanged_and_breeds_ninety():
     view = _view(fits)
     pools = set()
     for slot in range(90):
-        algo.begin_child(1, slot)
-        sel = algo.select(view, random.Random(slot), full=False)
+        sel = algo.select(view, random.Random(slot), full=False, ctx=Context(generation=1, slot=slot))
         assert 1 <= len(sel.parents) <= 2
         pools.update(sel.parents)
     assert len(pools) <= 20

@@ -22,8 +22,13 @@ that composes pure pieces of :mod:`lse.core` (STYLE.md 13):
 
 The worker calls these in a fixed order (select, vary, then the training seed), each with the
 worker's own seeded :class:`random.Random`, so a run is reproducible from its seed and worker
-id.  Nothing here touches torch or the filesystem: an algorithm is plain decisions over plain
-data, testable in milliseconds.
+id.  Everything a hook needs travels as a value: the :class:`Context` of the child being made
+(its generation and slot, the mutations per child in force, the data's shape, the weight
+epoch), what ``select`` decided for ``vary`` (:attr:`Selection.plan`, handed back by the
+worker), and the child itself to ``objectives``.  An algorithm instance keeps no state between
+calls (at most a cache of a pure function), so any worker may call any hook in any order.
+Nothing here touches torch or the filesystem: an algorithm is plain decisions over plain data,
+testable in milliseconds.
 """
 
 from __future__ import annotations
@@ -87,11 +92,31 @@ class PopulationView:
 
 
 @dataclass(frozen=True)
+class Context:
+    """What the worker knows of the child it is making, handed to the hooks as a value (the
+    defaults are a direct caller's: no generation, no slot, the experiment's mutations)."""
+
+    #: generational algorithms: the open generation the child belongs to
+    generation: int | None = None
+    #: generational: the slot of the generation it fills; steady state: the index of an initial
+    #: child (births before it, as the worker counts them), None for an evolved one
+    slot: int | None = None
+    #: mutations per child in force now (section 5: bursts change it during a run)
+    mutations_per_child: int = 1
+    #: (C, H, W) of the data, where the trainer says it (genomes sized by their input read it)
+    input_shape: tuple[int, int, int] | None = None
+    #: the weight epoch in force (section 5: a reset starts a new one)
+    weight_epoch: int = 0
+
+
+@dataclass(frozen=True)
 class Selection:
     """One selection step: read ``parents`` (in order) and kill ``kills`` first.
 
     ``kills`` are carried out only while the population is full; the worker passes ``full``
-    to :meth:`Algorithm.select` so an algorithm can skip computing them.
+    to :meth:`Algorithm.select` so an algorithm can skip computing them.  ``plan`` is what the
+    selection decided for the variation (an operator, a reference, pair seeds): the worker hands
+    it back to :meth:`Algorithm.vary` as it is.
     """
 
     parents: tuple[str, ...]
@@ -101,6 +126,7 @@ class Selection:
     #: selecting again -- with many workers all aiming at the oldest, re-selecting made 95% of
     #: the rounds lost in a 250-worker simulation.
     kill_first_of: tuple[str, ...] = ()
+    plan: Any = None
 
 
 @dataclass(frozen=True)
@@ -177,30 +203,21 @@ class Algorithm:
 
     def __init__(self, config: "ExperimentConfig") -> None:
         self.config = config
-        #: (C, H, W) of the data, set by the worker once its trainer has loaded them (None where
-        #: the trainer does not say); genomes sized by their input read it in ``initial``
-        self.input_shape: tuple[int, int, int] | None = None
         self.options = self.Options.model_validate(config.algorithm.options)
-        #: mutations per child in force now (section 5: bursts); the worker sets it every step
-        #: from experiment.json and events/ (lse.core.events), before it calls ``vary``
-        self.mutations_per_child: int = getattr(config, "mutations_per_child", 1)
+
+    def context(self, ctx: Context | None) -> Context:
+        """``ctx``, or a direct caller's: the experiment's mutations per child, nothing else known."""
+        return ctx if ctx is not None else Context(mutations_per_child=getattr(self.config, "mutations_per_child", 1))
 
     # -- the seam ----------------------------------------------------------------------------
-    def initial(self, rng: random.Random, input_channels: int) -> Child:
+    def initial(self, rng: random.Random, input_channels: int, ctx: Context | None = None) -> Child:
         """An initial individual: the experiment's ``initial_dna`` if one was given
         (``--initial-dna``), else section 3.3's trivial model."""
         if self.config.initial_dna is not None:
             return Child(DNA.model_validate(self.config.initial_dna))
         return Child(initial_dna(self.config.initial_learning_rate, input_channels=input_channels))
 
-    def begin_child(self, generation: int | None, slot: int | None) -> None:
-        """Told by the worker before each child: generational algorithms get the generation and
-        the slot the child fills; steady-state ones (generation None) get the index of an
-        initial child (births before it, as the worker counts them) and None otherwise.  An
-        algorithm whose children depend on their place (seed 003's complementary pairs, a shared
-        initial population) keeps it; the default ignores it."""
-
-    def select(self, view: PopulationView, rng: random.Random, *, full: bool) -> Selection:
+    def select(self, view: PopulationView, rng: random.Random, *, full: bool, ctx: Context | None = None) -> Selection:
         raise NotImplementedError
 
     def cull(self, view: PopulationView, rng: random.Random) -> str | None:
@@ -213,14 +230,17 @@ class Algorithm:
         kills = sel.kills or sel.kill_first_of
         return kills[0] if kills else None
 
-    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random) -> Child:
+    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random, plan: Any = None,
+             ctx: Context | None = None) -> Child:
+        """The child of ``parents`` (read in the order ``select`` gave); ``plan``: the
+        selection's :attr:`Selection.plan`."""
         raise NotImplementedError
 
     def recipe(self) -> Recipe:
         return Recipe()
 
-    def objectives(self, metrics: Mapping[str, float], params: int | None) -> dict[str, float]:
-        """The objective vector of a trained child (all maximised) from what its trainer
+    def objectives(self, metrics: Mapping[str, float], params: int | None, child: Child | None = None) -> dict[str, float]:
+        """The objective vector of a trained ``child`` (all maximised) from what its trainer
         measured (``val_accuracy`` for classifiers, plus any metrics of its own)."""
         return {"val_accuracy": metrics["val_accuracy"]}
 

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lse.algorithms.base import Algorithm, Child, PopulationView, ReplacementPlan, Recipe, Selection
+from lse.algorithms.base import Algorithm, Child, Context, PopulationView, Recipe, ReplacementPlan, Selection
 from lse.core.layer_variation import MUTATIONS, PAPER_MUTATION_PROBABILITIES, crossover, mutate
 from lse.core.layerlist import DATASET_SHAPES, LayerList, provenance, random_genome
 from lse.core.mutations import MutationRecord
@@ -109,7 +109,6 @@ class EA4CNN(Algorithm):
         self.fc_width = o.fc_width or (70 if cifar else 50)
         self.age_max = o.age_max or max(1, config.population_size // 2)
         self.size_fitness = SizeFitness(k=o.k, a_min=self.a_min, s_rel_floor=o.s_rel_floor)
-        self._reference: int | None = None  # found by select(), carried by the child vary() makes
 
     # -- scores --------------------------------------------------------------------------------
     def accuracy(self, rec: IndividualRecord) -> float:
@@ -142,7 +141,7 @@ class EA4CNN(Algorithm):
         return (-self.score(rec, reference), -self.accuracy(rec))
 
     # -- the seam ------------------------------------------------------------------------------
-    def initial(self, rng: random.Random, input_channels: int) -> Child:
+    def initial(self, rng: random.Random, input_channels: int, ctx: Context | None = None) -> Child:
         o = self.options
         if o.seed_genome is not None:
             genome = LayerList.model_validate(o.seed_genome)
@@ -154,24 +153,24 @@ class EA4CNN(Algorithm):
         return Child(genome, genome="layerlist", age=INITIAL_AGE, species=species_name(INITIAL_AGE),
                      details={"reference_params": 0})
 
-    def select(self, view: PopulationView, rng: random.Random, *, full: bool) -> Selection:
+    def select(self, view: PopulationView, rng: random.Random, *, full: bool, ctx: Context | None = None) -> Selection:
         recs = [r for r in (view.record(m.id) for m in view.members) if r is not None and r.fitness is not None]
         if len(recs) < 2:
             ids = [m.id for m in view.members]
             return Selection(parents=tuple(rng.sample(ids, 2)) if len(ids) >= 2 else tuple(ids))
         ref = self.reference(recs)
-        self._reference = ref
 
         def binary() -> str:  # the paper's two-member tournament
             a, b = rng.sample(recs, 2)
             return min((a, b), key=lambda r: (self._key(r, ref), r.id)).id
 
         first, second = binary(), binary()
-        return Selection(parents=(first, second) if second != first else (first,))
+        # the reference travels to vary() as the selection's plan, and on in the child's details
+        return Selection(parents=(first, second) if second != first else (first,), plan=ref)
 
-    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random) -> Child:
+    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random, plan=None, ctx: Context | None = None) -> Child:
         o = self.options
-        ref = self._reference or self.reference(parents)
+        ref = plan if isinstance(plan, int) and plan > 0 else self.reference(parents)
         a = parents[0]
         genomes = {p.id: LayerList.model_validate(p.dna) for p in parents}
         genome = genomes[a.id]
@@ -214,10 +213,12 @@ class EA4CNN(Algorithm):
         return Recipe(optimizer="sgd", epochs=o.epochs, data_fraction=o.data_fraction, batch_size=o.batch_size,
                       momentum=o.momentum, weight_decay=o.weight_decay, augment=False, lr_schedule="constant")
 
-    def objectives(self, metrics: Mapping[str, float], params: int | None) -> dict[str, float]:
+    def objectives(self, metrics: Mapping[str, float], params: int | None, child: Child | None = None) -> dict[str, float]:
         acc, fx = float(metrics["val_accuracy"]), float(metrics["val_accuracy_fx"])
         n = int(params or 0)
-        ref = int(metrics.get("reference_params", 0))
+        # the child's reference (vary() recorded it); a seed genome is its own reference
+        details = child.details if child is not None else {}
+        ref = n if details.get("reference") == "self" else int(details.get("reference_params", 0) or 0)
         s_raw, s_used = self.size_fitness.relative_size(n, ref if ref > 0 else max(n, 1))
         a = fx if self.options.fixed_point else acc
         return {"val_accuracy": acc, "val_accuracy_fx": fx, "params": float(n), "reference_params": float(ref),

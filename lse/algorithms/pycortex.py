@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lse.algorithms.base import Algorithm, Child, PopulationView, Recipe, Selection
+from lse.algorithms.base import Algorithm, Child, Context, PopulationView, Recipe, Selection
 from lse.core import cortex, ecosystem
 from lse.core.datasets import shape_of
 from lse.core.mutations import MutationRecord
@@ -75,9 +75,7 @@ class PyCortex(Algorithm):
 
     def __init__(self, config) -> None:
         super().__init__(config)
-        self._plan: dict = {}
         self._founders: list[cortex.CortexGenome] | None = None
-        self._next_species: int | None = None
 
     # -- the ecosystem as a view shows it -----------------------------------------------------
     def ecosystem(self, view: PopulationView) -> tuple[list[ecosystem.Network], list[str], dict[str, IndividualRecord]]:
@@ -100,13 +98,12 @@ class PyCortex(Algorithm):
                 for i, r in recs.items() if i not in replaced]
         return nets, superseded, recs
 
-    def select(self, view: PopulationView, rng: random.Random, *, full: bool) -> Selection:
+    def select(self, view: PopulationView, rng: random.Random, *, full: bool, ctx: Context | None = None) -> Selection:
         opts = self.options
         nets, superseded, recs = self.ecosystem(view)
         if len(nets) < 1:  # nothing readable: reproduce the oldest member as a continuation
             first = view.members[0].id
-            self._plan = {"step": "continue"}
-            return Selection((first,))
+            return Selection((first,), plan={"step": "continue", "parents": (first,)})
         victims = ecosystem.cull(nets, opts.ecosystem_limit, rng, opts.speciation, incoming=1) if full else []
         kills = (*superseded, *victims) if full else ()
         alive = [n for n in nets if n.id not in victims] or nets
@@ -116,8 +113,7 @@ class PyCortex(Algorithm):
             # the least recently trained networks: ids sort by birth, a continuation is a new id
             oldest = sorted(alive, key=lambda n: n.id)[: max(2, len(alive) // 4)]
             pick = rng.choice(oldest).id
-            self._plan = {"step": "continue", "parents": (pick,)}
-            return Selection((pick,), kills)
+            return Selection((pick,), kills, plan={"step": "continue", "parents": (pick,)})
         fr = {n.id: calib[n.id][0] for n in alive}
         first = ecosystem.roulette(fr, rng)
         by_id = {n.id: n for n in alive}
@@ -136,9 +132,8 @@ class PyCortex(Algorithm):
                     second = cand
                     break
         parents = (first,) if second is None else (first, second)
-        self._plan = {"step": "offspring", "parents": parents, "fr": {p: fr[p] for p in parents},
-                      "species": species}
-        return Selection(parents, kills)
+        return Selection(parents, kills, plan={"step": "offspring", "parents": parents, "fr": {p: fr[p] for p in parents},
+                                               "species": species})
 
     def cull(self, view: PopulationView, rng: random.Random) -> str | None:
         """The worker's extra kill when the alive exceed population_size by two: PyCortex's
@@ -147,8 +142,9 @@ class PyCortex(Algorithm):
         return None
 
     # -- variation ----------------------------------------------------------------------------
-    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random) -> Child:
-        plan = self._plan if tuple(self._plan.get("parents", ())) == tuple(p.id for p in parents) else {}
+    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random, plan=None, ctx: Context | None = None) -> Child:
+        # select's plan, for the parents it chose (read in its order); without one, offspring
+        plan = plan if isinstance(plan, dict) and tuple(plan.get("parents", ())) == tuple(p.id for p in parents) else {}
         if plan.get("step") == "continue":
             p = parents[0]
             return Child(cortex.CortexGenome.model_validate(p.dna), (p.id,), None, Provenance(default=p.id),
@@ -178,20 +174,20 @@ class PyCortex(Algorithm):
                      details={"step": "offspring", "crossover": len(parents) == 2}, genome=GENOME, age=1,
                      species=cortex.species_key(dna))
 
-    def initial(self, rng: random.Random, input_channels: int) -> Child:
+    def initial(self, rng: random.Random, input_channels: int, ctx: Context | None = None) -> Child:
         """Section III-A.  With speciation: ``initial_species`` founders (the minimal genome,
         then isolated networks mutated until new), drawn from the experiment's seed so every
-        worker has the same; each initial network joins the next species in turn.  Without:
+        worker has the same; initial network k (``ctx.slot``) joins species k mod their number.  Without:
         the minimal genome and one random mutation."""
         opts = self.options
         shape = (input_channels, *(shape_of(self.config.dataset) or (1, 28, 28))[1:])
         if opts.speciation:
-            if self._founders is None:
+            if self._founders is None:  # a cache: a pure function of the seed and the shape
                 self._founders = cortex.species_founders(opts.initial_species, random.Random(f"{self.config.seed}:founders"),
                                                          shape, new_layer_nodes=opts.new_layer_nodes)
-                self._next_species = rng.randrange(len(self._founders))
-            k = self._next_species % len(self._founders)
-            self._next_species += 1
+            # the initial index takes the species in turn (every worker agrees); unknown: a draw
+            slot = self.context(ctx).slot
+            k = slot % len(self._founders) if slot is not None else rng.randrange(len(self._founders))
             g = self._founders[k]
             details = {"step": "initial", "founder": k}
         else:
@@ -211,7 +207,7 @@ class PyCortex(Algorithm):
                       learning_rate=o.learning_rate, momentum=0.0, weight_decay=0.0, augment=False,
                       lr_schedule="constant")
 
-    def objectives(self, metrics: Mapping[str, float], params: int | None) -> dict[str, float]:
+    def objectives(self, metrics: Mapping[str, float], params: int | None, child: Child | None = None) -> dict[str, float]:
         out = {"val_accuracy": metrics["val_accuracy"]}
         if "val_accuracy_before_training" in metrics:
             out["val_accuracy_before_training"] = metrics["val_accuracy_before_training"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from lse.algorithms.base import Algorithm, Child, PopulationView, Selection
+from lse.algorithms.base import Algorithm, Child, Context, PopulationView, Selection
 from lse.core.dna import DNA
 from lse.core.mutations import mutate_many
 from lse.core.provenance import Provenance
@@ -25,13 +25,14 @@ from lse.core.records import IndividualRecord
 from lse.core.selection import decide
 
 
-def mutate_one(algorithm: Algorithm, parents: Sequence[IndividualRecord], rng: random.Random) -> Child:
+def mutate_one(algorithm: Algorithm, parents: Sequence[IndividualRecord], rng: random.Random,
+               ctx: Context | None = None) -> Child:
     """Copy the parent and apply one mutation (section 3.2) -- or, during a burst (section 5),
-    ``algorithm.mutations_per_child`` in a row; inherit by name and shape (section 3.6), or as a
+    ``ctx.mutations_per_child`` in a row; inherit by name and shape (section 3.6), or as a
     network morphism where the experiment asks for it (``morph``, not the paper)."""
     parent = parents[0]
     dna, record = mutate_many(DNA.model_validate(parent.dna), rng, algorithm.config.mutation_probabilities,
-                              algorithm.mutations_per_child,
+                              algorithm.context(ctx).mutations_per_child,
                               insert_channels=algorithm.config.insert_channels)
     inherit = Provenance.morphism if algorithm.config.morph else Provenance.from_mutation
     return Child(dna, (parent.id,), record, inherit(parent.id, record))
@@ -43,9 +44,9 @@ class Real2017(Algorithm):
     summary = "pairwise tournament: kill the worse, mutate a copy of the better (the paper's algorithm)"
     random_control = True
 
-    def select(self, view: PopulationView, rng: random.Random, *, full: bool) -> Selection:
+    def select(self, view: PopulationView, rng: random.Random, *, full: bool, ctx: Context | None = None) -> Selection:
         d = decide(self.config.selection, [(m.id, m.fitness) for m in view.members], rng)
         return Selection(parents=(d.parent,), kills=(d.kill,) if full else ())
 
-    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random) -> Child:
-        return mutate_one(self, parents, rng)
+    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random, plan=None, ctx: Context | None = None) -> Child:
+        return mutate_one(self, parents, rng, ctx)

@@ -27,7 +27,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lse.algorithms.base import Algorithm, Child, PopulationView, Selection
+from lse.algorithms.base import Algorithm, Child, Context, PopulationView, Selection
 from lse.core.crossover import recombine
 from lse.core.distribution import evolve, normalise
 from lse.core.dna import DNA
@@ -66,14 +66,14 @@ class Recombination(Algorithm):
     def two_parents(self) -> bool:
         return self.options.recombination != "none"
 
-    def initial(self, rng: random.Random, input_channels: int) -> Child:
-        child = super().initial(rng, input_channels)
+    def initial(self, rng: random.Random, input_channels: int, ctx: Context | None = None) -> Child:
+        child = super().initial(rng, input_channels, ctx)
         if self.evolving and child.dna.mutation_probabilities is None:
             p = normalise(self.config.mutation_probabilities)
             child = Child(child.dna.model_copy(update={"mutation_probabilities": p}))
         return child
 
-    def select(self, view: PopulationView, rng: random.Random, *, full: bool) -> Selection:
+    def select(self, view: PopulationView, rng: random.Random, *, full: bool, ctx: Context | None = None) -> Selection:
         members = [(m.id, m.fitness) for m in view.members]
         d = decide(self.config.selection, members, rng)
         if not self.two_parents:
@@ -85,7 +85,7 @@ class Recombination(Algorithm):
         parents = (d.parent,) if second is None else (d.parent, second)
         return Selection(parents=parents, kills=(d.kill,) if full else ())
 
-    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random) -> Child:
+    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random, plan=None, ctx: Context | None = None) -> Child:
         a = parents[0]
         b = parents[1] if len(parents) > 1 else None
         kind = self.options.recombination if b is not None else "none"
@@ -104,7 +104,7 @@ class Recombination(Algorithm):
             dna = dna.model_copy(update={"mutation_probabilities": p})
             probabilities = p
             details["probabilities_from"] = source.id
-        dna, record = mutate_many(dna, rng, probabilities, self.mutations_per_child,
+        dna, record = mutate_many(dna, rng, probabilities, self.context(ctx).mutations_per_child,
                                      insert_channels=self.config.insert_channels)
         if self.evolving:  # mutations rebuild the DNA from its data: the distribution rides along
             assert dna.mutation_probabilities == probabilities

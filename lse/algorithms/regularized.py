@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lse.algorithms.base import Algorithm, Child, PopulationView, Selection
+from lse.algorithms.base import Algorithm, Child, Context, PopulationView, Selection
 from lse.algorithms.real2017 import mutate_one
 from lse.core.records import IndividualRecord
 from lse.core.selection import tournament_of
@@ -38,7 +38,7 @@ class Regularized(Algorithm):
     Options = RegularizedOptions
     random_control = True
 
-    def select(self, view: PopulationView, rng: random.Random, *, full: bool) -> Selection:
+    def select(self, view: PopulationView, rng: random.Random, *, full: bool, ctx: Context | None = None) -> Selection:
         candidates = [(m.id, m.fitness) for m in view.members]
         if self.config.selection == "random":
             parent = candidates[rng.randrange(len(candidates))][0]
@@ -51,7 +51,7 @@ class Regularized(Algorithm):
         by_age = sorted(m.id for m in view.members if m.id != parent)
         return Selection((parent,), kill_first_of=tuple(by_age[:64]))
 
-    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random) -> Child:
-        return mutate_one(self, parents, rng)
+    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random, plan=None, ctx: Context | None = None) -> Child:
+        return mutate_one(self, parents, rng, ctx)
 
 

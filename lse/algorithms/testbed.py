@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 
-from lse.algorithms.base import Algorithm, Child, PopulationView, ReplacementPlan, Selection
+from lse.algorithms.base import Algorithm, Child, Context, PopulationView, ReplacementPlan, Selection
 from lse.core.crossover import recombine
 from lse.core.dna import DNA
 from lse.core.mutations import mutate_many
@@ -49,7 +49,7 @@ class ParetoTestbed(Algorithm):
     def _rank(self, view: PopulationView, ids: list[str]) -> list[tuple[int, float]]:
         return self._ranks.rank(ids, lambda i: objective_vector(getattr(view.record(i), "objectives", None)))
 
-    def select(self, view: PopulationView, rng: random.Random, *, full: bool) -> Selection:
+    def select(self, view: PopulationView, rng: random.Random, *, full: bool, ctx: Context | None = None) -> Selection:
         ids = [m.id for m in view.members if view.record(m.id) is not None]
         if len(ids) < 2:
             ids = [m.id for m in view.members]
@@ -62,13 +62,13 @@ class ParetoTestbed(Algorithm):
         first, second = binary(), binary()
         return Selection(parents=(first, second) if second != first else (first,))
 
-    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random) -> Child:
+    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random, plan=None, ctx: Context | None = None) -> Child:
         first = parents[0]
         dna = DNA.model_validate(first.dna)
         provenance = Provenance(default=first.id)
         if len(parents) > 1:
             dna, provenance = recombine(dna, first.id, DNA.model_validate(parents[1].dna), parents[1].id, rng)
-        dna, record = mutate_many(dna, rng, self.config.mutation_probabilities, self.mutations_per_child,
+        dna, record = mutate_many(dna, rng, self.config.mutation_probabilities, self.context(ctx).mutations_per_child,
                                      insert_channels=self.config.insert_channels)
         if record.reset_all:
             provenance = Provenance(reset_all=True)
@@ -78,7 +78,7 @@ class ParetoTestbed(Algorithm):
                                     by_prefix={p: q for p, q in provenance.by_prefix.items() if not p.startswith(blocked)})
         return Child(dna, tuple(p.id for p in parents), record, provenance)
 
-    def objectives(self, metrics: Mapping[str, float], params: int | None) -> dict[str, float]:
+    def objectives(self, metrics: Mapping[str, float], params: int | None, child: Child | None = None) -> dict[str, float]:
         return {"val_accuracy": metrics["val_accuracy"], "neg_params": -float(params or 0)}
 
     def replace(self, parents: Sequence[IndividualRecord], children: Sequence[IndividualRecord]) -> ReplacementPlan:

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lse.algorithms.base import Algorithm, Child, PopulationView, Recipe, Selection
+from lse.algorithms.base import Algorithm, Child, Context, PopulationView, Recipe, Selection
 from lse.core.datasets import shape_of
 from lse.core.autoencoder import AutoencoderGenome, initial_autoencoder, mutate
 from lse.core.pareto import RankCache, better
@@ -70,19 +70,19 @@ class TwoStepAutoencoder(Algorithm):
         super().__init__(config)
         self._ranks = RankCache()  # the alive population rarely changes between two steps
 
-    def _shape(self) -> tuple[int, int, int]:
-        shape = self.input_shape or shape_of(self.config.dataset)
+    def _shape(self, ctx: Context | None) -> tuple[int, int, int]:
+        shape = self.context(ctx).input_shape or shape_of(self.config.dataset)
         if shape is None:
             raise ValueError(f"input shape of data set {self.config.dataset!r} unknown")
         return tuple(int(v) for v in shape)  # type: ignore[return-value]
 
-    def initial(self, rng: random.Random, input_channels: int) -> Child:
-        return Child(initial_autoencoder(self._shape()), genome="autoencoder")
+    def initial(self, rng: random.Random, input_channels: int, ctx: Context | None = None) -> Child:
+        return Child(initial_autoencoder(self._shape(ctx)), genome="autoencoder")
 
     def _rank(self, view: PopulationView, ids: list[str]) -> list[tuple[int, float]]:
         return self._ranks.rank(ids, lambda i: objective_vector(getattr(view.record(i), "objectives", None)))
 
-    def select(self, view: PopulationView, rng: random.Random, *, full: bool) -> Selection:
+    def select(self, view: PopulationView, rng: random.Random, *, full: bool, ctx: Context | None = None) -> Selection:
         ids = [m.id for m in view.members if view.record(m.id) is not None]
         if len(ids) < 2:
             ids = [m.id for m in view.members]
@@ -91,7 +91,7 @@ class TwoStepAutoencoder(Algorithm):
         winner, loser = pareto_tournament(ids, self._rank(view, ids), rng)
         return Selection(parents=(winner,), kills=(loser,) if full else ())
 
-    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random) -> Child:
+    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random, plan=None, ctx: Context | None = None) -> Child:
         parent = parents[0]
         genome = AutoencoderGenome.model_validate(parent.dna)
         child, record = mutate(genome, rng)
@@ -103,7 +103,7 @@ class TwoStepAutoencoder(Algorithm):
         # SGD on the MSE at the algorithm's learning rate, the experiment's steps
         return Recipe(learning_rate=self.options.learning_rate)
 
-    def objectives(self, metrics: Mapping[str, float], params: int | None) -> dict[str, float]:
+    def objectives(self, metrics: Mapping[str, float], params: int | None, child: Child | None = None) -> dict[str, float]:
         return {k: float(metrics[k]) for k in OBJECTIVES}
 
     def fitness(self, objectives: Mapping[str, float]) -> float:

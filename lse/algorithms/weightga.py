@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lse.algorithms.base import Algorithm, Child, PopulationView, Recipe, ReplacementPlan, Selection
+from lse.algorithms.base import Algorithm, Child, Context, PopulationView, Recipe, ReplacementPlan, Selection
 from lse.core.chromosome import Encoding, Variation, derive_seed
 from lse.core.fixednet import FixedNet
 from lse.core.provenance import Provenance
@@ -64,16 +64,9 @@ class _WeightGA(Algorithm):
     paper = "seed 003: Training CNNs with genetic algorithms (Accordion encoding; steady-state, generational, elitism)"
     Options = WeightGAOptions
 
-    def __init__(self, config) -> None:
-        super().__init__(config)
-        self._generation: int | None = None
-        self._slot: int | None = None
-
-    def begin_child(self, generation: int | None, slot: int | None) -> None:
-        self._generation, self._slot = generation, slot
-
-    def initial(self, rng: random.Random, input_channels: int) -> Child:
-        index = self._slot if self._generation in (None, 0) else None  # later: a refill, not P_0
+    def initial(self, rng: random.Random, input_channels: int, ctx: Context | None = None) -> Child:
+        ctx = self.context(ctx)
+        index = ctx.slot if ctx.generation in (None, 0) else None  # later: a refill, not P_0
         details = {"init": {"seed": self.options.init_seed, "index": index}}
         if index is None:  # no index known: a fresh draw (not part of the shared initial population)
             details["init"]["draw"] = rng.randrange(2**63)
@@ -105,7 +98,7 @@ class WeightSteadyState(_WeightGA):
     name = "ga-steady-state"
     summary = "seed 003 steady state: 70% crossover / 30% mutation of roulette parents, the least fit dies"
 
-    def select(self, view: PopulationView, rng: random.Random, *, full: bool) -> Selection:
+    def select(self, view: PopulationView, rng: random.Random, *, full: bool, ctx: Context | None = None) -> Selection:
         cands = _candidates(view)
         first = roulette(cands, rng)
         parents = (first,)
@@ -118,7 +111,7 @@ class WeightSteadyState(_WeightGA):
         victim = least_fit([c for c in cands if c[0] not in parents])
         return Selection(parents, (victim,) if victim is not None else ())
 
-    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random) -> Child:
+    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random, plan=None, ctx: Context | None = None) -> Child:
         if len(parents) >= 2:
             return self._child(parents[:2], self._variation("crossover", mask_seed=rng.randrange(2**63)))
         return self._child(parents[:1], self._variation("mutation", mutation_seed=rng.randrange(2**63)))
@@ -131,8 +124,8 @@ class _Generational(_WeightGA):
 
     def __init__(self, config) -> None:
         super().__init__(config)
+        # a cache of a pure function of the population (the same pool for every worker)
         self._pool: tuple[tuple[str, ...], int, list[str]] = ((), 0, [])
-        self._pending: tuple[tuple[str, ...], Variation] | None = None
 
     def _pool_of(self, view: PopulationView, size: int) -> tuple[int, list[str]]:
         cands = sorted(_candidates(view))
@@ -142,37 +135,36 @@ class _Generational(_WeightGA):
             self._pool = (key, seed, mating_pool(cands, size, random.Random(seed)))
         return self._pool[1], self._pool[2]
 
-    def _slot_or_draw(self, rng: random.Random) -> int:
-        # A worker always says which slot it fills (begin_child); a direct caller may not.
-        return self._slot if self._slot is not None else rng.randrange(self.slots(1))
+    def _slot_or_draw(self, rng: random.Random, ctx: Context | None) -> int:
+        # A worker always says which slot it fills (its Context); a direct caller may not.
+        slot = self.context(ctx).slot
+        return slot if slot is not None else rng.randrange(self.slots(1))
 
-    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random) -> Child:
+    def vary(self, parents: Sequence[IndividualRecord], rng: random.Random, plan=None, ctx: Context | None = None) -> Child:
         ids = tuple(p.id for p in parents)
-        if self._pending is None or self._pending[0] != ids:
-            raise ValueError(f"vary({', '.join(ids)}) without the selection that chose them")
-        v = self._pending[1]
-        self._pending = None
+        if not (isinstance(plan, tuple) and len(plan) == 2 and plan[0] == ids and isinstance(plan[1], Variation)):
+            raise ValueError(f"vary({', '.join(ids)}) without the plan of the selection that chose them")
+        v = plan[1]
         if v.op == "crossover" and len(parents) < 2:
             v = v.model_copy(update={"op": "mutation", "mask_seed": None, "complement": False,
                                      "mutation_seed": v.mutation_seed if v.mutation_seed is not None
                                      else derive_seed(v.mask_seed, "clone")})
-        return self._child(parents, v, slot=self._slot)
+        return self._child(parents, v, slot=self.context(ctx).slot)
 
     def _decide(self, parents: tuple[str, ...], v: Variation) -> Selection:
         if len(parents) == 2 and parents[0] == parents[1]:
             parents = parents[:1]  # drawn twice into the pool and paired with itself
-        self._pending = (parents, v)
-        return Selection(parents)
+        return Selection(parents, plan=(parents, v))  # vary() carries out this variation
 
 
 class WeightGenerational(_Generational):
     name = "ga-generational"
     summary = "seed 003 generational: roulette mating pool, complementary pairs, mutation p 0.2, full replacement"
 
-    def select(self, view: PopulationView, rng: random.Random, *, full: bool) -> Selection:
+    def select(self, view: PopulationView, rng: random.Random, *, full: bool, ctx: Context | None = None) -> Selection:
         n = self.slots(1)
         seed, pool = self._pool_of(view, n)
-        slot = self._slot_or_draw(rng)
+        slot = self._slot_or_draw(rng, ctx)
         pair = slot // 2
         a, b = pool[(2 * pair) % len(pool)], pool[(2 * pair + 1) % len(pool)]
         mutated = random.Random(derive_seed(seed, "mutate?", slot)).random() < self.options.mutation_probability
@@ -195,9 +187,9 @@ class WeightElitism(_Generational):
             return self.config.population_size
         return max(1, self.config.population_size - self.options.elites)
 
-    def select(self, view: PopulationView, rng: random.Random, *, full: bool) -> Selection:
+    def select(self, view: PopulationView, rng: random.Random, *, full: bool, ctx: Context | None = None) -> Selection:
         seed, pool = self._pool_of(view, self.options.pool_size)
-        slot = self._slot_or_draw(rng)
+        slot = self._slot_or_draw(rng, ctx)
         draw = random.Random(derive_seed(seed, "parents", slot))
         i, j = draw.sample(range(len(pool)), 2)  # parents go back into the pool after each child
         mutated = draw.random() < self.options.mutation_probability

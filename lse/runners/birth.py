@@ -22,7 +22,7 @@ class Judgement:
     failed_reason: str | None  # None: alive
 
 
-def judge(algorithm: Algorithm, res: ChildResult) -> Judgement:
+def judge(algorithm: Algorithm, res: ChildResult, child: Child | None = None) -> Judgement:
     """Objectives and fitness of a trained child (the algorithm's), or its failure: the trainer's
     reason, no measurement at all, an objective that could not be computed, a non-finite fitness."""
     metrics = dict(res.metrics)
@@ -31,7 +31,7 @@ def judge(algorithm: Algorithm, res: ChildResult) -> Judgement:
     if res.failed_reason is not None or not metrics:
         return Judgement({}, None, res.failed_reason or "no validation accuracy")
     try:
-        objectives = algorithm.objectives(metrics, res.params)
+        objectives = algorithm.objectives(metrics, res.params, child)
         fitness = algorithm.fitness(objectives)
     except (KeyError, ValueError, ZeroDivisionError) as e:  # e.g. a metric the trainer did not give
         return Judgement({}, None, f"objectives: {type(e).__name__}: {e}")

@@ -52,7 +52,6 @@ class EA4CNNTrainer(TorchTrainer):
         ds = self.dataset
         with fixed_point(model):
             fx = evaluate(model, ds.val_x, ds.val_y, self.config.eval_batch_size, dataset=ds)
-        params = sum(p.numel() for p in model.parameters())
-        ref = params if child.details.get("reference") == "self" else int(child.details.get("reference_params", 0))
-        return Extra(metrics={"val_accuracy_fx": fx, "reference_params": float(ref)},
+        # the reference of s_rel is the child's (details), read by the algorithm's objectives()
+        return Extra(metrics={"val_accuracy_fx": fx},
                      evaluations=-(-ds.val_x.shape[0] // self.config.eval_batch_size))

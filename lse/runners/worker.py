@@ -34,10 +34,10 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
-from lse.algorithms import make_algorithm
-from lse.algorithms.base import Child, PopulationView, Recipe
+from lse.algorithms import algorithm_class, make_algorithm
+from lse.algorithms.base import Child, Context, PopulationView, Recipe
 from lse.config import ExperimentConfig, WorkerOptions
 from lse.core import events as ev
 from lse.core.records import IndividualRecord, new_id
@@ -48,7 +48,7 @@ from lse.runners.slots import (  # noqa: F401 (count_births, list_claims, BirthC
     BirthCache, claim_times, count_births, initial_rank, list_claims, tied)
 from lse.runners.stops import (  # noqa: F401 (LAUNCHER_PID_ENV: re-exported)
     LAUNCHER_PID_ENV, StopCondition, Stopper, publish_when_space, read_stop_fields)
-from lse.runners.trainer import ChildResult, Trainer, TorchTrainer, make_trainer  # noqa: F401 (re-exported)
+from lse.runners.trainer import ChildResult, ShouldStop, Trainer, TorchTrainer, make_trainer  # noqa: F401 (re-exported)
 from lse.store import Store
 from lse.store.events import EventLog
 from lse.store.generations import Generations
@@ -65,16 +65,16 @@ SLOT_WAIT_SECONDS = 1.0
 MAX_STEP_FAILURES = 20
 
 
-ShouldStop = Callable[[], bool]
-
-
 # --------------------------------------------------------------------------------------------
-# the trainer: lse.runners.trainer (TorchTrainer and one per genome kind; `lse simulate` passes a
-# stand-in); re-exported here for the callers that import it from the worker
+# the loop (the trainer: lse.runners.trainer, one per genome kind; `lse simulate` passes a stand-in)
 
 
-# --------------------------------------------------------------------------------------------
-# the loop
+@dataclass(frozen=True)
+class Chosen:
+    """Parents as read (record, weights), and what their selection decided for ``vary``."""
+
+    parents: list[tuple[IndividualRecord, dict]]
+    plan: Any = None
 
 
 @dataclass
@@ -100,8 +100,8 @@ def run_worker(
 ) -> WorkerSummary:
     """Run one worker on the population ``pop_dir`` until a stop condition; return its summary.
 
-    ``trainer`` defaults to the trainer of the algorithm's genome kind (lse.runners.trainer).  ``handle_signals`` installs SIGTERM/SIGINT
-    handlers (main thread only) that stop the worker gracefully.
+    ``trainer`` defaults to the one of the algorithm's genome kind (lse.runners.trainer).
+    ``handle_signals`` installs SIGTERM/SIGINT handlers (main thread only) that stop it gracefully.
     """
     options = options or WorkerOptions()
     store = Store(pop_dir, stale_after=options.stale_after_seconds).open()
@@ -116,7 +116,7 @@ def run_worker(
     file_handler = attach_log_file(store.paths.log(handle.id)) if log_to_file else None
     try:
         log.info("worker %s on %s started (pid %d, %s)", handle.id, store.host, os.getpid(), options.model_dump())
-        trainer = trainer or make_trainer(make_algorithm(config).genome, options)
+        trainer = trainer or make_trainer(algorithm_class(config.algorithm.name).genome, options)
         trainer.prepare(config)
         _Loop(store, config, options, trainer, stopper, summary).run()
     finally:
@@ -151,7 +151,7 @@ class _Loop:
         self.birth_cache = BirthCache()  # names count_births parsed already (history/ only grows)
         self.algorithm = make_algorithm(config)  # the seam: every decision of the paper's method
         # the data's (C, H, W), for genomes sized by their input (seed 000's autoencoders)
-        self.algorithm.input_shape = getattr(trainer, "input_shape", None)
+        self.input_shape = getattr(trainer, "input_shape", None)
         self.views = ViewCache(store)  # records of the alive, parsed once per folder name
         # Changes made to the running experiment (section 5): bursts and resets, re-read every step
         self.event_log = EventLog(store)
@@ -236,7 +236,11 @@ class _Loop:
         if live != self.live:
             log.info("live settings now: %d mutation(s) per child, weight epoch %d", live.mutations_per_child, live.epoch)
         self.live = live
-        self.algorithm.mutations_per_child = live.mutations_per_child
+
+    def _context(self, generation: int | None, slot: int | None) -> Context:
+        """What the algorithm's hooks get to know of the child being made (lse.algorithms.base)."""
+        return Context(generation=generation, slot=slot, mutations_per_child=self.live.mutations_per_child,
+                       input_shape=self.input_shape, weight_epoch=self.live.epoch)
 
     def _step(self) -> None:
         limits = read_stop_fields(self.store)
@@ -286,8 +290,7 @@ class _Loop:
                 claim.unlink()
                 time.sleep(SLOT_WAIT_SECONDS * self.rng.uniform(0.1, 0.5))
                 return
-            self.algorithm.begin_child(None, index if initial else None)
-            self._make_child(child_id, initial, in_flight=n_claims)
+            self._make_child(child_id, initial, self._context(None, index if initial else None), in_flight=n_claims)
         finally:
             try:
                 claim.unlink()
@@ -308,10 +311,10 @@ class _Loop:
             time.sleep(SLOT_WAIT_SECONDS * self.rng.uniform(0.5, 1.5))
             return
         try:
-            self.algorithm.begin_child(g, slot)
+            ctx = self._context(g, slot)
             # the parents come from P_g; replacement is the plan's, so this selection kills nothing
-            parents = None if g == 0 else self._select_parents(0, may_kill=False)
-            bred = self._breed(new_id(), parents, barrier_generation=g)
+            chosen = None if g == 0 else self._select_parents(0, ctx, may_kill=False)
+            bred = self._breed(new_id(), chosen, ctx, barrier_generation=g)
             if bred is None:
                 return
             record, state = bred
@@ -326,9 +329,10 @@ class _Loop:
             gens.release()
         gens.advance(self.algorithm.replace)
 
-    def _select_parents(self, in_flight: int, may_kill: bool = True) -> list[tuple[IndividualRecord, dict]] | None:
+    def _select_parents(self, in_flight: int, ctx: Context, may_kill: bool = True) -> Chosen | None:
         """The algorithm's selection until its parents were read; None: too few alive.  The one
-        parent reader of both loops: the generational one passes ``may_kill=False``.
+        parent reader of both loops: the generational one passes ``may_kill=False``.  The
+        parents come back with the selection's plan, which the worker hands to ``vary``.
 
         Its kills are carried out only while the population is full: alive + children in
         training (``in_flight`` claims, ours included) > population_size.  Each kill makes room
@@ -349,48 +353,43 @@ class _Loop:
             if self.live.epoch:  # after a weight reset: older epochs' fitness no longer counts
                 view = view.unrated({e.id for e in alive if ev.stale(e.id, self.events, self.live.epoch)})
             full = may_kill and len(alive) + in_flight > self.config.population_size
-            sel = algo.select(view, self.rng, full=full)
+            sel = algo.select(view, self.rng, full=full, ctx=ctx)
             if not may_kill:
                 pass
             elif not full:
                 log.info("population below its size (%d alive, %d in training): %s reproduces, no kill",
                          len(alive), in_flight, ", ".join(sel.parents))
             elif sel.kills or sel.kill_first_of:
-                if sel.kills and not self._kill_all([by_id[k] for k in sel.kills], sel.parents, by_id):
+                if sel.kills and not self._kill([by_id[k] for k in sel.kills], sel.parents, by_id):
                     continue
-                if sel.kill_first_of and not self._kill_first_of([by_id[k] for k in sel.kill_first_of], sel.parents, by_id):
+                if sel.kill_first_of and not self._kill([by_id[k] for k in sel.kill_first_of], sel.parents, by_id,
+                                                        first_only=True):
                     continue
                 if len(alive) >= self.config.population_size + 2:
                     self._cull(view.without(set(sel.kills) | set(sel.kill_first_of) | set(sel.parents)), by_id)
             try:
-                return [self.store.read_parent(by_id[p]) for p in sel.parents]
+                return Chosen([self.store.read_parent(by_id[p]) for p in sel.parents], sel.plan)
             except LostRace as e:
                 self.summary.lost_races += 1
                 log.info("lost the race for parent(s) %s (%s); retrying", ", ".join(sel.parents), e)
 
-    def _kill_all(self, victims: list, parents: tuple[str, ...], by_id: dict) -> bool:
-        """Kill each victim; False at the first lost race (the caller selects again)."""
-        for victim in victims:
-            if not self.store.kill(victim):
-                self.summary.lost_races += 1
-                log.info("lost the race to kill %s; retrying", victim.id)
-                return False
-            self.summary.kills += 1
-            log.info("killed %s (%s), parent %s", victim.id, victim.fitness,
-                     ", ".join(f"{p} ({by_id[p].fitness})" for p in parents))
-        return True
-
-    def _kill_first_of(self, victims: list, parents: tuple[str, ...], by_id: dict) -> bool:
-        """Kill the first victim still alive, in the algorithm's order; False if all were gone."""
+    def _kill(self, victims: list, parents: tuple[str, ...], by_id: dict, first_only: bool = False) -> bool:
+        """Kill each victim, or with ``first_only`` the first still alive in the algorithm's
+        order.  False: a kill lost to another worker (each: select again), or none was alive."""
         for victim in victims:
             if self.store.kill(victim):
                 self.summary.kills += 1
                 log.info("killed %s (%s), parent %s", victim.id, victim.fitness,
                          ", ".join(f"{p} ({by_id[p].fitness})" for p in parents))
-                return True
+                if first_only:
+                    return True
+                continue
             self.summary.lost_races += 1
+            if not first_only:
+                log.info("lost the race to kill %s; retrying", victim.id)
+                return False
             log.info("%s was killed by another worker; trying the next", victim.id)
-        return False
+        return not first_only
 
     def _cull(self, rest: PopulationView, by_id: dict) -> None:
         """One extra kill when the alive alone exceed the population by two.
@@ -407,16 +406,16 @@ class _Loop:
             self.summary.kills += 1
             log.info("population over its size: also killed %s (%s)", victim_id, by_id[victim_id].fitness)
 
-    def _vary(self, parents: list[tuple[IndividualRecord, dict]] | None,
-              child_id: str | None = None) -> tuple[Child, dict] | None:
+    def _vary(self, chosen: Chosen | None, ctx: Context, child_id: str | None = None) -> tuple[Child, dict] | None:
         """The child's DNA and the parents' weights it may inherit; None when the variation
         failed (a mutation or crossover that produced something invalid): the worker gives up
         on this child and tries again, as the paper's workers do -- it never dies of it."""
         algo, cfg = self.algorithm, self.config
+        parents = None if chosen is None else chosen.parents
         try:
-            if parents is None:
-                return algo.initial(self.rng, self.trainer.input_channels), {}
-            child = algo.vary([rec for rec, _ in parents], self.rng)
+            if chosen is None:
+                return algo.initial(self.rng, self.trainer.input_channels, ctx), {}
+            child = algo.vary([rec for rec, _ in chosen.parents], self.rng, chosen.plan, ctx)
         except Exception as e:  # noqa: BLE001  (whatever a variation raises, the worker lives)
             self.summary.variation_failures += 1
             log.warning("variation of %s failed (%s: %s); giving up on this child and trying again",
@@ -430,9 +429,9 @@ class _Loop:
             states = {}
         return child, states
 
-    def _make_child(self, child_id: str, initial: bool, in_flight: int = 1) -> None:
-        parents = None if initial else self._select_parents(in_flight)
-        bred = self._breed(child_id, parents)
+    def _make_child(self, child_id: str, initial: bool, ctx: Context, in_flight: int = 1) -> None:
+        chosen = None if initial else self._select_parents(in_flight, ctx)
+        bred = self._breed(child_id, chosen, ctx)
         if bred is None:
             return
         record, state = bred
@@ -463,16 +462,16 @@ class _Loop:
             recipe = replace(recipe, steps=self.config.steps_at(minutes))
         return recipe
 
-    def _breed(self, child_id: str, parents: list[tuple[IndividualRecord, dict]] | None,
+    def _breed(self, child_id: str, chosen: Chosen | None, ctx: Context,
                barrier_generation: int | None = None) -> tuple[IndividualRecord, dict | None] | None:
-        """Vary the parents (None: an initial individual), train and evaluate the child; its
-        record and weights (None for a failed child), or None when the variation failed."""
+        """Vary the chosen parents (None: an initial individual), train and evaluate the child;
+        its record and weights (None for a failed child), or None when the variation failed."""
         algo = self.algorithm
-        varied = self._vary(parents, child_id)
+        varied = self._vary(chosen, ctx, child_id)
         if varied is None:
             return None
         child, states = varied
-        by_id = {rec.id: rec for rec, _ in parents or ()}
+        by_id = {rec.id: rec for rec, _ in (chosen.parents if chosen is not None else ())}
         first = by_id.get(child.parents[0]) if child.parents else None
         seed = self.rng.randrange(2**31)
         what = "initial" if first is None else (
@@ -487,7 +486,7 @@ class _Loop:
         except Exception as e:  # a child the phenotype code cannot handle dies; the worker lives
             log.exception("training %s failed", child_id)
             res = ChildResult(None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-        verdict = judge(algo, res)
+        verdict = judge(algo, res, child)
         child = algo.settle(child, verdict.fitness)
         record = birth_record(
             child_id, child, first, res, verdict, algorithm=algo.name, worker=self.wid, host=self.store.host,
@@ -495,5 +494,5 @@ class _Loop:
             extra={"seed": seed, "started_at": t0, "inherited": first is not None and bool(states),
                    # section 5: the weight epoch it belongs to, and the mutations it was made with
                    "epoch": ev.epoch_of(child_id, self.events),
-                   "mutations_per_child": 0 if first is None else self.algorithm.mutations_per_child})
+                   "mutations_per_child": 0 if first is None else ctx.mutations_per_child})
         return record, None if verdict.failed_reason else res.state_dict
