@@ -98,6 +98,10 @@ def test_figures_present_finite_in_range(simulated):
     assert all(math.isfinite(s) and 0.0 <= s <= 1.0 for s in shares)
     assert set(fig["op_share"]) == set(OPS) == set(fig["op_ms_per_birth"])
     assert all(math.isfinite(v) and v >= 0 for v in fig["op_ms_per_birth"].values())
+    # what the loop calls is measured through run_worker's timed/store_class (no name rebinding)
+    for op in ("list_alive", "count_births", "list_claims", "read_config", "kill", "read_parent", "publish",
+               "view", "select"):
+        assert fig["op_calls"][op] > 0, op
     # Every birth published once, every kill attempted once.
     assert fig["op_calls"]["publish"] >= fig["births"]
     assert fig["kill_attempts"] == fig["kills"] + fig["lost_kills"]

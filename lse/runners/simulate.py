@@ -26,10 +26,10 @@ at high learning rates so children are also born dead) plus noise seeded by the 
 built model's initial weights with the parent's inherited (:func:`lse.nn.inherit.inherit_weights`),
 so weight files grow as models do and reading a parent costs what it really costs.
 
-Measurement.  The store and the loop are timed from outside, without changing them:
-:class:`TimedStore` subclasses :class:`~lse.store.population.Store` and times each public operation, and the
-module-level helpers of :mod:`lse.runners.worker` that list births and claims are wrapped; the workers are
-pointed at them by rebinding names inside :mod:`lse.runners.worker` in the worker processes only.
+Measurement.  The store and the loop are timed through what :func:`~lse.runners.worker.run_worker`
+takes for it, without changing them: ``store_class`` :class:`TimedStore` subclasses
+:class:`~lse.store.population.Store` and times each public operation, and ``timed`` (:func:`timed`) is how
+the loop calls its selection, view, listings of births and claims and the generation barrier.
 """
 
 from __future__ import annotations
@@ -228,6 +228,7 @@ class TimedStore(Store):
         super().__init__(*args, **kwargs)
         self.timings: Timings = getattr(_tls, "timings", None) or Timings()
         self._depth = 0
+        _tls.store = self  # the worker's store of this thread: timed() counts listings on it
 
     def _timed(self, op: str, fn, *args: Any):
         if self._depth:
@@ -268,50 +269,28 @@ class TimedStore(Store):
         return self._timed("recover", super().recover)
 
 
-def _install_timing() -> None:
-    """Point lse.runners.worker at TimedStore and timed listings (in a worker process only)."""
-    import lse.runners.worker as w
+#: the loop's listings of the store, timed as store operations (counted once with what they call)
+_STORE_OPS = frozenset({"count_births", "list_claims", "read_config"})
 
-    def wrap(op: str, fn):
-        def timed(store, *args, **kwargs):
-            call = functools.partial(fn, store, *args, **kwargs)
-            if isinstance(store, TimedStore):
-                return store._timed(op, call)
-            return call()
 
-        return timed
-
-    def timed_tls(op: str, fn):
-        def timed(*args, **kwargs):
-            t = getattr(_tls, "timings", None)
-            if t is None:
-                return fn(*args, **kwargs)
-            t0, c0 = time.perf_counter(), time.thread_time()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                t.seconds[op] += time.perf_counter() - t0
-                t.cpu[op] += time.thread_time() - c0
-                t.calls[op] += 1
-
-        return timed
-
-    make = w.make_algorithm
-
-    def timed_algorithm(config):
-        algo = make(config)
-        algo.select = timed_tls("select", algo.select)  # type: ignore[method-assign]
-        return algo
-
-    w.make_algorithm = timed_algorithm
-    w.ViewCache.view = timed_tls("view", w.ViewCache.view)  # type: ignore[method-assign]
-    for name in ("advance", "claim", "publish"):
-        setattr(w.Generations, name, timed_tls("generations", getattr(w.Generations, name)))
-    w.Store = TimedStore  # type: ignore[misc]
-    w.count_births = wrap("count_births", w.count_births)
-    w.list_claims = wrap("list_claims", w.list_claims)
-    w.claim_times = wrap("list_claims", w.claim_times)
-    w.read_stop_fields = wrap("read_config", w.read_stop_fields)
+def timed(op: str, fn, *args: Any, **kwargs: Any):
+    """The worker loop's ``timed`` (lse.runners.worker.untimed): what it calls, timed into the
+    Timings of this thread (listings of the store through its TimedStore, so that the store
+    operations they make are not counted twice)."""
+    call = functools.partial(fn, *args, **kwargs)
+    store = getattr(_tls, "store", None)
+    if op in _STORE_OPS and isinstance(store, TimedStore):
+        return store._timed(op, call)
+    t = getattr(_tls, "timings", None)
+    if t is None:
+        return call()
+    t0, c0 = time.perf_counter(), time.thread_time()
+    try:
+        return call()
+    finally:
+        t.seconds[op] += time.perf_counter() - t0
+        t.cpu[op] += time.thread_time() - c0
+        t.calls[op] += 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,7 +307,6 @@ def _process_main(pop: str, n_threads: int, time_scale: float, index: int) -> di
     from lse.runners.worker import run_worker
 
     torch.set_num_threads(1)
-    _install_timing()
     store = Store(pop).open()
     # One log file per process, warnings only: run_worker's per-worker file handlers hang off the
     # shared "lse" logger, so with threads every worker would write every other worker's lines.
@@ -356,7 +334,8 @@ def _process_main(pop: str, n_threads: int, time_scale: float, index: int) -> di
         error = None
         summary = None
         try:
-            summary = run_worker(pop, WorkerOptions(device="cpu"), trainer, handle_signals=False, log_to_file=False)
+            summary = run_worker(pop, WorkerOptions(device="cpu"), trainer, handle_signals=False, log_to_file=False,
+                                 timed=timed, store_class=TimedStore)
         except Exception as e:  # noqa: BLE001 - reported by the parent, never silently
             error = f"{type(e).__name__}: {e}"
             logging.getLogger("lse.runners.simulate").exception("worker thread %d failed", j)

@@ -15,7 +15,9 @@ child counts twice, which only makes others wait, never overshoot.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lse.core.records import IndividualName, is_id, is_worker_id
 from lse.store import Store
@@ -157,3 +159,43 @@ def _names(folder: Path) -> list[str]:
         return os.listdir(folder)
     except (FileNotFoundError, NotADirectoryError):
         return []
+
+
+class BirthLedger:
+    """What one worker has counted of the population's births, kept between its steps: the ids
+    (a birth is a birth forever) and the FLOPs each cost (a record's FLOPs never change).
+
+    ``timed``: how :func:`count_births` is called (lse.runners.worker.untimed; ``lse simulate``
+    measures it)."""
+
+    def __init__(self, store: Store, population_size: int, timed: Callable[..., Any] | None = None) -> None:
+        self.store = store
+        self.population_size = population_size
+        self.timed = timed or (lambda op, fn, *args: fn(*args))
+        self.cache = BirthCache()  # names count_births parsed already (history/ only grows)
+        self.seen: set[str] = set()  # every birth this worker ever counted
+        self.flops: dict[str, float] = {}
+        self.initial_done = False  # set once births >= population_size were seen (monotone)
+
+    def births(self, limits) -> set[str] | None:
+        """Births so far, or None when no decision needs them any more.  Births only grow: once
+        the initial population is complete and neither max_individuals nor max_flops is set,
+        this worker never lists history/ again (it grows by two files per kill: 40k entries
+        after 20k births)."""
+        if limits.max_individuals is None and limits.max_flops is None and self.initial_done:
+            return None
+        # A listing can miss an entry renamed while it is read (readdir over a folder where a
+        # kill renames alive -> dead); what was seen before stays counted.
+        self.seen = self.timed("count_births", count_births, self.store, self.cache) | self.seen
+        if len(self.seen) >= self.population_size:
+            self.initial_done = True
+        return self.seen
+
+    def flops_spent(self, births: set[str]) -> float:
+        """FLOPs of every birth so far; only births not seen before are read (Store.record: their
+        own files), not all 20k records every step."""
+        for iid in births - self.flops.keys():
+            rec = self.store.record(iid)
+            if rec is not None:  # None: unreadable or moved during the look; asked again next step
+                self.flops[iid] = rec.flops.total if rec.flops else 0.0
+        return sum(self.flops.values())

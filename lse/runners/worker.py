@@ -34,7 +34,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 from lse.algorithms import algorithm_class, make_algorithm
 from lse.algorithms.base import Child, Context, PopulationView, Recipe
@@ -45,7 +45,7 @@ from lse.errors import ConfigError, DataError, DiskFull, LostRace, StopRequested
 from lse.runners.birth import birth_record, judge
 from lse.runners.logfile import attach_log_file, detach_log_file
 from lse.runners.slots import (  # noqa: F401 (count_births, list_claims, BirthCache: re-exported)
-    BirthCache, claim_times, count_births, initial_rank, list_claims, tied)
+    BirthCache, BirthLedger, claim_times, count_births, initial_rank, list_claims, tied)
 from lse.runners.stops import (  # noqa: F401 (LAUNCHER_PID_ENV: re-exported)
     LAUNCHER_PID_ENV, StopCondition, Stopper, publish_when_space, read_stop_fields)
 from lse.runners.trainer import ChildResult, ShouldStop, Trainer, TorchTrainer, make_trainer  # noqa: F401 (re-exported)
@@ -63,6 +63,12 @@ SLOT_WAIT_SECONDS = 1.0
 #: steps in a row that may fail on the population's content before the worker gives up (then
 #: the fault is its own, not one hostile file's: that is quarantined or skipped by the first)
 MAX_STEP_FAILURES = 20
+
+
+def untimed(op: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """How the loop calls what ``lse simulate`` measures (``op``: select, view, count_births,
+    list_claims, read_config, generations): directly.  ``lse simulate`` injects a timed one."""
+    return fn(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -97,14 +103,17 @@ def run_worker(
     worker_id: str | None = None,
     handle_signals: bool = True,
     log_to_file: bool = True,
+    timed: Callable[..., Any] = untimed,
+    store_class: type[Store] = Store,
 ) -> WorkerSummary:
     """Run one worker on the population ``pop_dir`` until a stop condition; return its summary.
 
     ``trainer`` defaults to the one of the algorithm's genome kind (lse.runners.trainer).
     ``handle_signals`` installs SIGTERM/SIGINT handlers (main thread only) that stop it gracefully.
+    ``timed``, ``store_class``: how ``lse simulate`` measures the loop (:func:`untimed`).
     """
     options = options or WorkerOptions()
-    store = Store(pop_dir, stale_after=options.stale_after_seconds).open()
+    store = store_class(pop_dir, stale_after=options.stale_after_seconds).open()
     config = store.config
     stopper = Stopper(store)
     previous: dict[int, Any] = {}
@@ -118,7 +127,7 @@ def run_worker(
         log.info("worker %s on %s started (pid %d, %s)", handle.id, store.host, os.getpid(), options.model_dump())
         trainer = trainer or make_trainer(algorithm_class(config.algorithm.name).genome, options)
         trainer.prepare(config)
-        _Loop(store, config, options, trainer, stopper, summary).run()
+        _Loop(store, config, options, trainer, stopper, summary, timed).run()
     finally:
         log.info(
             "worker %s stops: %s (births %d, initial %d, failures %d, kills %d, lost races %d)",
@@ -134,8 +143,9 @@ def run_worker(
 
 
 class _Loop:
-    def __init__(self, store, config, options, trainer, stopper, summary) -> None:
+    def __init__(self, store, config, options, trainer, stopper, summary, timed=untimed) -> None:
         self.store: Store = store
+        self.timed = timed
         self.config: ExperimentConfig = config
         self.options = options
         self.trainer: Trainer = trainer
@@ -145,10 +155,7 @@ class _Loop:
         # Per-worker rng, reproducible from the experiment seed and the worker id.
         self.rng = random.Random(f"{config.seed}:{self.wid}")
         self.last_maintenance = -math.inf
-        self.initial_done = False  # set once births >= population_size were seen (monotone)
-        self.births_seen: set[str] = set()  # every birth this worker ever counted
-        self.flops_seen: dict[str, float] = {}
-        self.birth_cache = BirthCache()  # names count_births parsed already (history/ only grows)
+        self.ledger = BirthLedger(store, config.population_size, timed)  # births and their FLOPs
         self.algorithm = make_algorithm(config)  # the seam: every decision of the paper's method
         # the data's (C, H, W), for genomes sized by their input (seed 000's autoencoders)
         self.input_shape = getattr(trainer, "input_shape", None)
@@ -164,16 +171,7 @@ class _Loop:
 
     # -- stop checks --
     def _check_stop(self, limits: ExperimentConfig, births: set[str] | None) -> None:
-        self.stopper.check(limits, births, self._flops_spent)
-
-    def _flops_spent(self, births: set[str]) -> float:
-        """FLOPs of every birth so far.  A record's FLOPs never change, so only births not seen
-        before are read (Store.record: their own files), not all 20k records every step."""
-        for iid in births - self.flops_seen.keys():
-            rec = self.store.record(iid)
-            if rec is not None:  # None: unreadable or moved during the look; asked again next step
-                self.flops_seen[iid] = rec.flops.total if rec.flops else 0.0
-        return sum(self.flops_seen.values())
+        self.stopper.check(limits, births, self.ledger.flops_spent)
 
     def _maintenance(self) -> None:
         now = time.monotonic()
@@ -213,22 +211,6 @@ class _Loop:
         except StopRequested:
             self.summary.stop_reason = self.stopper.reason() or "stop requested"
 
-    def _count_births(self, limits: ExperimentConfig) -> set[str] | None:
-        """Births so far, or None when no decision needs them any more.  Births only grow: once
-        the initial population is complete and neither max_individuals nor max_flops is set,
-        this worker never lists history/ again (it grows by two files per kill: 40k entries
-        after 20k births)."""
-        if limits.max_individuals is None and limits.max_flops is None and self.initial_done:
-            return None
-        # A listing can miss an entry renamed while it is read (readdir over a folder where a
-        # kill renames alive -> dead); a birth is a birth forever, so what was seen before
-        # stays counted.
-        births = count_births(self.store, self.birth_cache) | self.births_seen
-        self.births_seen = births
-        if len(births) >= self.config.population_size:
-            self.initial_done = True
-        return births
-
     def _read_live(self, limits: ExperimentConfig) -> None:
         """Mutations per child and the weight epoch in force now (experiment.json + events/)."""
         self.events = self.event_log.read()
@@ -243,9 +225,9 @@ class _Loop:
                        input_shape=self.input_shape, weight_epoch=self.live.epoch)
 
     def _step(self) -> None:
-        limits = read_stop_fields(self.store)
+        limits = self.timed("read_config", read_stop_fields, self.store)
         self._read_live(limits)
-        births = self._count_births(limits)
+        births = self.ledger.births(limits)
         self._check_stop(limits, births)
         self._maintenance()
         if self.generations is not None:
@@ -261,12 +243,12 @@ class _Loop:
             # then births, then drop claims already born: a child born between the two
             # listings is counted once (its claim is removed only after its birth rename).
             # Creation times are needed only to rank initial children (one stat per claim).
-            if self.initial_done:
-                times, claims = {}, list_claims(self.store)
+            if self.ledger.initial_done:
+                times, claims = {}, self.timed("list_claims", list_claims, self.store)
             else:
-                times = claim_times(self.store)
+                times = self.timed("list_claims", claim_times, self.store)
                 claims = sorted(times)
-            births = self._count_births(limits)
+            births = self.ledger.births(limits)
             claims = [c for c in claims if c not in (births or ())]
             if child_id not in claims:  # our own file is there; only a vanished stat drops it
                 claims.append(child_id)
@@ -305,8 +287,8 @@ class _Loop:
         the generation; any worker finishes a closing whose closer died (lse.store.generations)."""
         gens = self.generations
         assert gens is not None
-        g = gens.advance(self.algorithm.replace)
-        slot = gens.claim(g)
+        g = self.timed("generations", gens.advance, self.algorithm.replace)
+        slot = self.timed("generations", gens.claim, g)
         if slot is None:  # every free slot is being trained by a live worker: wait for them
             time.sleep(SLOT_WAIT_SECONDS * self.rng.uniform(0.5, 1.5))
             return
@@ -319,7 +301,8 @@ class _Loop:
                 return
             record, state = bred
             try:
-                publish_when_space(self.stopper, lambda: gens.publish(g, slot, record, state, alive=record.fitness is not None),
+                publish_when_space(self.stopper, lambda: self.timed("generations", gens.publish, g, slot, record, state,
+                                                                     alive=record.fitness is not None),
                                          record.id)
             except LostRace as e:
                 log.info("child %s discarded: %s", record.id, e)
@@ -327,7 +310,7 @@ class _Loop:
             self._count_birth(record)
         finally:
             gens.release()
-        gens.advance(self.algorithm.replace)
+        self.timed("generations", gens.advance, self.algorithm.replace)
 
     def _select_parents(self, in_flight: int, ctx: Context, may_kill: bool = True) -> Chosen | None:
         """The algorithm's selection until its parents were read; None: too few alive.  The one
@@ -349,11 +332,11 @@ class _Loop:
             if len(alive) < 2:
                 return None
             by_id = {e.id: e for e in alive}
-            view = self.views.view(alive, algo.uses_records)
+            view = self.timed("view", self.views.view, alive, algo.uses_records)
             if self.live.epoch:  # after a weight reset: older epochs' fitness no longer counts
                 view = view.unrated({e.id for e in alive if ev.stale(e.id, self.events, self.live.epoch)})
             full = may_kill and len(alive) + in_flight > self.config.population_size
-            sel = algo.select(view, self.rng, full=full, ctx=ctx)
+            sel = self.timed("select", algo.select, view, self.rng, full=full, ctx=ctx)
             if not may_kill:
                 pass
             elif not full:
