@@ -61,3 +61,31 @@ def run_within(fn, timeout: float, what: str = "the call") -> dict:
     t.join(timeout)
     assert not t.is_alive(), f"{what} hung"
     return out
+
+
+def run_workers_in_threads(pop, n: int, *, prefix: str = "w", trainer_factory=None, timeout: float = 300.0,
+                           **options) -> None:
+    """``n`` workers (``run_worker``, the real loop) as threads of this process on ``pop``, until
+    their stop condition; re-raises the first exception any of them raised (a hang fails the
+    join timeout).  ``trainer_factory()``: a trainer per worker (default: the algorithm's)."""
+    from lse.config import WorkerOptions
+    from lse.runners.worker import run_worker
+
+    opts = WorkerOptions(**{"threads": 1, "heartbeat_seconds": 0.5, **options})
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            run_worker(pop, opts, trainer_factory() if trainer_factory else None, worker_id=f"{prefix}{i}",
+                       handle_signals=False, log_to_file=False)
+        except BaseException as e:  # noqa: BLE001 - handed back to the test
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), f"a worker thread still runs after {timeout:.0f} s"
+    if errors:
+        raise errors[0]

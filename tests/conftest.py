@@ -24,3 +24,15 @@ def weird_tmp_path(tmp_path):
     p = tmp_path / "we ird 'dir' \"x\""
     p.mkdir()
     return p
+
+
+@pytest.fixture
+def store(weird_tmp_path):
+    """A fresh population (tests/_store_helpers.new_store) with worker "w0" registered, no
+    heartbeat thread; closed after the test.  A module may define its own ``store``."""
+    from _store_helpers import new_store
+
+    s = new_store(weird_tmp_path / "pop")
+    s.register_worker("w0", auto_heartbeat=False)
+    yield s
+    s.close()

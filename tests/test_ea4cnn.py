@@ -243,13 +243,10 @@ def test_bad_options_are_one_line_errors():
 
 
 def test_real_run_on_the_barrier_records_ages_both_accuracies_and_a_frozen_reference(tmp_path):
-    import threading
-
     from _generation_helpers import check_barrier
     from _reliability_helpers import FAST_CONFIG, write_data
+    from _store_helpers import run_workers_in_threads
 
-    from lse.config import WorkerOptions
-    from lse.runners.worker import run_worker
     from lse.store import Store
     from lse.store.generations import Generations, Plan
 
@@ -258,21 +255,7 @@ def test_real_run_on_the_barrier_records_ages_both_accuracies_and_a_frozen_refer
                               "algorithm": {"name": "ea4cnn", "options": {"input_size": 12, "a_min": 0.0,
                                                                           "max_layers": 3, "p_cross": 0.5}}})
     Store(tmp_path / "pop").create(cfg)
-    errors = []
-
-    def one(i):
-        try:
-            run_worker(tmp_path / "pop", WorkerOptions(threads=1, heartbeat_seconds=0.5), worker_id=f"ew{i}",
-                       handle_signals=False, log_to_file=False)
-        except BaseException as e:  # noqa: BLE001
-            errors.append(e)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not errors, errors
+    run_workers_in_threads(tmp_path / "pop", 2, prefix="ew")
     store = Store(tmp_path / "pop").open()
     store.register_worker("checker", auto_heartbeat=False)
     algo = make_algorithm(store.config)

@@ -4,9 +4,8 @@ threads and the stand-in trainer of `lse simulate` (real weights, real inheritan
 
 from __future__ import annotations
 
-import threading
-
 from _generation_helpers import check_barrier
+from _store_helpers import run_workers_in_threads
 
 from lse.algorithms import make_algorithm
 from lse.config import ExperimentConfig, WorkerOptions
@@ -21,21 +20,7 @@ def test_generations_close_with_two_parent_children(tmp_path):
     cfg = ExperimentConfig(population_size=6, steps=10, max_individuals=36, algorithm={"name": "pareto-testbed"},
                            mutation_probabilities={"insert_convolution": 1, "alter_channels": 1, "identity": 1})
     Store(pop).create(cfg)
-    errors: list[BaseException] = []
-
-    def one(i: int) -> None:
-        try:
-            run_worker(pop, WorkerOptions(threads=1, heartbeat_seconds=0.5), StandInTrainer(time_scale=1e-4),
-                       worker_id=f"gw{i}", handle_signals=False, log_to_file=False)
-        except BaseException as e:  # noqa: BLE001
-            errors.append(e)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=240)
-    assert not errors, errors
+    run_workers_in_threads(pop, 3, prefix="gw", trainer_factory=lambda: StandInTrainer(time_scale=1e-4), timeout=240)
 
     store = Store(pop).open()
     store.register_worker("checker", auto_heartbeat=False)

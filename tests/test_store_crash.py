@@ -121,14 +121,6 @@ def test_crash_while_writing_scratch_is_reclaimed(tmp_path):
 # ---- full disk and short writes --------------------------------------------------------------
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = new_store(tmp_path / "pop")
-    s.register_worker("w0", auto_heartbeat=False)
-    yield s
-    s.close()
-
-
 def _nothing_published(store: Store) -> None:
     assert store.entries() == []
     assert [n for n in os.listdir(store.paths.worker("w0")) if n != "heartbeat.json"] == []

@@ -15,15 +15,7 @@ from lse.errors import LostRace
 from lse.core.records import IndividualName, new_id
 from lse.store import Store
 
-from _store_helpers import make_record, make_weights, new_store
-
-
-@pytest.fixture
-def store(weird_tmp_path):
-    s = new_store(weird_tmp_path / "pop")
-    s.register_worker("w0", auto_heartbeat=False)
-    yield s
-    s.close()
+from _store_helpers import make_record, make_weights
 
 
 @pytest.fixture

@@ -19,14 +19,6 @@ from _store_helpers import make_record, make_weights, new_store, run_within
 MONTH_13 = "20241301T000000000000Z-0123abcd"
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = new_store(tmp_path / "pop")
-    s.register_worker("w0", auto_heartbeat=False)
-    yield s
-    s.close()
-
-
 def _in_thread(fn, timeout=10.0):
     return run_within(fn, timeout, "the read")
 

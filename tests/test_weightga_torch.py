@@ -5,22 +5,20 @@ barrier; the steady state runs with several workers at once."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import torch
 
 from _generation_helpers import check_barrier
 from _reliability_helpers import check_alive_evaluate
+from _store_helpers import run_workers_in_threads
 
 from lse.algorithms import make_algorithm
-from lse.config import ExperimentConfig, WorkerOptions
+from lse.config import ExperimentConfig
 from lse.core.chromosome import Variation, chromosome, plan_variation
 from lse.core.fixednet import FixedNet, tensor_shapes
 from lse.nn.chromosome import apply_plan
 from lse.nn.fixednet import build_fixed_net, glorot_std, initial_state
 from lse.nn.synthetic import write_synthetic
-from lse.runners.worker import run_worker
 from lse.store import Store
 from lse.store.generations import Generations
 
@@ -103,21 +101,7 @@ def _run(pop, workers, max_individuals):
     store = Store(pop).open()
     cfg = store.config.model_copy(update={"max_individuals": max_individuals})
     store.replace_config(cfg)
-    errors = []
-
-    def one(i):
-        try:
-            run_worker(pop, WorkerOptions(threads=1, heartbeat_seconds=0.5, device="cpu"), worker_id=f"w{i}",
-                       handle_signals=False, log_to_file=False)
-        except BaseException as e:  # noqa: BLE001
-            errors.append(e)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not errors, errors
+    run_workers_in_threads(pop, workers, device="cpu")
 
 
 def test_elitism_passes_the_fittest_unchanged_through_the_barrier(tmp_path):
