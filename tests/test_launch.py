@@ -353,3 +353,25 @@ def test_launch_help_shows_every_option_whole_at_80_columns(entry):
     assert not cut, f"option names not shown whole at 80 columns: {cut}"
     for folder in ("$LSE_DATA", "~/.local/share/lse/data", "/usr/share/datasets/fashion-mnist"):
         assert folder in r.stdout.replace("\n" + " " * 34, " ")  # every folder a data set is looked up in
+
+
+def test_a_crashed_worker_that_gave_birth_restarts_at_once_by_its_heartbeat(tmp_path):
+    """The launcher tells a crash-looping worker from one that made progress by the births its
+    heartbeat reports (it used to grep the worker's log for "born ")."""
+    from lse.config import ExperimentConfig
+    from lse.runners.launch import LaunchOptions, LocalLauncher
+    from lse.store import Store
+
+    pop = tmp_path / "pop"
+    Store(pop).create(ExperimentConfig(population_size=4, steps=10))
+    launcher = LocalLauncher(pop, LaunchOptions(workers=2, device="cpu"), echo=lambda s: None, progress=False)
+    quiet, busy = launcher.slots
+    for slot, births in ((quiet, 0), (busy, 3)):
+        slot.worker_id, slot.started, slot.quick_crashes = f"crashed-{slot.index}", time.monotonic(), 2
+        handle = Store(pop).open().register_worker(slot.worker_id, auto_heartbeat=False)
+        handle.births = births
+        handle.heartbeat()  # what the worker's loop does after each birth; then it is killed
+        launcher._on_exit(slot, -9)
+    assert busy.births == 3 and busy.quick_crashes == 1  # progress: restarted at once
+    assert quiet.births == 0 and quiet.quick_crashes == 3  # no progress: backing off
+    assert busy.next_start < quiet.next_start

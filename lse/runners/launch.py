@@ -51,6 +51,8 @@ WORKER_SCRIPT = REPO_ROOT / "worker.py"
 WORKER_CONFIG_ERROR = 2
 #: a worker that ran at least this long before crashing resets its backoff
 STABLE_SECONDS = 60.0
+#: how often the launcher reads each worker's heartbeat for the births it reports
+HEARTBEAT_READ_SECONDS = 2.0
 
 Echo = Callable[[str], None]
 
@@ -377,6 +379,8 @@ class _Slot:
     done: bool = False
     exit_codes: list[int] = field(default_factory=list)
     worker_id: str = ""  # id of the worker process now (or last) in this slot
+    births: int = 0  # births of that worker, as its heartbeat last said
+    heard: float = 0.0  # monotonic time its heartbeat was last read
 
 
 @dataclass
@@ -440,9 +444,10 @@ class LocalLauncher:
             argv += ["--gpu", str(slot.gpu), "--precision", self.opts.precision]
             if not self.opts.cuda_graph:
                 argv.append("--no-cuda-graph")
-        # A known worker id per run: on a crash, its log (logs/<id>.log) tells whether it made
-        # progress (see _on_exit).
+        # A known worker id per run: its heartbeat says how many children it published, which
+        # tells a crash-looping worker from one that made progress (see _on_exit).
         slot.worker_id = f"{self.label}-w{slot.index}-{len(slot.exit_codes)}"
+        slot.births, slot.heard = 0, time.monotonic()
         argv += ["--worker-id", slot.worker_id]
         env = dict(os.environ)
         env.update({"OMP_NUM_THREADS": str(slot.threads), "MKL_NUM_THREADS": str(slot.threads),
@@ -459,6 +464,13 @@ class LocalLauncher:
                                          start_new_session=True)
         slot.started = time.monotonic()
 
+    def _listen(self, slot: _Slot, now: float) -> None:
+        """Note the births the slot's worker reports in its heartbeat (lse.store.liveness)."""
+        slot.heard = now
+        hb = self.store.heartbeat_of(slot.worker_id) if slot.worker_id else None
+        if hb is not None and hb.get("births"):
+            slot.births = max(slot.births, hb["births"])
+
     def _on_exit(self, slot: _Slot, rc: int) -> None:
         slot.exit_codes.append(rc)
         slot.proc = None
@@ -471,10 +483,11 @@ class LocalLauncher:
             slot.done = True
             return
         ran = time.monotonic() - slot.started
+        self._listen(slot, time.monotonic())  # its last heartbeat, unless recovery took it already
         # A worker that published before it died (killed by the OOM killer, an admin, a node
         # failure) is not crash-looping: restart it at once instead of backing off towards
         # giving up.  Without this, a storm of kills left evolution waiting 32 s per restart.
-        stable = ran >= STABLE_SECONDS or _published(self.store.paths.log(slot.worker_id))
+        stable = ran >= STABLE_SECONDS or slot.births > 0
         slot.quick_crashes = 1 if stable else slot.quick_crashes + 1
         if slot.quick_crashes > self.opts.max_restarts:
             self.echo(f"\nworker {slot.index} crashed {slot.quick_crashes} times in a row; giving up on it "
@@ -533,6 +546,8 @@ class LocalLauncher:
                         rc = s.proc.poll()
                         if rc is not None:
                             self._on_exit(s, rc)
+                        elif now - s.heard >= HEARTBEAT_READ_SECONDS:
+                            self._listen(s, now)
                     elif not s.done and not self.stopping and now >= s.next_start:
                         self._start(s)
                 if self.fatal and not self.stopping:
@@ -642,16 +657,6 @@ def finished_line(store: Store) -> str | None:
     q = _shell_path(store.root)
     return (f"nothing to do: {q} is finished, {met}; to go on, launch it again with a larger limit "
             f"(e.g. {extend}); to start fresh, use another --pop or remove {q}")
-
-
-def _published(worker_log: Path) -> bool:
-    """Whether the worker that wrote ``worker_log`` published an individual (lse.runners.worker logs
-    "born <id>" / "published <id> dead" for each birth)."""
-    try:
-        text = worker_log.read_text(errors="replace")
-    except OSError:
-        return False
-    return "born " in text or "published " in text
 
 
 def _tail(path: Path, lines: int = 3) -> str:

@@ -41,7 +41,7 @@ from lse.algorithms.base import Child, Context, PopulationView, Recipe
 from lse.config import ExperimentConfig, WorkerOptions
 from lse.core import events as ev
 from lse.core.records import IndividualRecord, new_id
-from lse.errors import ConfigError, DataError, DiskFull, LostRace, StopRequested
+from lse.errors import ConfigError, DataError, DiskFull, LseError, LostRace, StopRequested
 from lse.runners.birth import birth_record, judge
 from lse.runners.logfile import attach_log_file, detach_log_file
 from lse.runners.slots import (  # noqa: F401 (count_births, list_claims, BirthCache: re-exported)
@@ -428,6 +428,11 @@ class _Loop:
 
     def _count_birth(self, record: IndividualRecord) -> None:
         self.summary.births += 1
+        self.store.worker.births = self.summary.births
+        try:
+            self.store.worker.heartbeat()  # at once: the launcher reads births there (lse.runners.launch)
+        except (LseError, OSError) as e:  # a full disk...: the heartbeat thread says it again soon
+            log.warning("heartbeat after a birth failed: %s", e)
         self.summary.initial += not record.parents
         self.summary.failures += record.fitness is None
         if record.fitness is None:

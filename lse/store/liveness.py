@@ -53,6 +53,9 @@ class WorkerHandle:
         self.pid = pid
         self.create_time = create_time
         self.counter = 0
+        #: children this worker has published: its loop sets it, every beat publishes it (the
+        #: launcher tells a crash-looping worker from one that made progress by it)
+        self.births = 0
         self.dir = store.paths.worker(worker_id)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -67,6 +70,7 @@ class WorkerHandle:
                 "pid": self.pid,
                 "create_time": self.create_time,
                 "counter": self.counter,
+                "births": self.births,
                 "wall_time": time.time(),  # informational only: never compared across hosts
                 # Two containers with host networking share a host name but not a pid space:
                 # the pid namespace tells readers whether the process table is comparable.

@@ -127,7 +127,11 @@ def heartbeat_fields(data: object) -> dict | None:
         return None
     if ns is not None and (type(ns) is not int or not 0 <= ns < 2**64):
         return None
-    return {"host": host, "pid": pid, "create_time": float(ct), "counter": counter, "pid_namespace": ns}
+    births = data.get("births")
+    if births is not None and (type(births) is not int or not 0 <= births < 2**53):
+        return None
+    return {"host": host, "pid": pid, "create_time": float(ct), "counter": counter, "pid_namespace": ns,
+            "births": births}
 
 
 def killer(rec: IndividualRecord, by_in_name: str | None) -> str | None:
