@@ -89,3 +89,26 @@ def run_workers_in_threads(pop, n: int, *, prefix: str = "w", trainer_factory=No
     assert not any(t.is_alive() for t in threads), f"a worker thread still runs after {timeout:.0f} s"
     if errors:
         raise errors[0]
+
+
+def plant_attack(path, attack: str, *, link_to=None) -> None:
+    """Put at ``path`` (which must not exist) what an intruder with write access could: a FIFO
+    with no writer, a sparse 3 GiB file, JSON nested 200,000 deep, a folder, a symlink to
+    ``link_to``, or garbage bytes (with a terminal escape)."""
+    import os
+
+    if attack == "fifo":
+        os.mkfifo(path)
+    elif attack == "sparse":
+        with open(path, "wb") as f:
+            f.truncate(3 << 30)  # costs no disk
+    elif attack == "deep":
+        path.write_bytes(b"[" * 200_000 + b"]" * 200_000)
+    elif attack == "dir":
+        path.mkdir()
+    elif attack == "symlink":
+        os.symlink(link_to, path)
+    elif attack == "garbage":
+        path.write_bytes(bytes(range(256)) * 64 + b"\x1b]0;pwned\x07")
+    else:
+        raise ValueError(f"unknown attack {attack!r}")

@@ -16,7 +16,7 @@ import os
 
 import pytest
 
-from _store_helpers import run_within
+from _store_helpers import plant_attack, run_within
 
 from lse.algorithms import make_algorithm
 from lse.config import ExperimentConfig, WorkerOptions
@@ -62,25 +62,14 @@ def _plant(path, attack: str, tmp_path, good: dict) -> None:
         path.rmdir()
     elif path.exists() or path.is_symlink():
         path.unlink()
-    if attack == "fifo":
-        os.mkfifo(path)
-    elif attack == "sparse":
-        with open(path, "wb") as f:
-            f.truncate(3 << 30)
-    elif attack == "deep":
-        path.write_bytes(b"[" * 200_000 + b"]" * 200_000)
-    elif attack == "dir":
-        path.mkdir()
-    elif attack == "symlink":
-        secret = tmp_path / "secret.json"
-        secret.write_text(json.dumps(good))  # valid content, but outside the population
-        os.symlink(secret, path)
-    elif attack == "range":
+    if attack == "range":
         path.write_text(json.dumps({**good, "slots": 10**12, "generation": -1}))
-    elif attack == "garbage":
-        path.write_bytes(bytes(range(256)) * 64)
     elif attack == "other-generation":
         path.write_text(json.dumps({**good, "generation": good["generation"] + 7}))
+    else:
+        secret = tmp_path / "secret.json"
+        secret.write_text(json.dumps(good))  # valid content, but outside the population
+        plant_attack(path, attack, link_to=secret)
 
 
 def _attacks():

@@ -40,7 +40,7 @@ from lse.errors import LostRace, LseError
 from lse.store import Store
 from lse.store.events import EventLog
 
-from _store_helpers import make_record, make_weights, new_store, run_within
+from _store_helpers import make_record, make_weights, new_store, plant_attack, run_within
 
 MARKER = "OUTSIDE-THE-POPULATION-7f3a"
 MONTH_13 = "20241301T000000000000Z-0badda7e"
@@ -261,19 +261,11 @@ def plant(kind: str, attack: str, store: Store, world: dict[str, Path]) -> Path:
         folder.rmdir()
         os.symlink(away, folder)
         return path
-    if attack == "fifo":
-        os.mkfifo(path)
-    elif attack == "sparse":
-        with open(path, "wb") as f:
-            f.truncate(3 << 30)  # 3 GiB that cost no disk
-    elif attack == "deep":
-        path.write_bytes(b"[" * 200_000 + b"]" * 200_000)
-    elif attack == "dir":
-        path.mkdir()
-        (path / "x").mkdir()
-    elif attack == "symlink":
-        # records, events... point at the secret; weights and heartbeats at the FIFO outside
-        os.symlink(world["fifo"] if kind in ("weights", "heartbeat", "plan") else world["secret"], path)
+    if attack in ("fifo", "sparse", "deep", "dir", "garbage", "symlink"):
+        # records, events... link to the secret; weights, heartbeats and plans to the FIFO outside
+        plant_attack(path, attack, link_to=world["fifo"] if kind in ("weights", "heartbeat", "plan") else world["secret"])
+        if attack == "dir":
+            (path / "x").mkdir()
     elif attack == "range":
         path.write_bytes(_range_body(kind, store))
     elif attack == "nondate":  # the name carries MONTH_13 (see target); the content is sound JSON
@@ -289,8 +281,6 @@ def plant(kind: str, attack: str, store: Store, world: dict[str, Path]) -> Path:
         elif kind == "weights":
             body = {}
         path.write_bytes(_json(body))
-    elif attack == "garbage":
-        path.write_bytes(bytes(range(256)) * 64 + b"\x1b]0;pwned\x07")
     return path
 
 

@@ -14,7 +14,7 @@ from lse.errors import LostRace
 from lse.store.population import remove_tree
 from lse.store.saferead import CAPS, MAX_DEPTH, UnsafeFile, parse_json, read_bytes, read_json
 
-from _store_helpers import make_record, make_weights, new_store, run_within
+from _store_helpers import make_record, make_weights, new_store, plant_attack, run_within
 
 MONTH_13 = "20241301T000000000000Z-0123abcd"
 
@@ -91,17 +91,7 @@ def test_record_numbers_are_bounded(field, value):
 
 
 def _plant(path, attack):
-    if attack == "fifo":
-        os.mkfifo(path)
-    elif attack == "sparse":
-        with open(path, "wb") as f:
-            f.truncate(3 << 30)
-    elif attack == "deep":
-        path.write_bytes(b"[" * 100_000)
-    elif attack == "dir":
-        path.mkdir()
-    elif attack == "symlink":
-        os.symlink("/etc/hostname", path)
+    plant_attack(path, attack, link_to="/etc/hostname")
 
 
 ATTACKS = ["fifo", "sparse", "deep", "dir", "symlink"]
