@@ -242,14 +242,15 @@ def test_a_raised_bound_on_resume_reaches_the_workers(tmp_path):
 
 
 def test_count_births_cache_gives_the_uncached_answer(tmp_path):
-    """A worker's BirthCache only spares parsing: births added, renamed, collected, a history file
-    removed, a foreign name and a symlink in individuals/ -- cached and uncached counts agree."""
+    """A worker's kept scan (lse.store.scan) only spares parsing: births added, renamed,
+    collected, a history file removed, a foreign name and a symlink in individuals/ -- kept and
+    fresh scans agree."""
     from lse.core.records import IndividualName, new_id
-    from lse.runners.worker import BirthCache
+    from lse.store.scan import PopulationScan
 
     pop = _pop(tmp_path)
     store = Store(pop)
-    cache = BirthCache()
+    cache = PopulationScan(store.paths)
 
     def check() -> set:
         fresh = count_births(store)

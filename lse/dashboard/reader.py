@@ -42,6 +42,7 @@ from lse.core.records import IndividualName, id_time, is_id, is_worker_id
 from lse.store.paths import PopulationPaths
 from lse.store.population import Store
 from lse.store.recordio import heartbeat_fields, parse_record, read_death
+from lse.store.scan import PopulationScan, history_entry
 from lse.store.saferead import parse_json, read_bytes, read_json
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ class PopulationReader:
         self._children: dict[str, list[str]] = {}
         self._births: dict[str, int] = {}  # worker id -> individuals it published
         # The last listings (names) of individuals/, gc/, history/, and what they said.
-        self._names: tuple[set[str], set[str], set[str]] = (set(), set(), set())
+        self.scan = PopulationScan(self.paths)  # the names, parsed once each (lse.store.scan)
         self._listed: dict[str, IndividualName] = {}
         self._in_gc: dict[str, str] = {}
         self._history: set[str] = set()
@@ -231,52 +232,50 @@ class PopulationReader:
         self.stop_file = os.path.lexists(self.paths.stop)
 
     def _refresh_individuals(self) -> bool:
-        """Three listings, then work only on the names that appeared or disappeared since the
-        last refresh (set differences run in C: an idle refresh of 40k names costs a few ms)."""
-        # Listed in the order an individual moves: individuals/, gc/, history/.
-        ind, gc, hist = (_listdir(self.paths.individuals), _listdir(self.paths.gc), _listdir(self.paths.history))
+        """The population scan (lse.store.scan: three listings, each new name parsed once), then
+        work only on the names that appeared or disappeared since the last refresh (an idle
+        refresh of 40k names costs a few ms)."""
+        changes = self.scan.refresh()
         touched: set[str] = set()
-        prev_ind, prev_gc, prev_hist = self._names
-        for n in prev_ind - ind:
+        for n in changes.removed["individuals"]:
             parsed = IndividualName.parse(n)
             self._foreign.discard(("i", n))
             if parsed is not None and self._listed.get(parsed.id) == parsed:
                 del self._listed[parsed.id]
                 touched.add(parsed.id)
-        for n in ind - prev_ind:
-            parsed = IndividualName.parse(n)
-            if parsed is None or _is_link(self.paths.individuals / n):
+        for n in changes.added["individuals"]:
+            parsed = self.scan.individuals[n]  # None: foreign, or a symlink (never an individual)
+            if parsed is None:
                 self._foreign.add(("i", n))
             elif f"individuals/{n}" not in self._bad:
                 self._listed[parsed.id] = parsed
                 touched.add(parsed.id)
-        for n in prev_gc - gc:
+        for n in changes.removed["gc"]:
             head = n.split(".", 1)[0]
             if self._in_gc.get(head) == n:
                 del self._in_gc[head]
                 touched.add(head)
-        for n in gc - prev_gc:
-            head = n.split(".", 1)[0]
-            if is_id(head) and not _is_link(self.paths.gc / n):
+        for n in changes.added["gc"]:
+            head = self.scan.gc[n]
+            if head is not None:
                 self._in_gc[head] = n
                 touched.add(head)
         new_deaths = []
-        for n in prev_hist - hist:
+        for n in changes.removed["history"]:
             self._foreign.discard(("h", n))
-            if n.endswith(".json") and is_id(n[:-5]):
-                self._history.discard(n[:-5])
-                touched.add(n[:-5])
-        for n in hist - prev_hist:
-            if n.endswith(".death.json") and is_id(n[:-11]):
-                new_deaths.append(n[:-11])
-            elif n.endswith(".weights.safetensors") and is_id(n[:-20]):
-                continue
-            elif n.endswith(".json") and is_id(n[:-5]) and not _is_link(self.paths.history / n):
-                self._history.add(n[:-5])
-                touched.add(n[:-5])
-            elif not n.startswith("."):
+            entry = history_entry(n)
+            if entry is not None and entry[0] == "record":
+                self._history.discard(entry[1])
+                touched.add(entry[1])
+        for n in changes.added["history"]:
+            entry = self.scan.history[n]  # None: foreign, or a symlink
+            if entry is not None and entry[0] == "death":
+                new_deaths.append(entry[1])
+            elif entry is not None and entry[0] == "record":
+                self._history.add(entry[1])
+                touched.add(entry[1])
+            elif entry is None and not n.startswith("."):
                 self._foreign.add(("h", n))
-        self._names = (ind, gc, hist)
         self.foreign = len(self._foreign)
         self.quarantined = sum(1 for n in _listdir(self.paths.quarantine) if not n.endswith(".reason.txt"))
 
@@ -511,13 +510,6 @@ class PopulationReader:
             "lineage_complete": bool(path) and path[0].parent_id is None,
             "test": row["test"],
         }
-
-
-def _is_link(p: Path) -> bool:
-    try:
-        return stat.S_ISLNK(os.lstat(p).st_mode)
-    except OSError:
-        return False
 
 
 def _listdir(d: Path) -> set[str]:

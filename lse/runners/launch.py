@@ -44,6 +44,7 @@ from lse.errors import ConfigError, LaunchError, LseError
 from lse.store import Store, clock
 from lse.runners.warmstart import read_dna_file, seed_from
 from lse.runners.worker import LAUNCHER_PID_ENV, count_births
+from lse.store.scan import PopulationScan
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER_SCRIPT = REPO_ROOT / "worker.py"
@@ -296,9 +297,10 @@ class Progress:
         self._flops_by_id: dict[str, float] = {}
         self._last_read = -float("inf")
         self._read_births = -1
+        self.scan = PopulationScan(store.paths)  # kept: each tick parses only the new names
 
     def snapshot(self) -> Snapshot:
-        births = len(count_births(self.store))
+        births = len(count_births(self.store, self.scan))
         if self.births0 is None:
             self.births0 = births
         entries = self.store.entries()

@@ -441,10 +441,11 @@ def listing_cost(sizes: list[int], where: str | os.PathLike | None = None, repea
     when GC falls behind, or an unsharded directory of a huge population), and the worker's
     per-step birth count (``count_births``) with N records in ``history/`` (a long experiment:
     history grows by one record and one death file per kill, forever): a first call (nothing
-    cached) and a worker's later call (its :class:`~lse.runners.worker.BirthCache` parsed the names before).
+    cached) and a worker's later call (its :class:`~lse.store.scan.PopulationScan` parsed the names before).
     Median of ``repeats``.
     """
-    from lse.runners.worker import BirthCache, count_births
+    from lse.runners.worker import count_births
+    from lse.store.scan import PopulationScan
 
     out = []
     base = Path(tempfile.mkdtemp(prefix=".lse-listing-", dir=where))
@@ -461,7 +462,7 @@ def listing_cost(sizes: list[int], where: str | os.PathLike | None = None, repea
                 os.mkdir(store.paths.individual(name))
                 (store.paths.history / f"{iid}.json").touch()
             alive_t, births_t, cached_t = [], [], []
-            cache = BirthCache()
+            cache = PopulationScan(store.paths)
             count_births(store, cache)  # a worker's cache after its first step
             for _ in range(repeats):
                 t = time.perf_counter()

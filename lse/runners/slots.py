@@ -1,6 +1,6 @@
-"""Births and birth-slot claims, from directory listings only (no file is read): the listings,
-the memo that keeps a step from re-parsing 50k names, and the rank of an initial child among the
-claims in flight.
+"""Births and birth-slot claims, from directory listings only (no file is read): births from the
+population scan (lse.store.scan, kept between a worker's steps so a step parses only new names),
+the claims in flight, and the rank of an initial child among them.
 
 Birth slots.  Before training, a worker writes a claim ``workers/<wid>/claim-<child id>``,
 then lists births (``individuals/``, ``gc/``, ``history/``: listings, no reads) and every
@@ -19,88 +19,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lse.core.records import IndividualName, is_id, is_worker_id
+from lse.core.records import is_id, is_worker_id
 from lse.store import Store
+from lse.store.scan import PopulationScan
 
 
-class BirthCache:
-    """What :func:`count_births` already parsed, kept by one worker between its steps.
-
-    A step used to parse every name in individuals/ and history/ again (1.6 s per call at 50k
-    entries on a loaded 2-core machine; history/ grows by two files per kill, forever).  Parsing
-    is a pure function of the name, so a name seen before is looked up instead: each step lists
-    the folders as before (the listing decides what exists) and parses only names it has not
-    seen.  Names that left a folder are dropped from the memo, so the result is exactly that of
-    an uncached count.  Not thread-safe: one per worker loop.
-    """
-
-    def __init__(self) -> None:
-        self.individuals: dict[str, str] = {}  # name -> id, valid non-symlink names only
-        self.history: dict[str, str | None] = {}  # name -> id of a record, None: not a record
-        self.history_ids: set[str] = set()  # the ids among self.history's values
-
-
-def count_births(store: Store, cache: BirthCache | None = None) -> set[str]:
-    """Ids of every individual ever published (alive, dead, being collected, collected).
-
-    Listed in the order an individual moves (individuals/ -> gc/ -> history/, the history record
-    written before the gc folder is removed), so one that moves during the listing is still seen.
-    ``cache`` (a worker's :class:`BirthCache`) spares re-parsing names seen by earlier calls; the
-    result is the same with or without it.
-    """
-    cache = cache if cache is not None else BirthCache()
-    ids = _individual_ids(store, cache)
-    for name in _names(store.paths.gc):
-        head = name.split(".")[0]
-        if is_id(head) and name.count(".") == 1:
-            ids.add(head)
-    ids |= _history_ids(store.paths.history, cache)
-    return ids
-
-
-def _individual_ids(store: Store, cache: BirthCache) -> set[str]:
-    """Ids in individuals/, as ``{e.id for e in store.entries()}``: one scandir, strict parse of
-    names not seen before, symlinks refused.  Anything foreign (or an error listing the folder)
-    falls back to ``store.entries()`` itself, so its warnings and errors are unchanged."""
-    seen = cache.individuals
-    memo: dict[str, str] = {}
-    try:
-        with os.scandir(store.paths.individuals) as it:
-            for de in it:
-                name = de.name
-                iid = seen.get(name)
-                if iid is None:
-                    parsed = IndividualName.parse(name)
-                    if parsed is None:
-                        break
-                    iid = parsed.id
-                if de.is_symlink():
-                    break
-                memo[name] = iid
-            else:
-                cache.individuals = memo
-                return set(memo.values())
-    except OSError:
-        pass
-    cache.individuals = {}
-    return {e.id for e in store.entries()}
-
-
-def _history_ids(folder: Path, cache: BirthCache) -> set[str]:
-    """Ids of the records ``<id>.json`` in history/ (not ``<id>.death.json``); a copy."""
-    current = set(_names(folder))
-    known = cache.history
-    gone = known.keys() - current
-    if gone:
-        for name in gone:
-            del known[name]
-        cache.history_ids = {i for i in known.values() if i is not None}
-    for name in current - known.keys():
-        iid = name[:-5] if name.endswith(".json") and not name.endswith(".death.json") and is_id(name[:-5]) else None
-        known[name] = iid
-        if iid is not None:
-            cache.history_ids.add(iid)
-    return set(cache.history_ids)
+def count_births(store: Store, scan: PopulationScan | None = None) -> set[str]:
+    """Ids of every individual ever published (alive, dead, being collected, collected): the
+    population scan's births (lse.store.scan).  ``scan``: one kept between a worker's steps, so
+    only the names that appeared since are parsed; the answer is that of a fresh scan."""
+    scan = scan if scan is not None else PopulationScan(store.paths)
+    scan.refresh()
+    return scan.births()
 
 
 def list_claims(store: Store) -> list[str]:
@@ -172,7 +102,7 @@ class BirthLedger:
         self.store = store
         self.population_size = population_size
         self.timed = timed or (lambda op, fn, *args: fn(*args))
-        self.cache = BirthCache()  # names count_births parsed already (history/ only grows)
+        self.cache = PopulationScan(store.paths)  # names parsed already (history/ only grows)
         self.seen: set[str] = set()  # every birth this worker ever counted
         self.flops: dict[str, float] = {}
         self.initial_done = False  # set once births >= population_size were seen (monotone)

@@ -44,8 +44,8 @@ from lse.core.records import IndividualRecord, new_id
 from lse.errors import ConfigError, DataError, DiskFull, LseError, LostRace, StopRequested
 from lse.runners.birth import birth_record, judge
 from lse.runners.logfile import attach_log_file, detach_log_file
-from lse.runners.slots import (  # noqa: F401 (count_births, list_claims, BirthCache: re-exported)
-    BirthCache, BirthLedger, claim_times, count_births, initial_rank, list_claims, tied)
+from lse.runners.slots import (  # noqa: F401 (count_births, list_claims: re-exported)
+    BirthLedger, claim_times, count_births, initial_rank, list_claims, tied)
 from lse.runners.stops import (  # noqa: F401 (LAUNCHER_PID_ENV: re-exported)
     LAUNCHER_PID_ENV, StopCondition, Stopper, publish_when_space, read_stop_fields)
 from lse.runners.trainer import ChildResult, ShouldStop, Trainer, TorchTrainer, make_trainer  # noqa: F401 (re-exported)

@@ -1,0 +1,98 @@
+"""One read-only scan of a population's names: who was ever born, and where each one is now.
+
+An individual moves ``individuals/`` -> ``gc/`` -> ``history/`` (lse.store.population), each step
+one rename, and its state is in its names.  :class:`PopulationScan` lists the three folders in
+that order (one that moves during the scan is still seen), from names only -- no file is read --
+and parses each name once: a scan kept between calls parses only the names that appeared since
+the last one (history/ grows by two files per kill, forever; parsing 50k names every step cost a
+worker 1.6 s on a loaded 2-core machine).  Its answer is exactly that of a fresh scan.
+
+Birth counting (every worker's stop and initial-population decisions, the launcher's progress,
+``lse status``) and the dashboard's reader use it, so they agree on what a name means: a symlink
+is never an individual, a foreign name is nobody's.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lse.core.records import IndividualName, is_id, is_worker_id
+from lse.store.paths import PopulationPaths
+
+__all__ = ["PopulationScan", "ScanChanges", "history_entry"]
+
+FOLDERS = ("individuals", "gc", "history")
+
+
+def history_entry(name: str) -> tuple[str, str] | None:
+    """history/<id>.json -> ("record", id); <id>.death.json -> ("death", id);
+    <id>.weights.safetensors -> ("weights", id); anything else None."""
+    for suffix, kind in ((".death.json", "death"), (".weights.safetensors", "weights"), (".json", "record")):
+        if name.endswith(suffix) and is_id(name[: -len(suffix)]):
+            return kind, name[: -len(suffix)]
+    return None
+
+
+def _gc_entry(name: str) -> str | None:
+    """gc/<id>.<collector> -> id (an individual being collected); anything else None."""
+    head, _, collector = name.partition(".")
+    return head if is_id(head) and is_worker_id(collector) else None
+
+
+@dataclass
+class ScanChanges:
+    """Names that appeared in, and left, each folder since the previous scan."""
+
+    added: dict[str, list[str]] = field(default_factory=lambda: {f: [] for f in FOLDERS})
+    removed: dict[str, list[str]] = field(default_factory=lambda: {f: [] for f in FOLDERS})
+
+    def __bool__(self) -> bool:
+        return any(self.added.values()) or any(self.removed.values())
+
+
+class PopulationScan:
+    """The names of one population, parsed (``None``: foreign, or a symlink, which is never an
+    individual).  Not thread-safe: one per reader."""
+
+    def __init__(self, paths: PopulationPaths) -> None:
+        self.paths = paths
+        self.individuals: dict[str, IndividualName | None] = {}
+        self.gc: dict[str, str | None] = {}
+        self.history: dict[str, tuple[str, str] | None] = {}
+        self._history_records: set[str] = set()
+
+    def refresh(self) -> ScanChanges:
+        """List individuals/, gc/ and history/ (in that order) and parse the new names."""
+        changes = ScanChanges()
+        self._update("individuals", self.individuals, self.paths.individuals, changes,
+                     lambda de: None if de.is_symlink() else IndividualName.parse(de.name))
+        self._update("gc", self.gc, self.paths.gc, changes, lambda de: None if de.is_symlink() else _gc_entry(de.name))
+        self._update("history", self.history, self.paths.history, changes,
+                     lambda de: None if de.is_symlink() else history_entry(de.name))
+        if changes.added["history"] or changes.removed["history"]:
+            self._history_records = {v[1] for v in self.history.values() if v is not None and v[0] == "record"}
+        return changes
+
+    @staticmethod
+    def _update(folder: str, known: dict, path: Path, changes: ScanChanges, parse) -> None:
+        try:
+            with os.scandir(path) as it:
+                entries = {de.name: de for de in it}
+        except (FileNotFoundError, NotADirectoryError):
+            entries = {}
+        for name in known.keys() - entries.keys():
+            del known[name]
+            changes.removed[folder].append(name)
+        for name in entries.keys() - known.keys():
+            known[name] = parse(entries[name])
+            changes.added[folder].append(name)
+
+    def births(self) -> set[str]:
+        """Ids of every individual ever published (alive, dead, being collected, collected), as
+        the last :meth:`refresh` saw them."""
+        ids = {p.id for p in self.individuals.values() if p is not None}
+        ids.update(i for i in self.gc.values() if i is not None)
+        ids |= self._history_records
+        return ids
