@@ -302,10 +302,10 @@ def test_a_transient_read_error_does_not_quarantine_a_sound_parent(tmp_path, mon
 
     from lse.errors import LostRace
 
-    import lse.store.population as population
+    import lse.store.reading as reading  # where Store.read_parent reads (lse.store.reading.Reader)
 
     store, e = _one_parent(tmp_path)
-    real = population.read_bytes
+    real = reading.read_bytes
     calls = []
 
     def flaky(path, kind):
@@ -314,7 +314,7 @@ def test_a_transient_read_error_does_not_quarantine_a_sound_parent(tmp_path, mon
             raise OSError(code, os.strerror(code), str(path))
         return real(path, kind)
 
-    monkeypatch.setattr(population, "read_bytes", flaky)
+    monkeypatch.setattr(reading, "read_bytes", flaky)
     with pytest.raises(LostRace, match="could not be read"):
         store.read_parent(e)
     assert os.listdir(store.paths.quarantine) == []
