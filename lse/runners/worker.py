@@ -428,11 +428,12 @@ class _Loop:
 
     def _count_birth(self, record: IndividualRecord) -> None:
         self.summary.births += 1
-        self.store.worker.births = self.summary.births
-        try:
-            self.store.worker.heartbeat()  # at once: the launcher reads births there (lse.runners.launch)
-        except (LseError, OSError) as e:  # a full disk...: the heartbeat thread says it again soon
-            log.warning("heartbeat after a birth failed: %s", e)
+        self.store.worker.births = self.summary.births  # the heartbeat thread publishes it
+        if self.summary.births == 1:  # the launcher asks only "any birth yet?": say it at once
+            try:
+                self.store.worker.heartbeat()
+            except (LseError, OSError) as e:  # a full disk...: the heartbeat thread says it again soon
+                log.warning("heartbeat after the first birth failed: %s", e)
         self.summary.initial += not record.parents
         self.summary.failures += record.fitness is None
         if record.fitness is None:
