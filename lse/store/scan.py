@@ -76,25 +76,32 @@ class PopulationScan:
         changes = ScanChanges()
         self._update("individuals", self.individuals, self.paths.individuals, changes, IndividualName.parse)
         self._update("gc", self.gc, self.paths.gc, changes, _gc_entry)
-        self._update("history", self.history, self.paths.history, changes, history_entry)
-        if changes.added["history"] or changes.removed["history"]:
-            self._history_records = {v[1] for v in self.history.values() if v is not None and v[0] == "record"}
+        gone = self._update("history", self.history, self.paths.history, changes, history_entry)
+        for v in gone:  # kept up to date, never rebuilt: history/ grows by two names per kill
+            if v is not None and v[0] == "record":
+                self._history_records.discard(v[1])
+        for n in changes.added["history"]:
+            v = self.history[n]
+            if v is not None and v[0] == "record":
+                self._history_records.add(v[1])
         return changes
 
     @staticmethod
-    def _update(folder: str, known: dict, path: Path, changes: ScanChanges, parse) -> None:
+    def _update(folder: str, known: dict, path: Path, changes: ScanChanges, parse) -> list:
         """One listing (names only: cheaper than scandir's entries); a new name is parsed, and
-        checked with lstat for a symlink, once."""
+        checked with lstat for a symlink, once.  Returns the parsed values of the names that left."""
         try:
             current = set(os.listdir(path))
         except (FileNotFoundError, NotADirectoryError):
             current = set()
+        gone = []
         for name in known.keys() - current:
-            del known[name]
+            gone.append(known.pop(name))
             changes.removed[folder].append(name)
         for name in current - known.keys():
             known[name] = None if _is_link(path / name) else parse(name)
             changes.added[folder].append(name)
+        return gone  # the parsed values of the names that left
 
     def births(self) -> set[str]:
         """Ids of every individual ever published (alive, dead, being collected, collected), as
