@@ -91,17 +91,24 @@ def _names(folder: Path) -> list[str]:
         return []
 
 
+def untimed(op: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """How the loop calls what ``lse simulate`` measures (``op``: select, view, count_births,
+    list_claims, read_config, generations): directly.  ``lse simulate`` injects a timed one
+    (lse.runners.worker.run_worker takes it as ``timed``)."""
+    return fn(*args, **kwargs)
+
+
 class BirthLedger:
     """What one worker has counted of the population's births, kept between its steps: the ids
     (a birth is a birth forever) and the FLOPs each cost (a record's FLOPs never change).
 
-    ``timed``: how :func:`count_births` is called (lse.runners.worker.untimed; ``lse simulate``
+    ``timed``: how :func:`count_births` is called (:func:`untimed`; ``lse simulate``
     measures it)."""
 
     def __init__(self, store: Store, population_size: int, timed: Callable[..., Any] | None = None) -> None:
         self.store = store
         self.population_size = population_size
-        self.timed = timed or (lambda op, fn, *args: fn(*args))
+        self.timed = timed or untimed
         self.cache = PopulationScan(store.paths)  # names parsed already (history/ only grows)
         self.seen: set[str] = set()  # every birth this worker ever counted
         self.flops: dict[str, float] = {}

@@ -45,7 +45,7 @@ from lse.errors import ConfigError, DataError, DiskFull, LseError, LostRace, Sto
 from lse.runners.birth import birth_record, judge
 from lse.runners.logfile import attach_log_file, detach_log_file
 from lse.runners.slots import (  # noqa: F401 (count_births, list_claims: re-exported)
-    BirthLedger, claim_times, count_births, initial_rank, list_claims, tied)
+    BirthLedger, claim_times, count_births, initial_rank, list_claims, tied, untimed)
 from lse.runners.stops import (  # noqa: F401 (LAUNCHER_PID_ENV: re-exported)
     LAUNCHER_PID_ENV, StopCondition, Stopper, publish_when_space, read_stop_fields)
 from lse.runners.trainer import ChildResult, ShouldStop, Trainer, TorchTrainer, make_trainer  # noqa: F401 (re-exported)
@@ -65,10 +65,6 @@ SLOT_WAIT_SECONDS = 1.0
 MAX_STEP_FAILURES = 20
 
 
-def untimed(op: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """How the loop calls what ``lse simulate`` measures (``op``: select, view, count_births,
-    list_claims, read_config, generations): directly.  ``lse simulate`` injects a timed one."""
-    return fn(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------

@@ -56,9 +56,6 @@ class ScanChanges:
     added: dict[str, list[str]] = field(default_factory=lambda: {f: [] for f in FOLDERS})
     removed: dict[str, list[str]] = field(default_factory=lambda: {f: [] for f in FOLDERS})
 
-    def __bool__(self) -> bool:
-        return any(self.added.values()) or any(self.removed.values())
-
 
 class PopulationScan:
     """The names of one population, parsed (``None``: foreign, or a symlink, which is never an
