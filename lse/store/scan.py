@@ -36,11 +36,28 @@ def history_entry(name: str) -> tuple[str, str] | None:
     return None
 
 
-def _is_link(path: Path) -> bool:
+def _is_link(path: str) -> bool:
     try:
         return stat.S_ISLNK(os.lstat(path).st_mode)
     except OSError:
         return False  # gone meanwhile: the next listing drops it
+
+
+def _listing(path: Path, known: dict, grows: bool) -> dict[str, bool]:
+    """The folder's names, each with whether it is a symlink.  Folders of about the population's
+    size are read with scandir (the entry's type comes with its name); history/ only grows, so it
+    is listed by name and only the names not seen before are checked, one lstat each.  Measured
+    on this project's 2-core machine: scandir of 1,000 names 0.65 ms against listdir's 0.60, one
+    lstat per new name 2.7 us (7 us through Path); with 100 workers every worker sees about
+    four new names per birth."""
+    try:
+        if not grows:
+            with os.scandir(path) as it:
+                return {e.name: e.is_symlink() for e in it}
+        base = os.fspath(path) + os.sep
+        return {n: (_is_link(base + n) if n not in known else False) for n in os.listdir(path)}
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
 
 
 def _gc_entry(name: str) -> str | None:
@@ -85,18 +102,15 @@ class PopulationScan:
 
     @staticmethod
     def _update(folder: str, known: dict, path: Path, changes: ScanChanges, parse) -> list:
-        """One listing (names only: cheaper than scandir's entries); a new name is parsed, and
-        checked with lstat for a symlink, once.  Returns the parsed values of the names that left."""
-        try:
-            current = set(os.listdir(path))
-        except (FileNotFoundError, NotADirectoryError):
-            current = set()
+        """One listing; a new name is parsed, and checked for a symlink, once.  Returns the
+        parsed values of the names that left."""
+        current = _listing(path, known, grows=folder == "history")
         gone = []
-        for name in known.keys() - current:
+        for name in known.keys() - current.keys():
             gone.append(known.pop(name))
             changes.removed[folder].append(name)
-        for name in current - known.keys():
-            known[name] = None if _is_link(path / name) else parse(name)
+        for name in current.keys() - known.keys():
+            known[name] = None if current[name] else parse(name)
             changes.added[folder].append(name)
         return gone  # the parsed values of the names that left
 
