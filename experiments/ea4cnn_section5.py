@@ -1,14 +1,17 @@
-"""Seed 001 (EA4CNN), section 5 at small scale on real Fashion-MNIST.
+"""Seed 001 (EA4CNN), section 5 on real Fashion-MNIST, paired and repeated.
 
-    python experiments/ea4cnn_section5.py 51 --out docs/ea4cnn   # EA vs random search, speciation on/off
-    python experiments/ea4cnn_section5.py 52 --out docs/ea4cnn   # seeded from a trained network: Table 2
+    python experiments/ea4cnn_section5.py 51            # 5.1: EA, RS-CNN, speciation, EA1-EA3, Q7.8 fitness
+    python experiments/ea4cnn_section5.py 51-page       # SECTION51.md + figure again from the JSON
+    python experiments/ea4cnn_section5.py seed-network --out seed   # seed/genome.json + weights
+    python experiments/ea4cnn_section5.py 52            # 5.2: seeded from a trained network (Table 2)
 
-Every run is a real population (lse.store + the worker loop, one worker in this process) with
-the ``ea4cnn`` algorithm; random search (RS-CNN) trains |P| random networks from the same
-sampler for G epochs each, the paper's "same number of training exercises".  Writes JSON with
-every measured figure, PNG plots and a markdown summary into --out; the scale-downs are
-options below and are printed into the summary.  The test split is read only here, for the
-final networks of the report (never by selection or training).
+Every EA run is a real population (lse.store + the worker loop, one worker in its process) with
+the ``ea4cnn`` algorithm.  Section 5.1 is paired: the arms of one seed start from the same
+initial networks, and random search (RS-CNN) trains the EA run's own initial networks G more
+epochs each, the paper's "same number of training exercises".  The defaults are the run whose
+figures docs/ea4cnn/ shows; every scale-down is an option and is printed into the page.  The
+test split is read only here, for the final networks of the report (never by selection or
+training).
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import json
 import math
 import os
 import platform
-import random
 import statistics
 import time
 from pathlib import Path
@@ -32,16 +34,18 @@ def _env() -> None:
 
 
 def run_population(pop: Path, *, population: int, generations: int, options: dict, seed: int, args) -> list:
-    """One EA4CNN run; returns the records of every individual."""
+    """One EA4CNN run (resumed where an earlier pass stopped); returns the records of every
+    individual."""
     from lse.config import ExperimentConfig, WorkerOptions
     from lse.runners.worker import run_worker
     from lse.store import Store
 
-    cfg = ExperimentConfig(dataset="fashion-mnist", validation_size=args.validation_size, population_size=population,
-                           seed=seed, eval_batch_size=1000, max_individuals=population * (generations + 1),
-                           algorithm={"name": "ea4cnn", "options": {"data_fraction": args.data_fraction,
-                                                                     "a_min": args.a_min, **options}})
-    Store(pop).create(cfg)
+    if not (pop / "config.json").exists():
+        cfg = ExperimentConfig(dataset="fashion-mnist", validation_size=args.validation_size, population_size=population,
+                               seed=seed, eval_batch_size=1000, max_individuals=population * (generations + 1),
+                               algorithm={"name": "ea4cnn", "options": {"data_fraction": args.data_fraction,
+                                                                         "a_min": args.a_min, **options}})
+        Store(pop).create(cfg)
     run_worker(pop, WorkerOptions(threads=1, device="cpu"), worker_id="w0", handle_signals=False, log_to_file=True)
     return Store(pop).open().records()
 
@@ -70,113 +74,274 @@ def populations(pop: Path) -> list[list]:
     return out
 
 
-def random_search(seed: int, *, population: int, generations: int, args, ds) -> list[list[float]]:
-    """RS-CNN: |P| random networks (the EA's initial sampler) trained for G epochs; the
-    validation accuracy of each after each epoch."""
-    import torch
+# -- section 5.1: EA against random search, speciation, EA1-EA3, fixed-point fitness ----------
 
+#: the arms of section 5.1, each an option set of the ea4cnn algorithm (the paper's section 5.1)
+ARMS51 = {
+    "EA": {},                                            # p_mut 0.7, p_cross 0.35, speciation
+    "EA-no-speciation": {"speciation": False},
+    "EA1": {"p_mut": 0.0, "p_cross": 0.0},               # selection only
+    "EA2": {"p_mut": 0.8, "p_cross": 0.0},               # + mutation
+    "EA3": {"p_mut": 0.5, "p_cross": 0.35},              # + mutation and crossover
+    "EA-fixed-point": {"fixed_point": True},             # fitness from the Q7.8 accuracy
+}
+#: paired comparisons read from the runs: (arm, against), the paper's claim
+CLAIMS51 = [
+    ("EA", "RS", "EA beats random search (CIFAR-10: +5.7 points; MNIST: slightly better)"),
+    ("EA", "EA-no-speciation", "speciation helps (CIFAR-10: 68.46% against 66.93%)"),
+    ("EA2", "EA1", "mutation helps (Fig. 3 left)"),
+    ("EA3", "EA2", "crossover helps on top of mutation (Fig. 3 left)"),
+    ("EA1", "RS", "selection alone is about random search (Fig. 3 left)"),
+]
+
+
+def _model_of(store, rec, ds):
+    from safetensors.torch import load_file
+
+    from lse.nn.genomes import build
+
+    model = build("layerlist", rec.dna, ds.input_shape, ds.num_classes)
+    model.load_state_dict(load_file(str(store.paths.weights_file(store.find(rec.id).path))))
+    return model
+
+
+def summarise_run(pop: Path, ds, fixed_point: bool) -> dict:
+    """What one EA run measured: the best validation accuracy of P_1..P_G+1, the final population's
+    most accurate network with its test accuracy (read here, for the report only), its size,
+    and what the children were made of."""
+    import hashlib
+
+    from lse.nn.fixedpoint import fixed_point as fx
+    from lse.nn.train import evaluate
+    from lse.store import Store
+
+    store = Store(pop).open()
+    key = "val_accuracy_fx" if fixed_point else "val_accuracy"
+
+    def acc(r) -> float:
+        return float((r.objectives or {}).get(key, 0.0))
+
+    per_gen = populations(pop)
+    records = store.records()
+    initial = sorted((r for r in records if not r.parents), key=lambda r: r.id)
+    final = max(per_gen[-1], key=lambda r: (acc(r), -r.params))
+    model = _model_of(store, final, ds)
+    test = evaluate(model, ds.test_x, ds.test_y, 1000, dataset=ds)
+    if fixed_point:
+        with fx(model):
+            test = evaluate(model, ds.test_x, ds.test_y, 1000, dataset=ds)
+    children = [r for r in records if r.parents]
+    ops: dict[str, int] = {}
+    for r in children:
+        for op in (r.extra or {}).get("operators") or [r.mutation or "identity"]:
+            ops[op] = ops.get(op, 0) + 1
+    return {"best_val_accuracy_per_generation": [max(acc(r) for r in Pg) for Pg in per_gen],
+            "final_best": acc(final), "final_best_test": test, "final_best_params": final.params,
+            "final_mean_params": statistics.mean(r.params for r in per_gen[-1]),
+            "final_mean_depth": statistics.mean(len(r.dna["layers"]) for r in per_gen[-1]),
+            "trainings": len(records), "children": len(children),
+            "crossed": sum(1 for r in children if len(r.parents) == 2), "operators": ops,
+            # the pairing check: every arm of one seed starts from these networks
+            "initial_networks": hashlib.sha256(json.dumps([(r.dna, r.params) for r in initial],
+                                                          sort_keys=True).encode()).hexdigest()[:16],
+            "initial_params": [r.params for r in initial]}
+
+
+def random_search(pop: Path, *, generations: int, args, ds) -> dict:
+    """RS-CNN, paired with the EA: the EA run's own initial networks, with the weights of their
+    first training (its P_1), each trained ``generations`` more epochs with the EA's recipe --
+    the paper's "same number of training exercises" from the same start."""
     from lse.algorithms.ea4cnn import EA4CNNOptions
-    from lse.core.layerlist import random_genome
-    from lse.nn.layerlist import build_layerlist
-    from lse.nn.train import train
+    from lse.nn.train import evaluate, train
+    from lse.store import Store
 
     o = EA4CNNOptions()
-    rng = random.Random(f"rs:{seed}")
-    curves = []
-    for i in range(population):
-        g = random_genome(rng, input_side=28, max_filters=12, max_pool=4, fc_width=50, learning_rate=0.1)
-        torch.manual_seed(seed * 1000 + i)
-        model = build_layerlist(g, ds.input_shape, ds.num_classes)
-        steps = math.ceil(ds.train_x.shape[0] * args.data_fraction / o.batch_size)
-        accs = []
-        for epoch in range(generations + 1):  # generation 0 is the initial training, as in the EA
-            res = train(model, ds, learning_rate=g.learning_rate, steps=steps, batch_size=o.batch_size, momentum=0.0,
-                        weight_decay=0.0, seed=seed * 1000 + i * 100 + epoch, augment=False, data_fraction=args.data_fraction)
+    store = Store(pop).open()
+    initial = sorted((r for r in store.records() if not r.parents), key=lambda r: r.id)
+    steps = math.ceil(ds.train_x.shape[0] * args.data_fraction / o.batch_size)
+    nets = []
+    for i, rec in enumerate(initial):
+        model = _model_of(store, rec, ds)
+        accs = [float(rec.val_accuracy or 0.0)]
+        for epoch in range(generations):
+            res = train(model, ds, learning_rate=rec.dna["learning_rate"], steps=steps, batch_size=o.batch_size,
+                        momentum=0.0, weight_decay=0.0, seed=store.config.seed * 100_000 + i * 100 + epoch,
+                        augment=False, data_fraction=args.data_fraction)
             accs.append(res.val_accuracy if res.failed_reason is None else 0.0)
-        curves.append({"genome": g.model_dump(mode="json"), "params": sum(p.numel() for p in model.parameters()),
-                       "val_accuracy": accs})
-    return curves
+        nets.append({"params": rec.params, "layers": len(rec.dna["layers"]), "val_accuracy": accs,
+                     "test": evaluate(model, ds.test_x, ds.test_y, 1000, dataset=ds)})
+    best = max(nets, key=lambda n: (n["val_accuracy"][-1], -n["params"]))
+    return {"best_val_accuracy_per_generation": [max(n["val_accuracy"][g] for n in nets) for g in range(generations + 1)],
+            "final_best": best["val_accuracy"][-1], "final_best_test": best["test"], "final_best_params": best["params"],
+            "final_mean_params": statistics.mean(n["params"] for n in nets),
+            "final_mean_depth": statistics.mean(n["layers"] for n in nets), "trainings": len(nets) * (generations + 1),
+            "networks": nets}
+
+
+def run51(job: tuple) -> tuple:
+    """One (seed, arm) of section 5.1, in its own process (one torch thread)."""
+    seed, arm, args = job
+    _env()
+    from lse.nn.data import load_dataset
+
+    ds = load_dataset("fashion-mnist", validation_size=args.validation_size, seed=seed)
+    t0 = time.time()
+    ea_pop = Path(args.work) / f"s51-EA-{seed}"
+    if arm == "RS":
+        result = random_search(ea_pop, generations=args.generations, args=args, ds=ds)
+    else:
+        pop = Path(args.work) / f"s51-{arm}-{seed}"
+        run_population(pop, population=args.population, generations=args.generations, options=ARMS51[arm],
+                       seed=seed, args=args)
+        result = summarise_run(pop, ds, fixed_point=ARMS51[arm].get("fixed_point", False))
+    result["seconds"] = round(time.time() - t0, 1)
+    return seed, arm, result
 
 
 def section51(args) -> None:
-    from lse.nn.data import load_dataset
+    import concurrent.futures as cf
+    import multiprocessing
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ds = load_dataset("fashion-mnist", validation_size=args.validation_size, seed=0)
-    P, G = args.population, args.generations
-    results = {"EA": [], "EA-no-speciation": [], "RS": []}
+    path = out / "section51.json"
+    data = json.loads(path.read_text()) if args.resume and path.exists() else {"results": {}}
+    done = {(int(s), a) for a, runs in data["results"].items() for s in runs}
+    arms = [a for a in ARMS51 if a != "EA-fixed-point"] + ["RS"]
+    jobs = [(seed, arm, args) for seed in args.seeds for arm in arms] + \
+        [(seed, "EA-fixed-point", args) for seed in args.seeds[:args.fixed_point_runs]]
+    ea_first = [j for j in jobs if j[1] == "EA" and (j[0], "EA") not in done]
+    rest = [j for j in jobs if j[1] != "EA" and (j[0], j[1]) not in done]
     t0 = time.time()
-    for r in range(args.repeats):
-        for label, opts in (("EA", {}), ("EA-no-speciation", {"speciation": False})):
-            pop = Path(args.work) / f"s51-{label}-{r}"
-            run_population(pop, population=P, generations=G, options=opts, seed=r, args=args)
-            per_gen = populations(pop)
-            curve = [max(x.val_accuracy or 0 for x in Pg) for Pg in per_gen]
-            final = max(per_gen[-1], key=lambda x: x.val_accuracy or 0)
-            results[label].append({"best_val_accuracy_per_generation": curve, "final_best": final.val_accuracy,
-                                   "final_best_params": final.params,
-                                   "final_mean_params": statistics.mean(x.params for x in per_gen[-1]),
-                                   "final_mean_depth": statistics.mean(len(x.dna["layers"]) for x in per_gen[-1])})
-            print(f"{label} repeat {r}: best {final.val_accuracy:.4f} ({final.params} params), {time.time() - t0:.0f} s",
-                  flush=True)
-        rs = random_search(r, population=P, generations=G, args=args, ds=ds)
-        curve = [max(c["val_accuracy"][g] for c in rs) for g in range(G + 1)]
-        best = max(rs, key=lambda c: c["val_accuracy"][-1])
-        results["RS"].append({"networks": rs, "best_val_accuracy_per_generation": curve, "final_best": best["val_accuracy"][-1],
-                              "final_best_params": best["params"],
-                              "final_mean_params": statistics.mean(c["params"] for c in rs),
-                              "final_mean_depth": statistics.mean(len(c["genome"]["layers"]) for c in rs)})
-        print(f"RS repeat {r}: best {best['val_accuracy'][-1]:.4f}, {time.time() - t0:.0f} s", flush=True)
-        # saved after every repeat: a run cut short still leaves its measured repeats
-        (out / "section51.json").write_text(json.dumps({"meta": _meta(args, time.time() - t0), "results": results},
-                                                       indent=1))
-    meta = _meta(args, time.time() - t0)
-    (out / "section51.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    _plot51(results, out / "section51.png")
-    print(json.dumps(_summary51(results), indent=1))
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=args.processes, mp_context=ctx) as ex:
+        # RS continues the EA run's initial networks, so the EA runs go first
+        for wave in (ea_first, rest):
+            for fut in cf.as_completed([ex.submit(run51, j) for j in wave]):
+                seed, arm, result = fut.result()
+                data["results"].setdefault(arm, {})[str(seed)] = result
+                print(f"{arm} seed {seed}: best val {result['final_best']:.4f}, test {result['final_best_test']:.4f}"
+                      f" ({result['final_best_params']} params), {result['seconds']:.0f} s", flush=True)
+                data["meta"] = _meta(args, time.time() - t0)
+                path.write_text(json.dumps(data, indent=1, sort_keys=True))  # a cut run keeps what it measured
+    _plot51(data["results"], out / "section51.png")
+    (out / "SECTION51.md").write_text(page51(data))
+    print(f"wrote {path} and {out / 'SECTION51.md'}")
 
 
-def fitness51(args) -> None:
-    """The size-aware fitness (equation 1, the run's k and a_min) of each arm's final networks:
-    EA populations are read from --work, RS networks from section51.json; the reference is each
-    run's best initial network (RS: the best after its first epoch)."""
-    from lse.algorithms import make_algorithm
-    from lse.core.size_fitness import SizeFitness
-    from lse.store import Store
-
-    out = Path(args.out)
-    data = json.loads((out / "section51.json").read_text())
-    f = SizeFitness(k=0.5, a_min=args.a_min)
-    table: dict = {}
-    for label, runs in data["results"].items():
-        for r, run in enumerate(runs):
-            if label == "RS":
-                nets = [(c["val_accuracy"][-1], c["params"]) for c in run.get("networks", [])]
-                if not nets:
-                    continue
-                ref = max(run["networks"], key=lambda c: (c["val_accuracy"][0], -c["params"]))["params"]
-            else:
-                store = Store(Path(args.work) / f"s51-{label}-{r}").open()
-                algo = make_algorithm(store.config)
-                final = populations(Path(args.work) / f"s51-{label}-{r}")[-1]
-                ref = algo.reference(store.records())
-                nets = [(x.val_accuracy, x.params) for x in final]
-            best = max(nets, key=lambda n: f(n[0], n[1], ref))
-            table.setdefault(label, []).append({"best_fitness": f(best[0], best[1], ref), "its_accuracy": best[0],
-                                                "its_params": best[1], "reference_params": ref})
-    (out / "section51-fitness.json").write_text(json.dumps(table, indent=1))
-    print(json.dumps(table, indent=1))
+def _sd(xs: list[float]) -> float:
+    return statistics.stdev(xs) if len(xs) > 1 else float("nan")
 
 
-def _summary51(results) -> dict:
-    s = {}
-    for label, runs in results.items():
-        finals = [r["final_best"] for r in runs]
-        s[label] = {"final_best_mean": statistics.mean(finals), "final_best_sd": statistics.pstdev(finals),
-                    "finals": finals, "mean_params": statistics.mean(r["final_mean_params"] for r in runs),
-                    "mean_depth": statistics.mean(r["final_mean_depth"] for r in runs)}
-    return s
+def _pm(xs: list[float], scale: float = 100.0, digits: int = 2) -> str:
+    """mean ± 2 sample standard deviations, in points."""
+    m = statistics.mean(xs) * scale
+    if len(xs) < 2:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {2 * _sd(xs) * scale:.{digits}f}"
+
+
+def paired51(results: dict, arm: str, other: str) -> dict | None:
+    """The per-seed differences ``arm - other`` in the final best validation and test accuracy."""
+    seeds = sorted(set(results.get(arm, {})) & set(results.get(other, {})), key=int)
+    if not seeds:
+        return None
+    dv = [results[arm][s]["final_best"] - results[other][s]["final_best"] for s in seeds]
+    dt = [results[arm][s]["final_best_test"] - results[other][s]["final_best_test"] for s in seeds]
+    return {"seeds": seeds, "val": dv, "test": dt}
+
+
+def _verdict(d: list[float]) -> str:
+    if len(d) < 2:
+        return "one run: cannot tell"
+    m, band = statistics.mean(d), 2 * _sd(d) / math.sqrt(len(d))
+    if m - band > 0:
+        return "**shows** (the mean difference is above 0 by more than 2 standard errors)"
+    if m + band < 0:
+        return "**reversed** (below 0 by more than 2 standard errors)"
+    return "not shown (within 2 standard errors of 0)"
+
+
+def page51(data: dict) -> str:
+    """docs/ea4cnn/SECTION51.md, entirely from section51.json (tests/test_ea4cnn_doc.py checks it)."""
+    results, meta = data["results"], data["meta"]
+    run_minutes = sum(r["seconds"] for runs in results.values() for r in runs.values()) / 60
+    n_trainings = sum(r["trainings"] for runs in results.values() for r in runs.values())
+    order = ["EA", "RS", "EA-no-speciation", "EA1", "EA2", "EA3", "EA-fixed-point"]
+    lines = [
+        "# EA4CNN section 5.1 on Fashion-MNIST: EA against random search, speciation, EA1-EA3",
+        "",
+        "Generated by `experiments/ea4cnn_section5.py` from [section51.json](section51.json) (every number",
+        "below is in it); the command that wrote both:",
+        "",
+        "```",
+        f"python experiments/ea4cnn_section5.py 51 --seeds {' '.join(str(s) for s in meta['seeds'])} "
+        f"--population {meta['population']} --generations {meta['generations']} "
+        f"--data-fraction {meta['data_fraction']} --validation-size {meta['validation_size']} "
+        f"--a-min {meta['a_min']} --fixed-point-runs {meta['fixed_point_runs']}",
+        "```",
+        "",
+        f"Machine: {meta['machine']}, one torch thread per run, {meta['processes']} runs at a time; "
+        f"{run_minutes:.0f} run-minutes in all.",
+        "",
+        "## Design and scale",
+        "",
+        "| | paper | here |",
+        "|---|---|---|",
+        "| data set | MNIST, CIFAR-10 | Fashion-MNIST (the installed one; CIFAR-10 cannot be fetched offline) |",
+        f"| \\|P\\|, G | 8 (MNIST) / 12 (CIFAR-10), 20 | {meta['population']}, {meta['generations']} |",
+        f"| one \"epoch\" of training per child | all of D_train | {meta['data_fraction']:.0%} of the training split, "
+        "a fresh random subset each time |",
+        f"| fitness split | D_test (10%) | {meta['validation_size']:,} images held out of training; the test split is "
+        "read only for this report |",
+        f"| a_min | 0.8 (MNIST) | {meta['a_min']} |",
+        f"| runs per arm | 5 | {len(meta['seeds'])} (seeds {', '.join(str(s) for s in meta['seeds'])}); "
+        f"fixed-point fitness: {meta['fixed_point_runs']} |",
+        "| children per selected pair | 2 | 2 (both offspring of one cut, each mutated on its own) |",
+        "",
+        f"What the compute allows: the {n_trainings:,} trainings took {run_minutes:.0f} run-minutes "
+        f"({run_minutes * 60 / n_trainings:.2f} s each, evaluation included); a full epoch per training "
+        f"would be {1 / meta['data_fraction']:.0f}x the training part: up to about "
+        f"{run_minutes / meta['data_fraction'] / 60 / meta['processes']:.0f} hours of this machine.",
+        "",
+        "Paired: all arms of one seed start from the same initial networks (the same genomes, checked by",
+        "a hash in the JSON), and the random search (RS-CNN) trains **those** networks, continuing from",
+        "their first training, G more epochs each: the paper's \"same number of training exercises\",",
+        "from the same start. Every ± is 2 sample standard deviations over the runs; a reading says",
+        "\"shows\" when the mean paired difference is more than 2 standard errors from 0.",
+        "",
+        "## Results",
+        "",
+        "| arm | runs | best val. accuracy of the final population (%) | its test accuracy (%) | its parameters "
+        "| mean parameters of the final population | mean body layers | children crossed / all |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for arm in [a for a in order if a in results]:
+        runs = [results[arm][s] for s in sorted(results[arm], key=int)]
+        crossed = f"{sum(r.get('crossed', 0) for r in runs)} / {sum(r.get('children', 0) for r in runs)}" \
+            if arm != "RS" else "-"
+        lines.append(f"| {arm} | {len(runs)} | {_pm([r['final_best'] for r in runs])} | "
+                     f"{_pm([r['final_best_test'] for r in runs])} | "
+                     f"{statistics.mean(r['final_best_params'] for r in runs):,.0f} | "
+                     f"{statistics.mean(r['final_mean_params'] for r in runs):,.0f} | "
+                     f"{statistics.mean(r['final_mean_depth'] for r in runs):.1f} | {crossed} |")
+    hashes = {s: {results[a][s].get("initial_networks") for a in results if a != "RS" and s in results[a]}
+              for s in {s for a in results for s in results[a]}}
+    paired = all(len(h) == 1 for h in hashes.values())
+    lines += ["", f"Same initial networks in every arm of a seed: **{'yes' if paired else 'NO'}**.", "",
+              "## The paper's claims, paired by seed", "",
+              "| claim (paper) | difference, validation (points) | difference, test (points) | per seed (val.) | reading |",
+              "|---|---|---|---|---|"]
+    for arm, other, claim in CLAIMS51:
+        d = paired51(results, arm, other)
+        if d is None:
+            continue
+        per = ", ".join(f"{x * 100:+.1f}" for x in d["val"])
+        lines.append(f"| {arm} − {other}: {claim} | {_pm(d['val'])} | {_pm(d['test'])} | {per} | {_verdict(d['val'])} |")
+    lines += ["", "![5.1](section51.png)", "",
+              "*Best validation accuracy in the population after each generation (RS: after each epoch of the",
+              "same networks), mean over the runs with a ±2σ band.*", ""]
+    return "\n".join(lines)
 
 
 def _plot51(results, path: Path) -> None:
@@ -185,20 +350,22 @@ def _plot51(results, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, runs in results.items():
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for label in ["EA", "RS", "EA-no-speciation", "EA1", "EA2", "EA3"]:
+        runs = list(results.get(label, {}).values())
+        if not runs:
+            continue
         n = min(len(r["best_val_accuracy_per_generation"]) for r in runs)
         curves = [r["best_val_accuracy_per_generation"][:n] for r in runs]
         mean = [statistics.mean(c[g] for c in curves) for g in range(n)]
-        lo = [min(c[g] for c in curves) for g in range(n)]
-        hi = [max(c[g] for c in curves) for g in range(n)]
-        x = list(range(n))  # EA: P_1 (initial networks trained once) .. ; RS: after epoch 1 ..
-        ax.plot(x, mean, label=f"{label} (mean of {len(runs)})")
-        ax.fill_between(x, lo, hi, alpha=0.2)
-    ax.set_xlabel("trainings per network (EA: P_1 = initial population trained once)")
+        band = [2 * statistics.stdev(c[g] for c in curves) if len(curves) > 1 else 0.0 for g in range(n)]
+        x = list(range(1, n + 1))
+        ax.plot(x, mean, label=f"{label} ({len(runs)} runs)")
+        ax.fill_between(x, [m - b for m, b in zip(mean, band)], [m + b for m, b in zip(mean, band)], alpha=0.12)
+    ax.set_xlabel("trainings per network slot (P_1 = the initial networks trained once)")
     ax.set_ylabel("best validation accuracy in P")
-    ax.set_title("EA4CNN 5.1, Fashion-MNIST, small scale (band: min-max)")
-    ax.legend()
+    ax.set_title("EA4CNN 5.1, Fashion-MNIST (band: ±2σ over runs)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -328,25 +495,46 @@ def _plot52(plane, rows, seed, path_plane: Path, path_species: Path) -> None:
 
 
 def _meta(args, seconds: float) -> dict:
-    return {"machine": f"{platform.machine()} {os.cpu_count()} cores (shared), {platform.processor() or 'cpu'}",
-            "torch_threads": 1, "wall_seconds": round(seconds, 1), **vars(args)}
+    return {"machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
+            "torch_threads": 1, "wall_seconds": round(seconds, 1),
+            **{k: v for k, v in vars(args).items() if k not in ("section", "resume")}}
+
+
+def seed_network(args) -> None:
+    """Train the hand-designed seed network and write ``--out``/genome.json and weights.safetensors,
+    the two files the seeded launch (docs/ALGORITHMS.md) reads."""
+    from lse.nn.data import load_dataset
+
+    ds = load_dataset("fashion-mnist", validation_size=args.validation_size, seed=0)
+    print(json.dumps(train_seed(Path(args.out), args, ds), indent=1))
+
+
+def rewrite51(args) -> None:
+    """Regenerate SECTION51.md and the figure from the committed section51.json."""
+    out = Path(args.out)
+    data = json.loads((out / "section51.json").read_text())
+    _plot51(data["results"], out / "section51.png")
+    (out / "SECTION51.md").write_text(page51(data))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("section", choices=["51", "52", "51-fitness"])
-    p.add_argument("--out", default="docs/ea4cnn")
+    p.add_argument("section", choices=["51", "51-page", "52", "seed-network"])
+    p.add_argument("--out", default="docs/ea4cnn", help="JSON, figures and the generated page go here")
     p.add_argument("--work", default="/tmp/ea4cnn-work", help="populations go here (not committed)")
     p.add_argument("--population", type=int, default=8, help="|P| (paper: 8 MNIST, 12 CIFAR in 5.1; 15 in 5.2)")
-    p.add_argument("--generations", type=int, default=6, help="G (paper: 20 in 5.1, 50 in 5.2)")
-    p.add_argument("--repeats", type=int, default=3, help="runs per arm (paper: 5)")
+    p.add_argument("--generations", type=int, default=20, help="G (paper: 20 in 5.1, 50 in 5.2)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="one run per arm per seed (paper: 5)")
+    p.add_argument("--fixed-point-runs", type=int, default=1, help="runs with the Q7.8 fitness (the first seeds)")
+    p.add_argument("--processes", type=int, default=max(1, os.cpu_count() or 1), help="runs at a time")
     p.add_argument("--data-fraction", type=float, default=0.05, help="fraction of the training split that is one epoch")
-    p.add_argument("--validation-size", type=int, default=2000, help="the fitness split (held out of training)")
+    p.add_argument("--validation-size", type=int, default=6000, help="the fitness split (held out of training)")
     p.add_argument("--a-min", type=float, default=0.7, help="a_min (paper: 0.8 on MNIST)")
     p.add_argument("--seed-epochs", type=float, default=1.0, help="epochs of the seed network's training (5.2)")
+    p.add_argument("--resume", action="store_true", help="keep the runs already in --out's JSON")
     args = p.parse_args()
     _env()
-    {"51": section51, "52": section52, "51-fitness": fitness51}[args.section](args)
+    {"51": section51, "51-page": rewrite51, "52": section52, "seed-network": seed_network}[args.section](args)
 
 
 if __name__ == "__main__":

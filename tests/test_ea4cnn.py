@@ -11,7 +11,7 @@ import torch
 
 from lse.algorithms import make_algorithm
 from lse.config import ExperimentConfig
-from lse.core.layer_variation import MUTATIONS, PAPER_MUTATION_PROBABILITIES, crossover, mutate
+from lse.core.layer_variation import MUTATIONS, PAPER_MUTATION_PROBABILITIES, crossover, crossover_pair, mutate
 from lse.core.layerlist import Conv, LayerList, Pool, fits, param_count, provenance, random_genome
 from lse.core.records import IndividualRecord
 from lse.core.size_fitness import SizeFitness, energy_reduction
@@ -183,6 +183,35 @@ def test_crossover_children_always_fit_and_build():
             assert build_layerlist(c.child, (1, 12, 12), 10)(torch.zeros(2, 1, 12, 12)).shape == (2, 10)
 
 
+def test_crossover_pair_gives_both_offspring_of_one_cut_and_is_deterministic():
+    for seed in range(20):
+        pair = crossover_pair(A, "a", B, "b", random.Random(seed), input_side=8)
+        assert pair is not None and pair == crossover_pair(A, "a", B, "b", random.Random(seed), input_side=8)
+        first, second = pair
+        i, j = first.cut
+        assert [x.kind for x in first.child.layers] == [x.kind for x in A.layers[:i] + B.layers[j:]]
+        if second is not None:  # the twin: b's first j layers, then a's from i on, with a's head
+            assert second.cut == (j, i) and second.head == "a"
+            assert [x.kind for x in second.child.layers] == [x.kind for x in B.layers[:j] + A.layers[i:]]
+            assert second.child.learning_rate == B.learning_rate and second.child.fc_width == A.fc_width
+            assert {p for p, _ in second.origins.values()} <= {"a", "b"}
+
+
+def test_crossover_pair_prefers_a_cut_with_two_valid_children():
+    rng = random.Random(7)
+    twins = 0
+    for _ in range(40):
+        a, b = random_genome(rng, input_side=12, max_layers=5), random_genome(rng, input_side=12, max_layers=5)
+        pair = crossover_pair(a, "a", b, "b", rng, input_side=12)
+        if pair is None:
+            continue
+        for c in pair:
+            if c is not None:
+                assert fits(c.child, 12)
+        twins += pair[1] is not None
+    assert twins >= 20
+
+
 # -- the algorithm's decisions ----------------------------------------------------------------
 
 
@@ -228,6 +257,42 @@ def test_settle_resets_age_when_the_change_lowered_fitness():
     lowered = algo.settle(child, -1.0)
     assert lowered.age == (INITIAL_AGE if child.details["changed"] else 4)
     assert lowered.species == f"age-{lowered.age}"
+
+
+def _view(recs):
+    from lse.algorithms.base import Member, PopulationView
+
+    return PopulationView([Member(r.id, None) for r in recs], {r.id: r for r in recs})
+
+
+def test_two_children_per_pair_are_the_two_offspring_of_one_cut_whichever_worker_makes_them():
+    from lse.algorithms.base import Context
+
+    opts = {"p_cross": 1.0, "p_mut": 0.0}
+    algo = make_algorithm(ExperimentConfig(population_size=6, seed=3, algorithm={"name": "ea4cnn", "options": opts}))
+    recs = [_rec(i, 0.9 - 0.01 * i, 1000 + i, ref=1000) for i in range(6)]
+    recs = [r.model_copy(update={"dna": (A if i % 2 else B).model_dump(mode="json")}) for i, r in enumerate(recs)]
+    by_id = {r.id: r for r in recs}
+    crossed = 0
+    for slot in range(0, 6, 2):
+        # two workers with unrelated rngs and differently ordered views make slots 2k and 2k+1
+        s0 = algo.select(_view(recs), random.Random(1), full=False, ctx=Context(generation=2, slot=slot))
+        s1 = algo.select(_view(recs[::-1]), random.Random(99), full=False, ctx=Context(generation=2, slot=slot + 1))
+        assert s1.parents == s0.parents[::-1]
+        assert (s0.plan.side, s1.plan.side) == (0, 1) and s0.plan.cut_seed == s1.plan.cut_seed
+        c0 = algo.vary([by_id[p] for p in s0.parents], random.Random(5), s0.plan, Context(generation=2, slot=slot))
+        c1 = algo.vary([by_id[p] for p in s1.parents], random.Random(6), s1.plan, Context(generation=2, slot=slot + 1))
+        if len(s0.parents) == 2 and by_id[s0.parents[0]].dna != by_id[s0.parents[1]].dna:
+            cut0, cut1 = c0.details["crossover"]["cut"], c1.details["crossover"]["cut"]
+            assert cut1 == cut0[::-1]  # a[:i] + b[j:] and b[:j] + a[i:]
+            assert c0.details["pair_side"] == 0 and c1.details["pair_side"] == 1
+            crossed += 1
+    assert crossed >= 1
+    # another generation draws other pairs; one child per pair keeps drawing from the worker's rng
+    single = make_algorithm(ExperimentConfig(population_size=6, seed=3, algorithm={
+        "name": "ea4cnn", "options": {**opts, "children_per_pair": 1}}))
+    sel = single.select(_view(recs), random.Random(1), full=False, ctx=Context(generation=2, slot=1))
+    assert isinstance(sel.plan, int)
 
 
 def test_bad_options_are_one_line_errors():

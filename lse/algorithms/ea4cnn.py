@@ -3,10 +3,11 @@ age-level speciation, one-point crossover and optional Q7.8 fixed-point evaluati
 
     P = initial population (random layer lists, or copies of a trained seed network)
     each generation g:
-        |P| children, each from two binary tournaments on P_g (lse.core.selection idea,
-            on the size-aware fitness)
-            one-point crossover with p_cross (lse.core.layer_variation.crossover)
-            one of MO1..MO6 with p_mut (lse.core.layer_variation.mutate)
+        |P| children, in pairs: two binary tournaments on P_g (on the size-aware fitness)
+            pick a pair, whose two children fill slots 2k and 2k+1 of the generation
+            one-point crossover with p_cross gives both offspring of one cut
+                (lse.core.layer_variation.crossover_pair); else the two parents themselves
+            each child then one of MO1..MO6 with p_mut (lse.core.layer_variation.mutate)
             neither: the parent itself, trained once more (the paper's identity step)
         every child inherits every reusable weight, repaired (lse.core.layerlist.provenance)
         and trains one epoch (SGD, lr = its gene, batch 32)
@@ -35,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lse.algorithms.base import Algorithm, Child, Context, PopulationView, Recipe, ReplacementPlan, Selection
-from lse.core.layer_variation import MUTATIONS, PAPER_MUTATION_PROBABILITIES, crossover, mutate
+from lse.core.layer_variation import MUTATIONS, PAPER_MUTATION_PROBABILITIES, crossover, crossover_pair, mutate
 from lse.core.layerlist import DATASET_SHAPES, LayerList, provenance, random_genome
 from lse.core.mutations import MutationRecord
 from lse.core.records import IndividualRecord
@@ -48,6 +49,8 @@ class EA4CNNOptions(BaseModel):
 
     p_mut: float = Field(0.7, ge=0.0, le=1.0, description="probability that a child is mutated (MO1-MO6)")
     p_cross: float = Field(0.35, ge=0.0, le=1.0, description="probability of one-point crossover of the two parents")
+    children_per_pair: int = Field(2, ge=1, le=2, description=(
+        "children of one selected pair (paper: 2, both offspring of the crossover, each mutated on its own)"))
     mutation_probabilities: dict[str, float] = Field(
         dict(PAPER_MUTATION_PROBABILITIES), description="MO1..MO6 -> probability (paper's)")
     k: float = Field(0.5, ge=0.0, description="weight of the size reward in the fitness (paper: 0.5; 1 in section 5.2)")
@@ -84,6 +87,18 @@ class EA4CNNOptions(BaseModel):
     @classmethod
     def _genome(cls, v: dict | None) -> dict | None:
         return None if v is None else LayerList.model_validate(v).model_dump(mode="json")
+
+
+@dataclasses.dataclass(frozen=True)
+class PairPlan:
+    """What select() decided for one child of a pair, handed to vary(): the frozen reference,
+    whether the pair crosses, the seed of its cut (the same for both children), and which of
+    the two children this one is (0: head of the first parent, 1: head of the second)."""
+
+    reference: int | None
+    cross: bool = False
+    cut_seed: int = 0
+    side: int = 0
 
 
 class EA4CNN(Algorithm):
@@ -154,23 +169,50 @@ class EA4CNN(Algorithm):
                      details={"reference_params": 0})
 
     def select(self, view: PopulationView, rng: random.Random, *, full: bool, ctx: Context | None = None) -> Selection:
-        recs = [r for r in (view.record(m.id) for m in view.members) if r is not None and r.fitness is not None]
+        recs = sorted((r for r in (view.record(m.id) for m in view.members) if r is not None and r.fitness is not None),
+                      key=lambda r: r.id)
         if len(recs) < 2:
             ids = [m.id for m in view.members]
             return Selection(parents=tuple(rng.sample(ids, 2)) if len(ids) >= 2 else tuple(ids))
         ref = self.reference(recs)
+        paired = self.options.children_per_pair == 2 and ctx is not None and ctx.generation is not None \
+            and ctx.slot is not None
+        # Two children per pair: slots 2k and 2k+1 of a generation are the two offspring of one
+        # pair, which may be made by two workers; both draw the pair from the same seeded rng.
+        pick = random.Random(f"ea4cnn-pair:{self.config.seed}:{ctx.generation}:{ctx.slot // 2}") if paired else rng
 
-        def binary() -> str:  # the paper's two-member tournament
-            a, b = rng.sample(recs, 2)
-            return min((a, b), key=lambda r: (self._key(r, ref), r.id)).id
+        def binary() -> IndividualRecord:  # the paper's two-member tournament
+            a, b = pick.sample(recs, 2)
+            return min((a, b), key=lambda r: (self._key(r, ref), r.id))
 
         first, second = binary(), binary()
-        # the reference travels to vary() as the selection's plan, and on in the child's details
-        return Selection(parents=(first, second) if second != first else (first,), plan=ref)
+        plan = PairPlan(ref, cross=pick.random() < self.options.p_cross, cut_seed=pick.randrange(2**31))
+        if paired and ctx.slot % 2 == 1:
+            first, second, plan = second, first, dataclasses.replace(plan, side=1)
+        parents = (first.id, second.id) if second.id != first.id else (first.id,)
+        return Selection(parents=parents, plan=plan if paired else plan.reference)
+
+    def _cross(self, genomes: dict[str, LayerList], parents: Sequence[IndividualRecord], rng: random.Random,
+               plan) -> tuple | None:
+        """The crossing this child is made of, or None: one child per pair draws its own, a
+        pair's two children take the two sides of one cut."""
+        a, b = parents[0], parents[1]
+        if not isinstance(plan, PairPlan):
+            if rng.random() >= self.options.p_cross:
+                return None
+            return crossover(genomes[a.id], a.id, genomes[b.id], b.id, rng, input_side=self.input_side)
+        if not plan.cross:
+            return None
+        # the cut is drawn with the parents in the pair's order, so both sides find the same one
+        x, y = (a, b) if plan.side == 0 else (b, a)
+        both = crossover_pair(genomes[x.id], x.id, genomes[y.id], y.id, random.Random(plan.cut_seed),
+                              input_side=self.input_side)
+        return None if both is None else both[plan.side]
 
     def vary(self, parents: Sequence[IndividualRecord], rng: random.Random, plan=None, ctx: Context | None = None) -> Child:
         o = self.options
-        ref = plan if isinstance(plan, int) and plan > 0 else self.reference(parents)
+        reference = plan.reference if isinstance(plan, PairPlan) else plan
+        ref = reference if isinstance(reference, int) and reference > 0 else self.reference(parents)
         a = parents[0]
         genomes = {p.id: LayerList.model_validate(p.dna) for p in parents}
         genome = genomes[a.id]
@@ -179,16 +221,17 @@ class EA4CNN(Algorithm):
         used = [a.id]
         details: dict = {}
         names = []
-        if len(parents) > 1 and rng.random() < o.p_cross:
+        crossing = self._cross(genomes, parents, rng, plan) if len(parents) > 1 else None
+        if crossing is not None:
             b = parents[1]
-            crossing = crossover(genome, a.id, genomes[b.id], b.id, rng, input_side=self.input_side)
-            if crossing is not None:
-                genome = crossing.child
-                origins = {cid: (pid, lid, genomes[pid]) for cid, (pid, lid) in crossing.origins.items()}
-                head = (crossing.head, genomes[crossing.head])
-                used = [a.id, b.id]
-                details["crossover"] = {"cut": list(crossing.cut), "head_from": a.id, "tail_from": b.id}
-                names.append("crossover")
+            genome = crossing.child
+            origins = {cid: (pid, lid, genomes[pid]) for cid, (pid, lid) in crossing.origins.items()}
+            head = (crossing.head, genomes[crossing.head])
+            used = [a.id, b.id]
+            details["crossover"] = {"cut": list(crossing.cut), "head_from": a.id, "tail_from": b.id}
+            names.append("crossover")
+        if isinstance(plan, PairPlan):
+            details["pair_side"] = plan.side
         reset: frozenset[str] = frozenset()
         mutation = None
         if rng.random() < o.p_mut:

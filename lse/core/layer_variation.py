@@ -161,6 +161,37 @@ class Crossing:
     head: str  # the parent whose FC head (width and weights) the child has
 
 
+def _splice(a: LayerList, a_id: str, b: LayerList, b_id: str, i: int, j: int, input_side: int) -> Crossing | None:
+    """``a.layers[:i] + b.layers[j:]`` with ``b``'s FC head and ``a``'s header; None when it
+    does not fit the input or equals a parent."""
+    head_part, tail_part = a.layers[:i], b.layers[j:]
+    if i + len(tail_part) == 0:
+        return None
+    next_id = max(a.next_id, b.next_id)
+    used = {x.id for x in head_part}
+    origins = {x.id: (a_id, x.id) for x in head_part}
+    tail = []
+    for x in tail_part:
+        nid = x.id
+        if nid in used:
+            nid, next_id = next_id, next_id + 1
+        used.add(nid)
+        origins[nid] = (b_id, x.id)
+        tail.append(x.model_copy(update={"id": nid}))
+    child = LayerList(layers=head_part + tuple(tail), fc_width=b.fc_width, learning_rate=a.learning_rate,
+                      next_id=next_id)
+    if fits(child, input_side) and child.layers != a.layers and child.layers != b.layers:
+        return Crossing(child, (i, j), origins, b_id)
+    return None
+
+
+def _cuts(a: LayerList, b: LayerList, rng: random.Random) -> list[tuple[int, int]]:
+    cuts = [(i, j) for i in range(len(a.layers) + 1) for j in range(len(b.layers) + 1)
+            if (i, j) not in ((len(a.layers), len(b.layers)), (0, 0))]
+    rng.shuffle(cuts)
+    return cuts
+
+
 def crossover(a: LayerList, a_id: str, b: LayerList, b_id: str, rng: random.Random, *,
               input_side: int) -> Crossing | None:
     """The paper's one-point crossover of two layer lists: the first ``i`` layers of ``a``,
@@ -172,29 +203,29 @@ def crossover(a: LayerList, a_id: str, b: LayerList, b_id: str, rng: random.Rand
     layer taken from ``b`` now sees ``a``'s channels, so its fan-in is cut or extended.  Layer
     ids of ``b`` that ``a``'s part already uses are renumbered from the child's ``next_id``.
     """
-    cuts = [(i, j) for i in range(len(a.layers) + 1) for j in range(len(b.layers) + 1)
-            if (i, j) not in ((len(a.layers), len(b.layers)), (0, 0))]
-    rng.shuffle(cuts)
-    for i, j in cuts:
-        head_part, tail_part = a.layers[:i], b.layers[j:]
-        if i + len(tail_part) == 0:
-            continue
-        next_id = max(a.next_id, b.next_id)
-        used = {x.id for x in head_part}
-        origins = {x.id: (a_id, x.id) for x in head_part}
-        tail = []
-        for x in tail_part:
-            nid = x.id
-            if nid in used:
-                nid, next_id = next_id, next_id + 1
-            used.add(nid)
-            origins[nid] = (b_id, x.id)
-            tail.append(x.model_copy(update={"id": nid}))
-        child = LayerList(layers=head_part + tuple(tail), fc_width=b.fc_width, learning_rate=a.learning_rate,
-                          next_id=next_id)
-        if fits(child, input_side) and child.layers != a.layers and child.layers != b.layers:
-            return Crossing(child, (i, j), origins, b_id)
+    for i, j in _cuts(a, b, rng):
+        crossing = _splice(a, a_id, b, b_id, i, j, input_side)
+        if crossing is not None:
+            return crossing
     return None
 
 
-__all__ = ["Crossing", "MUTATIONS", "PAPER_MUTATION_PROBABILITIES", "Variation", "crossover", "mutate"]
+def crossover_pair(a: LayerList, a_id: str, b: LayerList, b_id: str, rng: random.Random, *,
+                   input_side: int) -> tuple[Crossing, Crossing | None] | None:
+    """Both children of one cut (Algorithm 1, line 7: ``(a', b') = Crossover(a, b)``):
+    ``a[:i] + b[j:]`` and ``b[:j] + a[i:]``.  A cut where both children are valid is preferred;
+    where no cut gives two, the first valid child comes with None (its twin stays ``b``).
+    Deterministic in ``rng``, so two workers making the two children of one pair agree."""
+    single = None
+    for i, j in _cuts(a, b, rng):
+        first = _splice(a, a_id, b, b_id, i, j, input_side)
+        if first is None:
+            continue
+        second = _splice(b, b_id, a, a_id, j, i, input_side)
+        if second is not None:
+            return first, second
+        single = single or (first, None)
+    return single
+
+
+__all__ = ["Crossing", "MUTATIONS", "PAPER_MUTATION_PROBABILITIES", "Variation", "crossover", "crossover_pair", "mutate"]
