@@ -178,7 +178,8 @@ def test_fusion_of_equal_depths_widens_the_classifier_with_both_parents_columns(
         ca = sa["classifier.weight"].shape[1]
         cls = model.state_dict()["classifier.weight"]
         assert cls.shape[1] == ca + sb["classifier.weight"].shape[1]
-        assert torch.equal(cls[:, :ca], sa["classifier.weight"]) and torch.equal(cls[:, ca:], sb["classifier.weight"])
+        # A's columns; B's features enter with zero weight (the child computes A's logits)
+        assert torch.equal(cls[:, :ca], sa["classifier.weight"]) and not cls[:, ca:].any()
         assert set(report.by_parent) == {"A", "B"}
 
 
@@ -198,6 +199,62 @@ def test_any_two_grown_dnas_fuse_into_a_valid_dna_that_builds(sa, sb, n, m):
         assert set(report.by_parent) == {"A", "B"}
     assert model(torch.zeros(2, *SHAPE)).shape == (2, CLASSES)
     count_flops(child, SHAPE, CLASSES, 50)
+
+
+def _random_state(dna: DNA, seed: int) -> dict:
+    """Weights and batch-norm statistics far from their initial values (so a copy that misses
+    a block, or a block that is not zero, shows in the outputs)."""
+    torch.manual_seed(seed)
+    state = build_model(dna, SHAPE, CLASSES).state_dict()
+    out = {}
+    for k, v in state.items():
+        if not v.is_floating_point():
+            out[k] = v.clone()
+        elif k.endswith("running_var"):
+            out[k] = torch.rand_like(v) + 0.5
+        else:
+            out[k] = torch.randn_like(v) * 0.5
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(sa=st.integers(0, 10**6), sb=st.integers(0, 10**6), n=st.integers(0, 14), m=st.integers(0, 14))
+def test_a_fused_child_computes_what_its_first_parent_computes(sa, sb, n, m):
+    a, b = _grown(sa, n), _grown(sb, m)
+    child, prov = fuse(a, "A", b, "B")
+    first = a if len(a.conv_edges()) >= len(b.conv_edges()) else b  # the deeper parent gives the topology
+    states = {"A": _random_state(a, 1), "B": _random_state(b, 2)}
+    parent = build_model(first, SHAPE, CLASSES)
+    parent.load_state_dict(states["A" if first is a else "B"])
+    model = build_model(child, SHAPE, CLASSES)
+    inherit(model, states, prov)
+    parent.eval(), model.eval()
+    x = torch.randn(4, *SHAPE)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), parent(x), rtol=1e-4, atol=1e-4)
+
+
+def test_a_child_says_whether_it_really_recombined():
+    algo = _algo("fusion")
+    trivial = _record(initial_dna())
+    grown_a, grown_b = _record(_grown(5)), _record(_grown(6))
+    assert grown_a.dna != grown_b.dna and DNA.model_validate(grown_b.dna).conv_edges()
+    both = algo.vary([grown_a, grown_b], random.Random(0))
+    assert both.details["recombined"] is True
+    # two trivial parents have nothing to fuse: the child is the first one's
+    assert algo.vary([trivial, _record(initial_dna())], random.Random(0)).details["recombined"] is False
+    assert _algo("weights").vary([trivial], random.Random(0)).details["recombined"] is False
+
+
+def test_a_mutation_after_fusion_keeps_the_zeroed_blocks_of_the_edges_it_did_not_change():
+    a, b = _grown(3), _grown(4)
+    child, prov = fuse(a, "A", b, "B")
+    assert prov.zero_rest
+    changed = child.conv_edges()[0].id
+    record = type("Record", (), {"changed_edges": (changed,), "reset_all": False})()
+    after = prov.then(record)
+    assert not any(n.startswith(f"edges.{changed}.") for n in after.zero_rest)
+    assert set(after.zero_rest) == {n for n in prov.zero_rest if not n.startswith(f"edges.{changed}.")}
 
 
 # ------------------------------------------------------------------ on the seam, in a real worker

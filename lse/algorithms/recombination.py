@@ -96,6 +96,9 @@ class Recombination(Algorithm):
             dna, provenance = recombine(dna, a.id, DNA.model_validate(b.dna), b.id, rng)
         elif kind == "fusion":
             dna, provenance = fuse(dna, a.id, DNA.model_validate(b.dna), b.id)
+        # whether the child really has something of B (two trivial parents fuse into A; a
+        # weight crossover may draw every module from A)
+        details["recombined"] = kind == "probabilities" or (kind != "none" and {a.id, b.id} <= provenance.parents())
         probabilities = self.config.mutation_probabilities
         if self.evolving:
             source = b if kind == "probabilities" else a

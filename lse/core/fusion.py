@@ -13,11 +13,17 @@ FLOPs and mutates like any other.  Its weights come from both parents:
   first ``c_a`` of the previous layer); ``[c_a, c_a + c_b)``: parent B's filters, reading B's
   channels (placed after A's: ``TensorSource.cols_at``); filters centred in the larger kernel;
 * the batch-norm after it: A's statistics for A's channels, B's for B's;
-* the classifier, when the last convolution was fused: A's columns then B's (bias: A's);
+* the classifier, when the last convolution was fused: A's columns, and zeros for B's features
+  (bias: A's);
 * everything else of A's backbone (deeper convolutions A alone has, skips, activations,
-  strides, learning rate) as in A.  The blocks that connect A's channels to B's (and back)
-  start at their fresh initialisation: before training, the child is the two parents side by
-  side plus small cross terms.
+  strides, learning rate) as in A.
+
+It is a function-preserving widening (issue 31): the blocks that connect A's channels to B's
+(and back), the kernel taps a larger filter adds around A's, and the classifier's columns for
+B's features all start at zero (``Provenance.zero_rest``), so before training the fused child
+computes exactly what A computes, with B's filters running beside it; training then decides
+how much of B to use.  (Before, those blocks kept their fresh initialisation, so a fused child
+started as neither parent's function.)
 
 What is lost: B's strides, skips and activations where they differ from A's (the child has one
 topology, A's), and B's convolutions beyond A's depth (A is the deeper parent, so there are
@@ -49,6 +55,7 @@ def fuse(first: DNA, first_id: str, second: DNA, second_id: str) -> tuple[DNA, P
     # Where parent B's channels sit in the child's activations: after A's, at each vertex a
     # fused convolution feeds (identity backbone edges pass the layout on).
     sources: dict[str, TensorSource | tuple[TensorSource, ...]] = {}
+    zero: list[str] = []  # tensors whose uncovered parts (cross blocks, new taps) start at zero
     a_ch = first.vertex_channels()
     child_ch = child.vertex_channels()
     b_at: dict[str, int] = {first.input_id: 0}  # child vertex -> offset of B's channels (input: shared)
@@ -70,6 +77,7 @@ def fuse(first: DNA, first_id: str, second: DNA, second_id: str) -> tuple[DNA, P
                 TensorSource(first_id, name + "weight", rows_a, rows_a, centred=True),
                 TensorSource(second_id, f"edges.{eb.id}.weight", rows_b, into_b, cols_at=b_cols, centred=True),
             )
+            zero.append(name + "weight")
             sources[name + "bias"] = (
                 TensorSource(first_id, name + "bias", rows_a, rows_a),
                 TensorSource(second_id, f"edges.{eb.id}.bias", rows_b, into_b),
@@ -85,13 +93,20 @@ def fuse(first: DNA, first_id: str, second: DNA, second_id: str) -> tuple[DNA, P
             # through the fresh part of its fan-in.
             rows = tuple(range(c_out))
             sources[name + "weight"] = TensorSource(first_id, name + "weight", rows, rows)
+            zero.append(name + "weight")
         k += 1
+    # A batch norm downstream of a fused convolution (behind identity edges) normalises a
+    # widened vertex too: A's statistics for A's channels; B's channels keep fresh ones there
+    for v in child.vertices:
+        if v.activation == "bn_relu" and child_ch[v.id] > a_ch[v.id]:
+            rows = tuple(range(a_ch[v.id]))
+            for t in ("weight", "bias", "running_mean", "running_var"):
+                sources.setdefault(f"vertices.{v.id}.bn.{t}", TensorSource(first_id, f"vertices.{v.id}.bn.{t}", rows, rows))
     out = first.output_id
     if b_at.get(out, 0) and child_ch[out] > a_ch[out]:
-        # every row (class): rows None with cols_at (lse.core.provenance.TensorSource)
-        sources["classifier.weight"] = (
-            TensorSource(first_id, "classifier.weight", cols_at=0, centred=True),
-            TensorSource(second_id, "classifier.weight", cols_at=b_at[out], centred=True),
-        )
-    return child, Provenance(default=first_id, sources=sources)
+        # every row (class) reads A's features as in A; B's features get columns of zeros, so
+        # the child's logits are A's until training moves them (B's classifier is not used)
+        sources["classifier.weight"] = TensorSource(first_id, "classifier.weight", cols_at=0, centred=True)
+        zero.append("classifier.weight")
+    return child, Provenance(default=first_id, sources=sources, zero_rest=tuple(zero))
 

@@ -86,6 +86,9 @@ class Provenance:
     # names new convolution weights that start as the identity.  lse.nn.inherit says how.
     morph: bool = False
     identity: tuple[str, ...] = ()
+    # Function-preserving widening (structure fusion): these child tensors start at zero where
+    # no source covers them, so new fan-in and new kernel taps add nothing yet.
+    zero_rest: tuple[str, ...] = ()
 
     def parents(self) -> set[str]:
         out = {self.default} if self.default is not None else set()
@@ -125,6 +128,7 @@ class Provenance:
             blocked=self.blocked + blocked,
             sources={k: v for k, v in self.sources.items() if not k.startswith(blocked)},
             by_prefix={p: q for p, q in self.by_prefix.items() if not p.startswith(blocked)},
+            zero_rest=tuple(n for n in self.zero_rest if not n.startswith(blocked)),
         )
 
     @classmethod

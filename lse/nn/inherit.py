@@ -78,10 +78,16 @@ def inherit(
     with torch.no_grad():
         for name, tensor in child.state_dict().items():  # tensors share storage with the module
             givers: set[str] = set()
+            fresh_values = None
+            if name in provenance.zero_rest:  # what no piece covers starts at zero
+                fresh_values = tensor.clone()
+                tensor.zero_()
             for pieces in provenance.plan(name):
                 givers = {s.parent for s in pieces if _copy(tensor, states, s)}
                 if givers:
                     break
+            if not givers and fresh_values is not None:
+                tensor.copy_(fresh_values)  # nothing copied: the fresh initialisation after all
             if not givers and provenance.morph and provenance.default is not None:
                 src = states.get(provenance.default, {}).get(name)
                 givers = {provenance.default} if src is not None and _morph_copy(tensor, src) else set()
