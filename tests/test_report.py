@@ -251,3 +251,29 @@ def test_bad_arguments_are_typed_errors(tmp_path):
         make_report([tmp_path, tmp_path], tmp_path / "o", labels=["a"])
     with pytest.raises(StoreError):
         make_report([tmp_path / "nope"], tmp_path / "o")
+
+
+def test_until_flops_reads_each_experiment_as_if_it_had_stopped_at_that_compute(experiments, tmp_path):
+    from lse.reports.report import load_experiment, within_flops
+
+    _root, _data, pops = experiments
+    full = load_experiment(pops[1])
+    spent = np.cumsum([i.flops for i in full.inds])
+    budget = float(spent[len(spent) // 2])  # exactly the compute after the middle individual
+    cut = load_experiment(pops[1], until_flops=budget)
+    assert len(cut.inds) == len(full.inds) // 2 + 1 and cut.cut == len(full.inds) - len(cut.inds)
+    assert [i.id for i in cut.inds] == [i.id for i in full.inds[: len(cut.inds)]]  # the first born
+    assert sum(i.flops for i in cut.inds) <= budget
+    assert within_flops(full.inds, None) == len(full.inds) and within_flops(full.inds, 1.0) == 0
+    summary = make_report([pops[1]], tmp_path / "out", until_flops=budget)["experiments"][0]
+    assert summary["individuals"] == len(cut.inds) and summary["individuals_cut"] == cut.cut
+    assert summary["until_flops"] == budget and summary["experiment_flops"] <= budget
+    # the best is the best of those born within the budget
+    assert summary["best"]["id"] in {i.id for i in cut.inds}
+
+
+def test_until_flops_must_be_a_positive_number(experiments, tmp_path):
+    from lse.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="until-flops"):
+        make_report([experiments[2][0]], tmp_path / "out", until_flops=-1.0)

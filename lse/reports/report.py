@@ -72,6 +72,8 @@ class Experiment:
     num_classes: int | None = None
     events: list = field(default_factory=list)  # section 5: lse.core.events.Event, in id order
     references: list = field(default_factory=list)  # lse.core.reference.ReferenceCurve: hand-designed anchors
+    until_flops: float | None = None  # read up to this much compute (equal-compute comparisons)
+    cut: int = 0  # individuals born after the experiment's FLOPs passed until_flops, left out
 
     @property
     def by_id(self) -> dict:
@@ -94,20 +96,38 @@ def created_at(store, pop: Path) -> float | None:
         return None
 
 
-def load_experiment(pop: str | os.PathLike, label: str | None = None) -> Experiment:
-    """Read the configuration and every record of one population."""
+def within_flops(inds: list, until_flops: float | None) -> int:
+    """How many of ``inds`` (in birth order) were born before the experiment's FLOPs (section
+    3.5, summed in birth order) passed ``until_flops``: an experiment that overshot its budget
+    is read as if it had stopped there."""
+    if until_flops is None:
+        return len(inds)
+    spent = 0.0
+    for k, ind in enumerate(inds):
+        spent += ind.flops
+        if spent > until_flops:
+            return k
+    return len(inds)
+
+
+def load_experiment(pop: str | os.PathLike, label: str | None = None, until_flops: float | None = None) -> Experiment:
+    """Read the configuration and every record of one population (with ``until_flops``: the
+    individuals born within that compute)."""
     pop = Path(pop)
     store = _store(pop)  # StoreError saying what to do when pop is not a population
     records = store.records()
     inds = [cv.from_record(r) for r in records]
     order = sorted(range(len(records)), key=lambda k: (inds[k].born_at, inds[k].id))  # birth order
     records, inds = [records[k] for k in order], [inds[k] for k in order]
+    keep = within_flops(inds, until_flops)
+    cut = len(inds) - keep
+    records, inds = records[:keep], inds[:keep]
     start = cv.experiment_start(inds, created_at(store, pop))
     from lse.store.events import EventLog
     from lse.store.references import read_references
 
     return Experiment(pop=pop, label=label or pop.name, config=store.config, records=records, inds=inds, start=start,
-                      events=EventLog(store).read(), references=read_references(pop))
+                      events=EventLog(store).read(), references=read_references(pop), until_flops=until_flops, cut=cut)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,6 +297,8 @@ def summarize(exp: Experiment, num_classes: int | None, ens: dict | None) -> dic
         "population_size": getattr(cfg, "population_size", None), "steps": getattr(cfg, "steps", None),
         "best": b,
         "experiment_flops": float(sum(i.flops for i in inds)),
+        "until_flops": exp.until_flops,
+        "individuals_cut": exp.cut,
         "individuals": len(inds),
         "failed": sum(1 for i in inds if not i.has_fitness),
         "alive": sum(1 for i in inds if i.alive),
@@ -320,8 +342,10 @@ def make_report(
     device: str = "auto",
     ensemble_size: int = ENSEMBLE_SIZE,
     console=None,
+    until_flops: float | None = None,
 ) -> dict:
-    """Write the report of ``pops`` into ``out``; return its summary (also in summary.json)."""
+    """Write the report of ``pops`` into ``out``; return its summary (also in summary.json).
+    ``until_flops``: read every experiment up to that compute (:func:`within_flops`)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -337,7 +361,9 @@ def make_report(
                           "give one --label per --pop (same label = repeats of one experiment), or none")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    exps = [load_experiment(p, labels[k] if labels else None) for k, p in enumerate(pops)]
+    if until_flops is not None and not (math.isfinite(until_flops) and until_flops > 0):
+        raise ConfigError(f"--until-flops {until_flops} is not a positive number of FLOPs", "give e.g. --until-flops 1e12")
+    exps = [load_experiment(p, labels[k] if labels else None, until_flops) for k, p in enumerate(pops)]
 
     evaluators: dict[tuple, Evaluator] = {}
 
@@ -514,7 +540,9 @@ def summary_rows(s: dict, short: bool = False) -> list[tuple[str, str]]:
         ("best: learning rate", _num(b.get("learning_rate"), "{:.4g}")),
         ("best: architecture", b.get("architecture", "-")),
         (f"top-{ens.get('size', ENSEMBLE_SIZE)} ensemble test accuracy", ens_txt),
-        ("experiment FLOPs", _num(s["experiment_flops"], "{:.3g}")),
+        ("experiment FLOPs", _num(s["experiment_flops"], "{:.3g}") + (
+            f" (read up to {s['until_flops']:.3g}: {s['individuals_cut']} later individuals left out)"
+            if s.get("until_flops") else "")),
         ("individuals trained", f"{s['individuals']} ({s['failed']} failed, {s['alive']} alive)"),
         ("wall time", duration(s["wall_hours"])),
         ("individuals per hour", _num(s["individuals_per_hour"], "{:.1f}")),
@@ -675,10 +703,11 @@ def register_cli(app) -> None:
         out: Path = typer.Option(..., "--out", help="folder for the figures, report.html and the CSV/JSON tables"),
         data_dir: Path = typer.Option(None, "--data-dir", help="data set folder (default: the experiment's)"),
         device: str = typer.Option("auto", "--device", help="where test accuracies are computed: auto | cpu | cuda (auto: cuda when available, else cpu)"),
+        until_flops: float = typer.Option(None, "--until-flops", help="read each experiment only up to this compute (FLOPs, section 3.5): equal-compute comparisons"),
     ) -> None:
         """Progress curves (Figure 2), every individual (Figure 1), best model, top-2 ensemble, HTML page."""
         try:
-            make_report(pop, out, labels=label or None, data_dir=data_dir, device=device)
+            make_report(pop, out, labels=label or None, data_dir=data_dir, device=device, until_flops=until_flops)
         except (LseError, DataError) as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(1) from None
