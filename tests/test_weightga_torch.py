@@ -148,3 +148,31 @@ def test_steady_state_runs_with_several_workers_and_keeps_its_size(tmp_path):
     killed = [r for r in recs if r.killed_at]
     assert killed and all(r.killed_by for r in killed)
     assert check_alive_evaluate(pop) == len(store.list_alive())
+
+
+def test_fitness_on_changing_batches_is_each_childs_own_batch_and_the_validation_is_still_recorded(tmp_path):
+    from lse.nn.data import load_dataset
+    from lse.nn.fixednet import build_fixed_net
+    from lse.nn.train import evaluate
+    from lse.core.chromosome import derive_seed
+
+    pop, cfg = _pop(tmp_path, "ga-steady-state", 6, fitness_batch=8)
+    _run(pop, 1, 20)
+    store = Store(pop).open()
+    recs = store.records()
+    assert len(recs) == 20
+    for r in recs:
+        assert r.extra["fitness_batch"] == 8
+        assert r.fitness == r.objectives["batch_accuracy"]  # selection sees the batch's accuracy
+        assert r.val_accuracy == r.objectives["val_accuracy"]  # reports still see the validation split
+        assert r.fitness in {k / 8 for k in range(9)}
+    assert len({round(r.val_accuracy, 6) for r in recs}) > 1
+    # the batch is the child's own: drawn from its training seed, out of the training split
+    ds = load_dataset("fashion-mnist", cfg.data_dir, validation_size=60, seed=cfg.seed)
+    rec = next(r for r in recs if r.parents and store.find(r.id) is not None)
+    model = build_fixed_net(FixedNet.model_validate(rec.dna), ds.input_shape, ds.num_classes)
+    model.load_state_dict(store.load_weights(rec.id))
+    model.to(memory_format=torch.channels_last)
+    g = torch.Generator().manual_seed(derive_seed("fitness-batch", rec.extra["seed"]))
+    idx = torch.randint(0, ds.train_x.shape[0], (8,), generator=g)
+    assert evaluate(model, ds.train_x[idx], ds.train_y[idx], 60, dataset=ds) == rec.fitness

@@ -55,6 +55,10 @@ class WeightGAOptions(BaseModel):
                                         description="generational, elitism: probability that a child is mutated")
     elites: int = Field(10, ge=0, description="elitism: fittest individuals copied to the next generation")
     pool_size: int = Field(20, ge=2, description="elitism: roulette draws in the mating pool")
+    fitness_batch: int | None = Field(None, ge=1, description=(
+        "fitness = accuracy on a fresh random batch of this many training images per child (the paper: 32, "
+        "one iteration = one batch); None: on the validation split (a fixed subset). Either way the "
+        "validation accuracy is recorded"))
 
 
 class _WeightGA(Algorithm):
@@ -67,10 +71,24 @@ class _WeightGA(Algorithm):
     def initial(self, rng: random.Random, input_channels: int, ctx: Context | None = None) -> Child:
         ctx = self.context(ctx)
         index = ctx.slot if ctx.generation in (None, 0) else None  # later: a refill, not P_0
-        details = {"init": {"seed": self.options.init_seed, "index": index}}
+        details = {"init": {"seed": self.options.init_seed, "index": index}, **self._fitness_details()}
         if index is None:  # no index known: a fresh draw (not part of the shared initial population)
             details["init"]["draw"] = rng.randrange(2**63)
         return Child(FixedNet(net=self.options.net), genome="fixed-net", details=details)
+
+    def _fitness_details(self) -> dict:
+        """What the trainer measures the fitness on (lse.runners.weights)."""
+        return {"fitness_batch": self.options.fitness_batch} if self.options.fitness_batch else {}
+
+    def objectives(self, metrics, params, child=None) -> dict[str, float]:
+        out = {"val_accuracy": metrics["val_accuracy"]}
+        if "batch_accuracy" in metrics:
+            out["batch_accuracy"] = metrics["batch_accuracy"]
+        return out
+
+    def fitness(self, objectives) -> float:
+        # the batch's accuracy when the fitness is measured on changing batches
+        return objectives.get("batch_accuracy", objectives["val_accuracy"])
 
     def recipe(self) -> Recipe:
         return Recipe(optimizer="none")
@@ -87,7 +105,7 @@ class _WeightGA(Algorithm):
         # encodings; the provenance only asks the worker for the parents' weights.
         return Child(FixedNet(net=self.options.net), parents=tuple(p.id for p in parents),
                      provenance=Provenance(default=parents[0].id), genome="fixed-net",
-                     details={"variation": v.model_dump(mode="json"), **details})
+                     details={"variation": v.model_dump(mode="json"), **self._fitness_details(), **details})
 
 
 def _candidates(view: PopulationView) -> list[tuple[str, float | None]]:

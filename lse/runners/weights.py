@@ -5,7 +5,10 @@ decides, :mod:`lse.nn.chromosome` carries it out), or drawn from the Glorot-norm
 (an initial individual, seeded by ``init_seed`` and its index), then evaluated: one forward pass
 over the validation split -- a fixed, seeded subset of the training split, of
 ``--validation-size`` images -- in batches of ``eval_batch_size`` (as large as memory allows: the
-evaluation is the whole cost of a child).  The test split is never read here.
+evaluation is the whole cost of a child).  With the algorithm's ``fitness_batch`` k, the fitness
+is the accuracy on k training images drawn afresh for each child (the paper's iteration: one
+batch of 32), and the validation accuracy is still measured and recorded, for reports.  The
+test split is never read here.
 """
 
 from __future__ import annotations
@@ -70,9 +73,15 @@ class WeightTrainer(TorchTrainer):
             from lse.errors import StopRequested
 
             raise StopRequested("stop requested")
+        metrics = {}
+        k = child.details.get("fitness_batch")
+        if k:  # the paper's iteration: the child is judged on one fresh batch of training images
+            g = torch.Generator().manual_seed(derive_seed("fitness-batch", seed))
+            idx = torch.randint(0, ds.train_x.shape[0], (int(k),), generator=g).to(ds.train_x.device)
+            metrics["batch_accuracy"] = evaluate(model, ds.train_x[idx], ds.train_y[idx], cfg.eval_batch_size, dataset=ds)
         acc = evaluate(model, ds.val_x, ds.val_y, cfg.eval_batch_size, dataset=ds)
         t2 = time.perf_counter()
-        if not math.isfinite(acc):
+        if not all(math.isfinite(x) for x in (acc, *metrics.values())):
             return ChildResult(None, "non-finite accuracy")
         fc = flops("fixed-net", genome, ds.input_shape, ds.num_classes, cfg.batch_size, cfg.eval_batch_size)
         n_eval = math.ceil(ds.val_x.shape[0] / cfg.eval_batch_size)
@@ -87,4 +96,5 @@ class WeightTrainer(TorchTrainer):
             train_seconds=t1 - t0,  # assembling the child (crossover, mutation): no gradient
             eval_seconds=t2 - t1,
             extra=extra,
+            metrics=metrics,
         )
