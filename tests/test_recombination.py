@@ -12,7 +12,7 @@ import random
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from _dna_helpers import rich
@@ -21,7 +21,7 @@ from lse.config import ExperimentConfig, WorkerOptions
 from lse.core.crossover import recombine
 from lse.core.distribution import check_distribution, evolve, normalise
 from lse.core.dna import DNA, initial_dna
-from lse.core.fusion import fuse
+from lse.core.fusion import fuse, leaky_skips
 from lse.core.mutations import MUTATION_NAMES, mutate, mutate_many
 from lse.core.records import IndividualRecord, new_id
 from lse.errors import DNAError
@@ -223,6 +223,7 @@ def test_a_fused_child_computes_what_its_first_parent_computes(sa, sb, n, m):
     a, b = _grown(sa, n), _grown(sb, m)
     child, prov = fuse(a, "A", b, "B")
     first = a if len(a.conv_edges()) >= len(b.conv_edges()) else b  # the deeper parent gives the topology
+    assume(not leaky_skips(first, child))  # the one structural exception (lse.core.fusion)
     states = {"A": _random_state(a, 1), "B": _random_state(b, 2)}
     parent = build_model(first, SHAPE, CLASSES)
     parent.load_state_dict(states["A" if first is a else "B"])
@@ -231,6 +232,25 @@ def test_a_fused_child_computes_what_its_first_parent_computes(sa, sb, n, m):
     parent.eval(), model.eval()
     x = torch.randn(4, *SHAPE)
     with torch.no_grad():
+        torch.testing.assert_close(model(x), parent(x), rtol=1e-4, atol=1e-4)
+
+
+def test_a_leaky_skip_is_named_and_is_where_the_fused_child_departs_from_its_first_parent():
+    a, b = _grown(1067, 5), _grown(0, 1)  # a's skip joins a 3-channel vertex to a 4-channel one
+    child, prov = fuse(a, "A", b, "B")
+    assert leaky_skips(a, child) == ["e7"]
+    states = {"A": _random_state(a, 1), "B": _random_state(b, 2)}
+    parent, model = build_model(a, SHAPE, CLASSES), build_model(child, SHAPE, CLASSES)
+    parent.load_state_dict(states["A"])
+    inherit(model, states, prov)
+    parent.eval(), model.eval()
+    x = torch.randn(4, *SHAPE)
+    with torch.no_grad():
+        assert not torch.allclose(model(x), parent(x), atol=1e-4)
+        # silence B's channels at the skip's source and the child is A again
+        for name, t in model.state_dict().items():
+            if name in ("vertices.v3.bn.weight", "vertices.v3.bn.bias"):
+                t[3:] = 0
         torch.testing.assert_close(model(x), parent(x), rtol=1e-4, atol=1e-4)
 
 

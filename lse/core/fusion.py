@@ -23,7 +23,9 @@ It is a function-preserving widening (issue 31): the blocks that connect A's cha
 B's features all start at zero (``Provenance.zero_rest``), so before training the fused child
 computes exactly what A computes, with B's filters running beside it; training then decides
 how much of B to use.  (Before, those blocks kept their fresh initialisation, so a fused child
-started as neither parent's function.)
+started as neither parent's function.)  One exception, structural: a skip from a widened vertex
+into one with more of A's channels (:func:`leaky_skips`) adds B's channels where A's skip added
+zeros.
 
 What is lost: B's strides, skips and activations where they differ from A's (the child has one
 topology, A's), and B's convolutions beyond A's depth (A is the deeper parent, so there are
@@ -36,6 +38,17 @@ from __future__ import annotations
 
 from lse.core.dna import DNA
 from lse.core.provenance import Provenance, TensorSource
+
+
+def leaky_skips(first: DNA, child: DNA) -> list[str]:
+    """Skip edges of the fused ``child`` through which B's channels reach A's: a skip whose source
+    was widened and whose destination has more of A's channels than its source.  In A the skip
+    is zero-padded up to the destination's channels; in the child those positions carry B's
+    channels instead, so there the child is not exactly A's function (a DNA sums a skip into the
+    first channels of its destination: it cannot route B's channels past A's)."""
+    a_ch, c_ch = first.vertex_channels(), child.vertex_channels()
+    return [e.id for e in child.edges
+            if e.skip and c_ch[e.src] > a_ch[e.src] and a_ch[e.dst] > a_ch[e.src]]
 
 
 def fuse(first: DNA, first_id: str, second: DNA, second_id: str) -> tuple[DNA, Provenance]:
