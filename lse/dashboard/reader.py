@@ -42,7 +42,7 @@ from lse.core.records import IndividualName, id_time, is_id, is_worker_id
 from lse.store.paths import PopulationPaths
 from lse.store.population import Store
 from lse.store.recordio import heartbeat_fields, parse_record, read_death
-from lse.store.scan import PopulationScan, history_entry
+from lse.store.scan import PopulationScan
 from lse.store.saferead import parse_json, read_bytes, read_json
 
 log = logging.getLogger(__name__)
@@ -237,38 +237,33 @@ class PopulationReader:
         refresh of 40k names costs a few ms)."""
         changes = self.scan.refresh()
         touched: set[str] = set()
-        for n in changes.removed["individuals"]:
-            parsed = IndividualName.parse(n)
+        # each name with what the scan parsed it as (None: foreign, or a symlink)
+        for n, parsed in changes.removed["individuals"].items():
             self._foreign.discard(("i", n))
             if parsed is not None and self._listed.get(parsed.id) == parsed:
                 del self._listed[parsed.id]
                 touched.add(parsed.id)
-        for n in changes.added["individuals"]:
-            parsed = self.scan.individuals[n]  # None: foreign, or a symlink (never an individual)
+        for n, parsed in changes.added["individuals"].items():
             if parsed is None:
                 self._foreign.add(("i", n))
             elif f"individuals/{n}" not in self._bad:
                 self._listed[parsed.id] = parsed
                 touched.add(parsed.id)
-        for n in changes.removed["gc"]:
-            head = n.split(".", 1)[0]
-            if self._in_gc.get(head) == n:
+        for n, head in changes.removed["gc"].items():
+            if head is not None and self._in_gc.get(head) == n:
                 del self._in_gc[head]
                 touched.add(head)
-        for n in changes.added["gc"]:
-            head = self.scan.gc[n]
+        for n, head in changes.added["gc"].items():
             if head is not None:
                 self._in_gc[head] = n
                 touched.add(head)
         new_deaths = []
-        for n in changes.removed["history"]:
+        for n, entry in changes.removed["history"].items():
             self._foreign.discard(("h", n))
-            entry = history_entry(n)
             if entry is not None and entry[0] == "record":
                 self._history.discard(entry[1])
                 touched.add(entry[1])
-        for n in changes.added["history"]:
-            entry = self.scan.history[n]  # None: foreign, or a symlink
+        for n, entry in changes.added["history"].items():
             if entry is not None and entry[0] == "death":
                 new_deaths.append(entry[1])
             elif entry is not None and entry[0] == "record":

@@ -68,10 +68,11 @@ def _gc_entry(name: str) -> str | None:
 
 @dataclass
 class ScanChanges:
-    """Names that appeared in, and left, each folder since the previous scan."""
+    """Names that appeared in, and left, each folder since the previous scan, each with what the
+    scan parsed it as (None: foreign, or a symlink), so no reader parses a name twice."""
 
-    added: dict[str, list[str]] = field(default_factory=lambda: {f: [] for f in FOLDERS})
-    removed: dict[str, list[str]] = field(default_factory=lambda: {f: [] for f in FOLDERS})
+    added: dict[str, dict] = field(default_factory=lambda: {f: {} for f in FOLDERS})
+    removed: dict[str, dict] = field(default_factory=lambda: {f: {} for f in FOLDERS})
 
 
 class PopulationScan:
@@ -90,29 +91,23 @@ class PopulationScan:
         changes = ScanChanges()
         self._update("individuals", self.individuals, self.paths.individuals, changes, IndividualName.parse)
         self._update("gc", self.gc, self.paths.gc, changes, _gc_entry)
-        gone = self._update("history", self.history, self.paths.history, changes, history_entry)
-        for v in gone:  # kept up to date, never rebuilt: history/ grows by two names per kill
-            if v is not None and v[0] == "record":
+        self._update("history", self.history, self.paths.history, changes, history_entry)
+        for v in changes.removed["history"].values():  # kept up to date, never rebuilt: history/
+            if v is not None and v[0] == "record":    # grows by two names per kill
                 self._history_records.discard(v[1])
-        for n in changes.added["history"]:
-            v = self.history[n]
+        for v in changes.added["history"].values():
             if v is not None and v[0] == "record":
                 self._history_records.add(v[1])
         return changes
 
     @staticmethod
-    def _update(folder: str, known: dict, path: Path, changes: ScanChanges, parse) -> list:
-        """One listing; a new name is parsed, and checked for a symlink, once.  Returns the
-        parsed values of the names that left."""
+    def _update(folder: str, known: dict, path: Path, changes: ScanChanges, parse) -> None:
+        """One listing; a new name is parsed, and checked for a symlink, once."""
         current = _listing(path, known, grows=folder == "history")
-        gone = []
         for name in known.keys() - current.keys():
-            gone.append(known.pop(name))
-            changes.removed[folder].append(name)
+            changes.removed[folder][name] = known.pop(name)
         for name in current.keys() - known.keys():
-            known[name] = None if current[name] else parse(name)
-            changes.added[folder].append(name)
-        return gone  # the parsed values of the names that left
+            known[name] = changes.added[folder][name] = None if current[name] else parse(name)
 
     def births(self) -> set[str]:
         """Ids of every individual ever published (alive, dead, being collected, collected), as
