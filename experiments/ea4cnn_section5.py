@@ -33,30 +33,27 @@ def _env() -> None:
     torch.set_num_threads(1)
 
 
-def run_population(pop: Path, *, population: int, generations: int, options: dict, seed: int, args) -> list:
-    """One EA4CNN run (resumed where an earlier pass stopped); returns the records of every
-    individual."""
+def run_population(pop: Path, *, population: int, generations: int, options: dict, seed: int, args) -> None:
+    """One EA4CNN run, resumed where an earlier pass stopped (Store.create keeps an existing
+    experiment.json)."""
     from lse.config import ExperimentConfig, WorkerOptions
     from lse.runners.worker import run_worker
     from lse.store import Store
 
-    if not (pop / "config.json").exists():
-        cfg = ExperimentConfig(dataset="fashion-mnist", validation_size=args.validation_size, population_size=population,
-                               seed=seed, eval_batch_size=1000, max_individuals=population * (generations + 1),
-                               algorithm={"name": "ea4cnn", "options": {"data_fraction": args.data_fraction,
-                                                                         "a_min": args.a_min, **options}})
-        Store(pop).create(cfg)
+    cfg = ExperimentConfig(dataset="fashion-mnist", validation_size=args.validation_size, population_size=population,
+                           seed=seed, eval_batch_size=1000, max_individuals=population * (generations + 1),
+                           algorithm={"name": "ea4cnn", "options": {"data_fraction": args.data_fraction,
+                                                                     "a_min": args.a_min, **options}})
+    Store(pop).create(cfg)
     run_worker(pop, WorkerOptions(threads=1, device="cpu"), worker_id="w0", handle_signals=False, log_to_file=True)
-    return Store(pop).open().records()
 
 
-def populations(pop: Path) -> list[list]:
-    """[P_1, P_2, ...]: the population after each closed generation, read from the plans."""
-    from lse.store import Store
+def populations(store, records: list) -> list[list]:
+    """[P_1, P_2, ...]: the population after each closed generation, read from the plans of the
+    open ``store`` whose ``records`` are given."""
     from lse.store.generations import Generations
 
-    store = Store(pop).open()
-    recs = {r.id: r for r in store.records()}
+    recs = {r.id: r for r in records}
     gens = Generations(store, slots=1)
     out = []
     g = 1
@@ -124,8 +121,8 @@ def summarise_run(pop: Path, ds, fixed_point: bool) -> dict:
     def acc(r) -> float:
         return float((r.objectives or {}).get(key, 0.0))
 
-    per_gen = populations(pop)
     records = store.records()
+    per_gen = populations(store, records)
     initial = sorted((r for r in records if not r.parents), key=lambda r: r.id)
     final = max(per_gen[-1], key=lambda r: (acc(r), -r.params))
     model = _model_of(store, final, ds)
@@ -506,8 +503,8 @@ def section52(args) -> None:
     pop = Path(args.work) / "s52"
     run_population(pop, population=args.population, generations=args.generations, seed=0, args=args,
                    options={"k": 1.0, "seed_genome": SEED_NETWORK, "seed_weights": str(seed_dir / "weights.safetensors")})
-    per_gen = populations(pop)
     store = Store(pop).open()
+    per_gen = populations(store, store.records())
     final = per_gen[-1]
     # the final population's accuracy/params front (validation accuracy, float), then its test accuracies
     vecs = [(x.val_accuracy or 0.0, -float(x.params)) for x in final]
