@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "experiments" / "out"
+OUT = ROOT / "experiments" / "out"  # populations and reports: large, not committed
+DATA = ROOT / "docs"  # the numbers a doc cites: committed beside it
 FIGURES = ROOT / "docs" / "figures"
 
 #: the paper's settings this reproduction scales down, and how (printed with every result)
@@ -65,7 +66,9 @@ def copy_figure(src: Path, name: str) -> Path:
 
 
 def save(name: str, data: dict) -> Path:
-    path = OUT / f"{name}.json"
+    """The measured numbers of one experiment, as docs/<name>.json: beside the docs that cite
+    them, to be committed with them (experiments/out/ keeps only populations and reports)."""
+    path = DATA / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1, default=str) + "\n")
     return path

@@ -27,8 +27,8 @@ own weights at their own learning rate, once with each schedule, with the same b
 1..``--seeds``); it compares the validation accuracies pair by pair.  The test split is not
 read.
 
-All write experiments/out/search-<study>/ (populations, report, JSON) and a figure in
-docs/figures/.  Scale-downs are those of the paper's section 3 at this machine's size: population
+All write experiments/out/search-<study>/ (populations, report), their numbers to
+docs/search-<study>.json and a figure in docs/figures/.  Scale-downs are those of the paper's section 3 at this machine's size: population
 10 (paper 1,000), steps per individual from the preset (paper 25,600), validation 5,000.
 """
 
@@ -39,7 +39,7 @@ import statistics
 import subprocess
 import sys
 
-from _common import FIGURES, OUT, ROOT, best_test, copy_figure, launch_all, report, save
+from _common import DATA, FIGURES, OUT, ROOT, best_test, copy_figure, launch_all, report, save
 from section5_figure3 import plot
 
 ARMS = {  # Figure 2's arms: the same configuration, one switch each
@@ -265,7 +265,7 @@ def _plot_checkpoints(out: dict, figure: str, compare: str | None) -> None:
                         alpha=0.15, label=f"{label}: ±2σ")
 
     if compare:
-        band(json.loads((OUT / f"search-hour-{compare}.json").read_text()), "0.5", compare)
+        band(json.loads((DATA / f"search-hour-{compare}.json").read_text()), "0.5", compare)
     for r in out["rows"]:
         ax.plot([c["minutes"] for c in r["checkpoints"]], [100 * (c["test"] or float("nan")) for c in r["checkpoints"]],
                 "-", color="tab:blue", lw=0.8, alpha=0.5)

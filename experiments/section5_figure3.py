@@ -10,7 +10,8 @@ Scale-downs (paper -> here): CIFAR-10 -> Fashion-MNIST (validation 2,000); popul
 --repeats; days on 250 workers -> --minutes on 1 worker, two experiments at a time on a shared
 2-core machine (so "equal wall time" is equal wall time under the same load, not equal CPU).
 
-Writes experiments/out/section5-figure3/ and docs/figures/section5-figure3.png.
+Writes experiments/out/section5-figure3/ (populations, report), docs/section5-figure3.json
+(the numbers) and docs/figures/section5-figure3.png.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ child over the middle third of the run (the paper does not state its rate); the 
 1/4, 2/4 and 3/4 of the run.  Both are given at launch (--mutation-burst, --weight-reset), the
 same events `lse mutations` and `lse reset` write on a running experiment.
 
-Writes experiments/out/section5-figure4/ (populations, reports) and copies the individuals
+Writes experiments/out/section5-figure4/ (populations, reports), docs/section5-figure4.json
+(the numbers), and copies the individuals
 figures to docs/figures/section5-figure4-{burst,resets}.png.
 """
 

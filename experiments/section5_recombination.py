@@ -13,7 +13,8 @@ Scale-downs (paper -> here): CIFAR-10 -> Fashion-MNIST (validation 2,000); popul
 repeats of --flops FLOPs each (F_t N_t + F_v N_v, section 3.5), one worker each, two at a
 time; --minutes is a safety cap (a run that hits it first is reported as such).
 
-Writes experiments/out/section5-recombination/, docs/figures/section5-recombination.png (lse
+Writes experiments/out/section5-recombination/ (populations, report), docs/section5-recombination.json
+(the numbers), docs/figures/section5-recombination.png (lse
 report's progress figure: mean ± 2σ of the repeats against FLOPs and wall time) and
 docs/figures/section5-distributions.png (how the evolved distributions moved).
 """
