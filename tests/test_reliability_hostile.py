@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from lse.nn.data import load_dataset
-from lse.errors import DataError
+from lse.errors import DataError, LostRace
 from lse.core.records import IndividualName, new_id
 from lse.store import Store
 from lse.nn.synthetic import IDX_FILES, write_synthetic
@@ -177,6 +177,20 @@ def test_worker_carries_on_through_a_hostile_population(tmp_path, weird_tmp_path
     kids = [x for x in Store(pop).records() if x.parent_id == wrong]
     for k in kids:
         assert k.inheritance is not None and k.inheritance.kept == 0
+    # A weights-level hostile entry the worker never drew as a parent (10 births, tournaments of
+    # 2: it happens) is still alive; reading it as a parent refuses and quarantines it, here too.
+    weights_level = ("truncated weights", "pickle payload as weights", "weights symlinked to /dev/zero")
+    reader = Store(pop).open()
+    reader.register_worker("checker-hostile", auto_heartbeat=False)
+    try:
+        for e in reader.list_alive():
+            if e.id in {hostile[w].id for w in weights_level}:
+                with pytest.raises(LostRace, match="quarantined"):
+                    reader.read_parent(e)
+    finally:
+        reader.close()
+    assert not {hostile[w].id for w in weights_level} & {e.id for e in Store(pop).list_alive()}
+    assert not marker.exists()
     check_alive_evaluate(pop, skip=frozenset({wrong}))  # strict load: every other alive individual fits its DNA
     check_history(pop)
     print(f"\nHOSTILE POPULATION: {len(hostile)} hostile individuals + {FOREIGN + 2} foreign names; "
