@@ -23,10 +23,11 @@ def glorot_std(t: TensorShape) -> float:
     return math.sqrt(2.0 / (t.fan_in + t.fan_out)) / _TRUNCATED_STD
 
 
-def glorot_normal(t: TensorShape, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A fresh tensor of shape ``t.shape`` from the Glorot-normal initialisation (section 4.1.1)."""
+def glorot_normal(t: TensorShape, generator: torch.Generator | None = None, leading: tuple[int, ...] = ()) -> torch.Tensor:
+    """A fresh tensor of shape ``leading + t.shape`` from the Glorot-normal initialisation
+    (section 4.1.1); ``leading`` (N,): N draws, the first equal to a draw without it."""
     std = glorot_std(t)
-    out = torch.empty(t.shape)
+    out = torch.empty((*leading, *t.shape))
     nn.init.trunc_normal_(out, 0.0, std, -2 * std, 2 * std, generator=generator)
     return out
 

@@ -22,6 +22,13 @@ from lse.core.fixednet import FixedNet, tensor_shapes
 from lse.runners.trainer import ChildResult, TorchTrainer
 
 
+def initial_seed(details: dict) -> int:
+    """The seed of an initial individual's Glorot-normal weights, from its record's details
+    (``init``: the experiment's init_seed and the individual's index, or a fresh draw)."""
+    init = details.get("init", {})
+    return derive_seed("init", init.get("seed", 0), init.get("index"), init.get("draw"))
+
+
 class WeightTrainer(TorchTrainer):
     """:class:`~lse.runners.trainer.TorchTrainer`'s data loading and device; its own child."""
 
@@ -41,9 +48,7 @@ class WeightTrainer(TorchTrainer):
         extra: dict = {"device": str(self.device)}
         v = child.details.get("variation")
         if v is None:
-            init = child.details.get("init", {})
-            init_seed = derive_seed("init", init.get("seed", 0), init.get("index"), init.get("draw"))
-            state = initial_state(genome, ds.input_shape, ds.num_classes, init_seed)
+            state = initial_state(genome, ds.input_shape, ds.num_classes, initial_seed(child.details))
             inheritance = None
         else:
             variation = Variation.model_validate(v)
