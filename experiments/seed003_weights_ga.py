@@ -1,291 +1,331 @@
-"""Seed 003 reproduced, scaled down: GA training of the MNIST net of Table 2 on Fashion-MNIST.
+"""Seed 003 reproduced: GA training of fixed CNNs' weights, paired and repeated (issue 32).
 
-Runs, each a real population driven by the real worker loop (lse.runners.worker.run_worker,
-one worker, 1 torch thread), all from the SAME initial population (init_seed):
+Every run is :class:`lse.runners.ga_memory.MemoryGA` -- the algorithms of lse.algorithms.weightga
+driven in memory, since the population store's 35-100 ms per child cannot carry 10^5-10^6
+children (docs/seed003) -- or a backpropagation baseline.  Arms of one seed share everything the
+paper keeps equal: the initial population (init_seed = the seed), the data split, the sequence
+of fitness batches, and for the baselines the fittest initial member.
 
-    ga-steady-state, ga-generational, ga-elitism  x  accordion, traditional
+    python experiments/seed003_weights_ga.py --out docs/seed003 --jobs 2            # every run
+    python experiments/seed003_weights_ga.py --out docs/seed003 --report             # page + plots
 
-then the Adam baseline: the fittest member of that initial population trained with Adam
-(lr 1e-3, batch 32, the paper's batch) on the training split minus the fitness subset.
-
-Writes into --out: curves.json (every measured point), runs.csv (one line per run: children,
-store share, best fitness, test accuracy of the final best), and the plots
-  encodings.png    Accordion vs traditional, per scheme (best and mean fitness, log iterations)
-  schemes.png      steady-state vs generational vs elitism (Accordion)
-  adam.png         Accordion + elitism vs Adam, against log iterations and against wall time
-  walltime.png     every run against wall time
-
-Fitness = accuracy on the experiment's validation split, a fixed seeded subset of the training
-split (--fitness-size images).  The test split is read only at the end, for the final best of
-each run and for Adam (a report, never a selection).
-
-    nice -n 10 python experiments/seed003_weights_ga.py --seconds 150 --out docs/seed003
+Runs are written one JSON each under OUT/runs/ as they finish (an interrupted invocation resumes;
+--force reruns).  --report generates OUT/README.md's tables and the figures from those files
+only.  The test split is read once per run, for the final fittest member (and the trained
+baseline): a report, never a selection.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import math
 import os
 import platform
-import shutil
+import statistics
+import sys
 import time
 from pathlib import Path
 
-RUNS = [(s, e) for s in ("ga-steady-state", "ga-generational", "ga-elitism") for e in ("accordion", "traditional")]
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SCHEMES = ("ga-steady-state", "ga-elitism", "ga-generational")
+ENCODINGS = ("accordion", "traditional")
+PAD = {"mnist-table2": 0, "lenet-table3": 2}  # LeNet of Table 3 wants 32x32: Fashion-MNIST padded
 
 
-def run_ga(root: Path, scheme: str, encoding: str, args) -> Path:
-    from lse.config import ExperimentConfig, WorkerOptions
-    from lse.runners.worker import run_worker
-    from lse.store import Store
-
-    pop = root / f"{scheme}-{encoding}"
-    if args.reuse and (pop / "experiment.json").exists():
-        return pop
-    if pop.exists():
-        shutil.rmtree(pop)
-    options = {"encoding": encoding, "init_seed": args.init_seed}
-    if scheme == "ga-elitism":  # the paper's 10 elites and pool of 20 for 100, scaled with the population
-        options.update(elites=max(1, round(0.1 * args.population)), pool_size=max(2, round(0.2 * args.population)))
-    cfg = ExperimentConfig(
-        dataset="fashion-mnist", data_dir=args.data_dir, validation_size=args.fitness_size, seed=args.seed,
-        population_size=args.population, eval_batch_size=args.fitness_size, batch_size=32,
-        max_hours=args.seconds / 3600.0, max_individuals=args.population + args.iterations,
-        algorithm={"name": scheme, "options": options},
-    )
-    Store(pop).create(cfg)
-    t = time.time()
-    summary = run_worker(pop, WorkerOptions(device="cpu", threads=1), worker_id="w0", handle_signals=False)
-    print(f"{scheme} {encoding}: {summary.births} children in {time.time() - t:.0f} s ({summary.stop_reason})", flush=True)
-    return pop
+def plan(args) -> list[dict]:
+    """Every run of the study, as task dicts (one JSON file each)."""
+    tasks: list[dict] = []
+    gen_it, ss_it = args.generations, args.iterations
+    for seed in args.seeds:
+        for scheme in SCHEMES:
+            for enc in ENCODINGS:
+                tasks.append(dict(kind="ga", net="mnist-table2", scheme=scheme, encoding=enc, fitness=32, seed=seed,
+                                  iterations=ss_it if scheme == "ga-steady-state" else gen_it))
+        # which fitness generalises: a fixed subset against changing batches (steady state, Accordion)
+        tasks.append(dict(kind="ga", net="mnist-table2", scheme="ga-steady-state", encoding="accordion",
+                          fitness=f"subset{args.subset}", seed=seed, iterations=ss_it))
+        for opt in ("sgd", "adam"):
+            tasks.append(dict(kind="backprop", net="mnist-table2", optimizer=opt, seed=seed, iterations=ss_it))
+        # LeNet (Table 3) on 32x32: steady state and elitism, Accordion; the baselines
+        tasks.append(dict(kind="ga", net="lenet-table3", scheme="ga-steady-state", encoding="accordion", fitness=32,
+                          seed=seed, iterations=ss_it))
+        tasks.append(dict(kind="ga", net="lenet-table3", scheme="ga-elitism", encoding="accordion", fitness=32,
+                          seed=seed, iterations=args.lenet_generations))
+        for opt in ("sgd", "adam"):
+            tasks.append(dict(kind="backprop", net="lenet-table3", optimizer=opt, seed=seed, iterations=ss_it))
+    return tasks
 
 
-def curve(pop: Path) -> dict:
-    """Best and mean fitness of the population after each iteration (a child evaluated after
-    the initial population), with the wall time since the experiment was created."""
-    from lse.store import Store
-    from lse.store.generations import Generations
-
-    store = Store(pop).open()
-    recs = store.records()
-    t0 = os.stat(store.paths.experiment).st_mtime
-    fit = {r.id: r.fitness for r in recs}
-    n = store.config.population_size
-    points = []
-    if store.config.algorithm.name == "ga-steady-state":
-        events = sorted([(r.born_at, 1, r.id) for r in recs] + [(r.killed_at, 0, r.id) for r in recs if r.killed_at])
-        alive: set[str] = set()
-        births = 0
-        for t, kind, iid in events:
-            if kind == 1:
-                births += 1
-                if fit[iid] is not None:
-                    alive.add(iid)
-            else:
-                alive.discard(iid)
-            if kind == 1 and births >= n:
-                vals = [fit[i] for i in alive]
-                points.append((births - n, t - t0, max(vals), sum(vals) / len(vals)))
-    else:
-        gens = Generations(store, slots=1)
-        born = {r.id: r.born_at for r in recs}
-        g, evaluated = 0, 0
-        while (plan := gens.plan(g)) is not None:
-            vals = [fit[i] for i in plan.survivors if fit.get(i) is not None]
-            if g > 0:
-                evaluated += len(plan.children)
-            t = max(born[c.id] for c in plan.children if c.id in born)
-            points.append((evaluated, t - t0, max(vals), sum(vals) / len(vals)))
-            g += 1
-    compute = sum((r.train_seconds or 0) + (r.eval_seconds or 0) for r in recs)
-    wall = max(r.born_at for r in recs) - min(r.extra.get("started_at", r.born_at) for r in recs)
-    return {"points": points, "children": len(recs), "wall_s": wall,
-            "assemble_s": sum(r.train_seconds or 0 for r in recs), "eval_s": sum(r.eval_seconds or 0 for r in recs),
-            "store_share": 1 - compute / wall if wall > 0 else None}
+def key(t: dict) -> str:
+    if t["kind"] == "ga":
+        return f"{t['net']}_{t['scheme']}_{t['encoding']}_{t['fitness']}_seed{t['seed']}"
+    return f"{t['net']}_{t['optimizer']}_seed{t['seed']}"
 
 
-def best_test_accuracy(pop: Path) -> tuple[float, float, str]:
-    """(fitness, test accuracy, id) of the fittest alive individual: the only test-set read."""
-    from lse.core.fixednet import FixedNet
-    from lse.nn.data import load_dataset
-    from lse.nn.fixednet import build_fixed_net
-    from lse.nn.train import evaluate
-    from lse.store import Store
+def config(t: dict, args, scheme: str | None = None, fitness=32):
+    from lse.config import ExperimentConfig
 
-    store = Store(pop).open()
-    cfg = store.config
-    best = max(store.list_alive(), key=lambda e: (e.fitness, e.id))
-    rec, state = store.read_parent(best)
-    ds = load_dataset(cfg.dataset, cfg.data_dir, validation_size=cfg.validation_size, seed=cfg.seed)
-    model = build_fixed_net(FixedNet.model_validate(rec.dna), ds.input_shape, ds.num_classes)
-    model.load_state_dict(state)
-    return best.fitness, evaluate(model, ds.test_x, ds.test_y, 1000, dataset=ds), best.id
+    opts = {"net": t["net"], "encoding": t.get("encoding", "accordion"), "init_seed": t["seed"]}
+    if isinstance(fitness, int):
+        opts["fitness_batch"] = fitness
+    return ExperimentConfig(dataset="fashion-mnist", data_dir=args.data_dir, validation_size=args.subset,
+                            seed=t["seed"], population_size=args.population,
+                            algorithm={"name": scheme or t["scheme"], "options": opts})
 
 
-def adam_baseline(pop: Path, args) -> dict:
-    """The fittest member of the initial population, trained with Adam on the same axes."""
+def test_accuracy(net: str, member: dict, ds, pad: int, device: str) -> float:
+    """The only test-split read of a run: its final model, for the report."""
+    from lse.nn.data import normalize
+    from lse.nn.population import population_accuracy
+
     import torch
 
-    from lse.core.chromosome import derive_seed
-    from lse.core.fixednet import FixedNet
-    from lse.nn.data import load_dataset, normalize
-    from lse.nn.fixednet import build_fixed_net, initial_state
-    from lse.nn.train import evaluate
-    from lse.store import Store
-
-    store = Store(pop).open()
-    cfg = store.config
-    initial = [r for r in store.records() if not r.parents and r.fitness is not None]
-    first = max(initial, key=lambda r: (r.fitness, r.id))
-    init = first.extra["init"]
-    ds = load_dataset(cfg.dataset, cfg.data_dir, validation_size=cfg.validation_size, seed=cfg.seed)
-    genome = FixedNet.model_validate(first.dna)
-    model = build_fixed_net(genome, ds.input_shape, ds.num_classes)
-    model.load_state_dict(initial_state(genome, ds.input_shape, ds.num_classes,
-                                        derive_seed("init", init["seed"], init["index"], init.get("draw"))))
-    start_fit = evaluate(model, ds.val_x, ds.val_y, 1000, dataset=ds)
-    assert abs(start_fit - first.fitness) < 1e-9, (start_fit, first.fitness)  # the same individual
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    scale, shift = ds.normalization()
-    g = torch.Generator().manual_seed(args.seed)
-    points = [(0, 0.0, start_fit)]
-    train_s, it = 0.0, 0
-    marks = sorted({int(round(10 ** (k / 8))) for k in range(0, 40)})
-    model.train()
-    while train_s < args.adam_seconds:
-        t = time.perf_counter()
-        idx = torch.randint(0, ds.train_x.shape[0], (32,), generator=g)
-        loss = torch.nn.functional.cross_entropy(model(normalize(ds.train_x[idx], scale, shift)), ds.train_y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        train_s += time.perf_counter() - t
-        it += 1
-        if it in marks or it % 500 == 0:
-            points.append((it, train_s, evaluate(model, ds.val_x, ds.val_y, 1000, dataset=ds)))
-            model.train()
-    test = evaluate(model, ds.test_x, ds.test_y, 1000, dataset=ds)
-    return {"initial_id": first.id, "initial_index": init["index"], "points": points, "iterations": it,
-            "train_s": train_s, "test_accuracy": test, "final_fitness": points[-1][2]}
+    scale, shift = ds.normalization("cpu")
+    x = ds.test_x if not pad else torch.nn.functional.pad(ds.test_x, (pad, pad, pad, pad))
+    x = normalize(x, scale, shift).to(device)
+    weights = {n: w.unsqueeze(0).to(device) for n, w in member.items()}
+    return float(population_accuracy(net, weights, x, ds.test_y.to(device), ds.num_classes, group=1, chunk=2000)[0])
 
 
-def plots(data: dict, out: Path) -> None:
+def run_task(t: dict, args) -> dict:
+    import torch
+
+    from lse.nn.data import load_dataset
+    from lse.nn.population import population_accuracy
+    from lse.runners.ga_memory import MemoryGA, backprop_baseline
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(t["seed"])
+    ds = load_dataset("fashion-mnist", args.data_dir, validation_size=args.subset, seed=t["seed"])
+    pad = PAD[t["net"]]
+    started = time.perf_counter()
+    out = {"task": t, "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
+                                  f"{args.threads} thread(s), {args.device}",
+           "load_average_at_start": os.getloadavg(), "population": args.population, "monitor": args.monitor}
+    if t["kind"] == "ga":
+        fitness = t["fitness"] if isinstance(t["fitness"], int) else None
+        ga = MemoryGA(config(t, args, fitness=fitness), ds, device=args.device, pad=pad, monitor=args.monitor)
+        r = ga.run(t["iterations"], checkpoints=args.checkpoints)
+        pop = r.population
+        best = pop.fittest()
+        mon = population_accuracy(ga.net, pop.weights, ga.mon_x, ga.mon_y, ga.num_classes, group=ga.group)
+        out.update(points=[p.row() for p in r.points], iterations=r.iterations, children=r.children,
+                   seconds=r.seconds, final_monitor_mean=float(mon.mean()), final_monitor_max=float(mon.max()),
+                   final_monitor_of_fittest=float(mon[best]),
+                   test_accuracy_of_fittest=test_accuracy(ga.net, pop.member(best), ds, pad, args.device))
+    else:
+        # the paper's protocol: the fittest member of the initial population (judged as the GA
+        # judges it at iteration 0: on the first fitness batch of 32), trained by backpropagation
+        ga = MemoryGA(config(t, args, scheme="ga-steady-state"), ds, device=args.device, pad=pad, monitor=args.monitor)
+        pop = ga.initial_population()
+        lr = {"sgd": args.sgd_lr, "adam": args.adam_lr}[t["optimizer"]]
+        points, model = backprop_baseline(ds, pop.member(pop.fittest()), t["net"], optimizer=t["optimizer"],
+                                          iterations=t["iterations"], lr=lr, seed=t["seed"], pad=pad,
+                                          monitor=args.monitor, checkpoints=args.checkpoints, device=args.device)
+        state = {k: v.detach() for k, v in model.state_dict().items()}
+        out.update(points=points, iterations=t["iterations"], lr=lr, initial_fitness=pop.fitness[pop.fittest()],
+                   test_accuracy=test_accuracy(t["net"], state, ds, pad, args.device))
+    out["wall_s"] = time.perf_counter() - started
+    return out
+
+
+def _worker(payload):
+    t, args = payload
+    path = args.out / "runs" / f"{key(t)}.json"
+    try:
+        res = run_task(t, args)
+    except Exception as e:  # one failed run is reported; the others go on
+        return key(t), f"FAILED: {type(e).__name__}: {e}"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(res, indent=1))
+    os.replace(tmp, path)
+    return key(t), f"{res['wall_s']:.0f} s"
+
+
+# ---------------------------------------------------------------------------------------------
+# The report: tables from the JSON files, nothing else
+
+def load_runs(out: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))}
+
+
+def mean_2sd(xs: list[float]) -> str:
+    """mean ± 2 sample standard deviations (n >= 2), in percent."""
+    if len(xs) < 2:
+        return f"{100 * xs[0]:.1f} (n=1)" if xs else "-"
+    return f"{100 * statistics.fmean(xs):.1f} ± {200 * statistics.stdev(xs):.1f}"
+
+
+def paired_diff(a: list[float], b: list[float]) -> str:
+    d = [x - y for x, y in zip(a, b)]
+    return mean_2sd(d) if d else "-"
+
+
+def _ga(runs, net, scheme, enc, fitness):
+    rs = [r for r in runs.values() if r["task"]["kind"] == "ga" and r["task"]["net"] == net
+          and r["task"]["scheme"] == scheme and r["task"]["encoding"] == enc and str(r["task"]["fitness"]) == str(fitness)]
+    return sorted(rs, key=lambda r: r["task"]["seed"])
+
+
+def _bp(runs, net, opt):
+    rs = [r for r in runs.values() if r["task"]["kind"] == "backprop" and r["task"]["net"] == net
+          and r["task"]["optimizer"] == opt]
+    return sorted(rs, key=lambda r: r["task"]["seed"])
+
+
+def tables(runs: dict[str, dict]) -> str:
+    """The page's tables (markdown), a pure function of the run files."""
+    lines = []
+    lines += ["| net | run | iterations | children | seeds | initial fittest: monitor acc. | final fittest: fitness "
+              "| final fittest: monitor acc. | population mean monitor acc. | test acc. of final fittest |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    arms = []
+    nets = sorted({r["task"]["net"] for r in runs.values()}, key=lambda n: n != "mnist-table2")
+    for net in nets:
+        for scheme in SCHEMES:
+            for enc in ENCODINGS:
+                fits = sorted({str(r["task"]["fitness"]) for r in runs.values() if r["task"]["kind"] == "ga"},
+                              key=lambda f: f != "32")
+                for f in fits:
+                    rs = _ga(runs, net, scheme, enc, f)
+                    if rs:
+                        arms.append((net, f"{scheme}, {enc}, fitness {'batch of 32' if f == '32' else f}", rs))
+        for opt in ("sgd", "adam"):
+            rs = _bp(runs, net, opt)
+            if rs:
+                arms.append((net, f"{opt.upper() if opt == 'sgd' else 'Adam'} (lr {rs[0]['lr']}), fittest initial member", rs))
+    for net, name, rs in arms:
+        if rs[0]["task"]["kind"] == "ga":
+            lines.append(f"| {net} | {name} | {rs[0]['iterations']:,} | {rs[0]['children']:,} | {len(rs)} "
+                         f"| {mean_2sd([r['points'][0][5] for r in rs])} | {mean_2sd([r['points'][-1][3] for r in rs])} "
+                         f"| {mean_2sd([r['final_monitor_of_fittest'] for r in rs])} "
+                         f"| {mean_2sd([r['final_monitor_mean'] for r in rs])} "
+                         f"| {mean_2sd([r['test_accuracy_of_fittest'] for r in rs])} |")
+        else:
+            lines.append(f"| {net} | {name} | {rs[0]['iterations']:,} | | {len(rs)} "
+                         f"| {mean_2sd([r['points'][0][2] for r in rs])} | "
+                         f"| {mean_2sd([r['points'][-1][2] for r in rs])} | "
+                         f"| {mean_2sd([r['test_accuracy'] for r in rs])} |")
+    lines += ["", "Paired differences (same seed: same initial population, batches, split), test accuracy "
+              "of the final fittest, percentage points, mean ± 2 sd over seeds:", "",
+              "| comparison | net | difference | seeds |", "|---|---|---|---|"]
+    comps = []
+    for scheme in SCHEMES:
+        comps.append((f"Accordion − traditional, {scheme}", "mnist-table2",
+                      _ga(runs, "mnist-table2", scheme, "accordion", "32"), _ga(runs, "mnist-table2", scheme, "traditional", "32")))
+    comps.append(("elitism − steady state (Accordion)", "mnist-table2",
+                  _ga(runs, "mnist-table2", "ga-elitism", "accordion", "32"), _ga(runs, "mnist-table2", "ga-steady-state", "accordion", "32")))
+    comps.append(("elitism − generational (Accordion)", "mnist-table2",
+                  _ga(runs, "mnist-table2", "ga-elitism", "accordion", "32"), _ga(runs, "mnist-table2", "ga-generational", "accordion", "32")))
+    subsets = sorted({str(r["task"]["fitness"]) for r in runs.values() if str(r["task"].get("fitness", "32")).startswith("subset")})
+    for s in subsets:
+        comps.append((f"fitness on a fixed {s} − on batches of 32 (steady state, Accordion)", "mnist-table2",
+                      _ga(runs, "mnist-table2", "ga-steady-state", "accordion", s), _ga(runs, "mnist-table2", "ga-steady-state", "accordion", "32")))
+    for net in nets:
+        best_ga = _ga(runs, net, "ga-elitism", "accordion", "32")
+        for opt in ("sgd", "adam"):
+            comps.append((f"{opt.upper() if opt == 'sgd' else 'Adam'} − elitism (Accordion)", net, _bp(runs, net, opt), best_ga))
+    for name, net, a, b in comps:
+        if not a or not b:
+            continue
+        by_seed_b = {r["task"]["seed"]: r for r in b}
+        pairs = [(r, by_seed_b[r["task"]["seed"]]) for r in a if r["task"]["seed"] in by_seed_b]
+        acc = lambda r: r.get("test_accuracy_of_fittest", r.get("test_accuracy"))  # noqa: E731
+        lines.append(f"| {name} | {net} | {paired_diff([acc(x) for x, _ in pairs], [acc(y) for _, y in pairs])} | {len(pairs)} |")
+    return "\n".join(lines) + "\n"
+
+
+def plots(runs: dict[str, dict], out: Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"ga-steady-state": "tab:blue", "ga-generational": "tab:orange", "ga-elitism": "tab:green"}
-    style = {"accordion": "-", "traditional": ":"}
+    made = []
+    colors = {"ga-steady-state": "tab:blue", "ga-elitism": "tab:green", "ga-generational": "tab:orange"}
+    for net in sorted({r["task"]["net"] for r in runs.values()}):
+        fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), sharey=True)
+        for ax, xi, xlabel in ((axes[0], 0, "iterations (batches of 32; GA generational: generations)"),
+                               (axes[1], 2, "seconds (checkpoint evaluations excluded)")):
+            for scheme, c in colors.items():
+                for enc, ls in (("accordion", "-"), ("traditional", ":")):
+                    for k, r in enumerate(_ga(runs, net, scheme, enc, "32")):
+                        pts = [p for p in r["points"] if p[xi] > 0]
+                        ax.plot([p[xi] for p in pts], [p[5] for p in pts], ls, color=c, alpha=0.7,
+                                label=f"{scheme} {enc}" if k == 0 else None)
+            for opt, c in (("sgd", "grey"), ("adam", "black")):
+                for k, r in enumerate(_bp(runs, net, opt)):
+                    pts = [p for p in r["points"] if p[0 if xi == 0 else 1] > 0]
+                    ax.plot([p[0 if xi == 0 else 1] for p in pts], [p[2] for p in pts], "-", color=c, alpha=0.7,
+                            label=opt.upper() if k == 0 and opt == "sgd" else ("Adam" if k == 0 else None))
+            ax.set(xscale="log", xlabel=xlabel, ylabel="monitor accuracy of the fittest member")
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=7)
+        fig.suptitle(f"seed 003 on Fashion-MNIST, {net}: every seed's run")
+        fig.tight_layout()
+        name = f"curves-{net}.png"
+        fig.savefig(out / name, dpi=100)
+        plt.close(fig)
+        made.append(name)
+    return made
 
-    def draw(ax, key, xi, label, color, ls, mean=True):
-        pts = data["runs"][key]["points"]
-        xs = [max(1, p[xi]) for p in pts]
-        ax.plot(xs, [p[2] for p in pts], ls, color=color, label=f"{label} best")
-        if mean:
-            ax.plot(xs, [p[3] for p in pts], ls, color=color, alpha=0.4, label=f"{label} mean")
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5), sharey=True)
-    for ax, scheme in zip(axes, colors):
-        for enc in style:
-            draw(ax, f"{scheme}-{enc}", 0, enc, "tab:green" if enc == "accordion" else "tab:red", style[enc])
-        ax.set(xscale="log", title=scheme, xlabel="iterations (children evaluated)", ylabel="fitness (subset accuracy)")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "encodings.png", dpi=110)
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for scheme, c in colors.items():
-        draw(ax, f"{scheme}-accordion", 0, scheme, c, "-")
-    ax.set(xscale="log", title="schemes (Accordion)", xlabel="iterations (children evaluated)", ylabel="fitness")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "schemes.png", dpi=110)
-
-    adam = data["adam"]["points"]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
-    for ax, xi, xl in ((axes[0], 0, "iterations (GA: children; Adam: batches of 32)"),
-                       (axes[1], 1, "wall seconds (GA: since creation; Adam: training only)")):
-        draw(ax, "ga-elitism-accordion", xi, "Accordion + elitism", "tab:green", "-")
-        ax.plot([max(1 if xi == 0 else 0.01, p[xi]) for p in adam], [p[2] for p in adam], "-", color="black",
-                label="Adam (fittest initial member)")
-        ax.set(xscale="log", xlabel=xl, ylabel="fitness (subset accuracy)")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "adam.png", dpi=110)
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for scheme, c in colors.items():
-        for enc in style:
-            pts = data["runs"][f"{scheme}-{enc}"]["points"]
-            ax.plot([p[1] for p in pts], [p[2] for p in pts], style[enc], color=c, label=f"{scheme} {enc} best")
-    ax.set(title="best fitness against wall time", xlabel="wall seconds since creation", ylabel="fitness")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "walltime.png", dpi=110)
+def report(out: Path) -> None:
+    runs = load_runs(out)
+    if not runs:
+        raise SystemExit(f"no runs under {out / 'runs'}: run the study first")
+    (out / "tables.md").write_text(tables(runs))
+    plots(runs, out)
+    print(tables(runs))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("docs/seed003"))
-    p.add_argument("--work", type=Path, default=Path("populations/seed003"), help="population folders")
     p.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: lse's search path)")
-    p.add_argument("--iterations", type=int, default=400,
-                   help="children evaluated after the initial population, per GA run (the same for every run: "
-                        "the machine's load changes, iterations do not)")
-    p.add_argument("--seconds", type=float, default=600.0, help="safety cap in wall seconds per GA run; Adam's training time")
-    p.add_argument("--adam-seconds", type=float, default=90.0, help="Adam's training time (evaluation excluded)")
-    p.add_argument("--population", type=int, default=100)
-    p.add_argument("--fitness-size", type=int, default=500, help="images in the fitness subset of the training split")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--init-seed", type=int, default=0)
-    p.add_argument("--reuse", action="store_true", help="keep populations already in --work (plots, Adam only)")
-    p.add_argument("--only", nargs="*", default=None, help="run only these SCHEME-ENCODING (plots need all)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="initial-population seeds (one repeat each)")
+    p.add_argument("--population", type=int, default=100, help="the paper's pop_size")
+    p.add_argument("--iterations", type=int, default=10_000,
+                   help="steady state and backpropagation: iterations (one batch of 32 each)")
+    p.add_argument("--generations", type=int, default=1_000, help="generational and elitism (MNIST net): iterations")
+    p.add_argument("--lenet-generations", type=int, default=300, help="elitism on the LeNet: iterations")
+    p.add_argument("--subset", type=int, default=256, help="fixed fitness subset (validation split) of the subset arm")
+    p.add_argument("--monitor", type=int, default=2000, help="images at the end of the training split, only reported")
+    p.add_argument("--checkpoints", type=int, default=30)
+    p.add_argument("--sgd-lr", type=float, default=0.01, help="Keras' SGD default (the paper gives none)")
+    p.add_argument("--adam-lr", type=float, default=0.001, help="Keras' Adam default")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (a GPU judges the whole population in one pass)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (one process each)")
+    p.add_argument("--only", default=None, help="run only tasks whose key contains this")
+    p.add_argument("--force", action="store_true", help="rerun tasks whose JSON exists")
+    p.add_argument("--report", action="store_true", help="only write tables.md and the plots from OUT/runs")
     args = p.parse_args(argv)
-    import torch
+    if args.report:
+        report(args.out)
+        return 0
+    (args.out / "runs").mkdir(parents=True, exist_ok=True)
+    todo = [t for t in plan(args) if (args.only is None or args.only in key(t))
+            and (args.force or not (args.out / "runs" / f"{key(t)}.json").exists())]
+    # the longest first, so that the parallel jobs end together
+    todo.sort(key=lambda t: -(t["iterations"] * (100 if t.get("scheme") in ("ga-elitism", "ga-generational") else 1)))
+    print(f"{len(todo)} runs to do", flush=True)
+    failed = 0
+    if args.jobs <= 1:
+        results = map(_worker, [(t, args) for t in todo])
+    else:
+        import multiprocessing as mp
 
-    torch.set_num_threads(1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    args.work.mkdir(parents=True, exist_ok=True)
-    data = {"machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, 1 thread",
-            "load_average_at_start": os.getloadavg(), "args": {k: str(v) for k, v in vars(args).items()}, "runs": {}}
-    rows = []
-    for scheme, enc in RUNS:
-        key = f"{scheme}-{enc}"
-        if args.only and key not in args.only:
-            continue
-        pop = run_ga(args.work, scheme, enc, args)
-        c = curve(pop)
-        fitness, test, best = best_test_accuracy(pop)
-        c.update(best_id=best, best_fitness=fitness, best_test_accuracy=test)
-        data["runs"][key] = c
-        rows.append({"run": key, "children": c["children"], "iterations": c["points"][-1][0] if c["points"] else 0,
-                     "wall_s": round(c["wall_s"], 1), "assemble_ms": round(1000 * c["assemble_s"] / c["children"], 1),
-                     "eval_ms": round(1000 * c["eval_s"] / c["children"], 1),
-                     "store_share": round(c["store_share"], 3) if c["store_share"] is not None else "",
-                     "initial_best": round(c["points"][0][2], 4) if c["points"] else "",
-                     "final_best": round(fitness, 4), "final_mean": round(c["points"][-1][3], 4) if c["points"] else "",
-                     "test_acc_of_best": round(test, 4)})
-        (args.out / "curves.json").write_text(json.dumps(data, indent=1))
-    if not args.only:
-        data["adam"] = adam_baseline(args.work / "ga-elitism-accordion", args)
-        a = data["adam"]
-        rows.append({"run": "adam", "iterations": a["iterations"], "wall_s": round(a["train_s"], 1),
-                     "initial_best": round(a["points"][0][2], 4), "final_best": round(a["final_fitness"], 4),
-                     "test_acc_of_best": round(a["test_accuracy"], 4)})
-        plots(data, args.out)
-    data["load_average_at_end"] = os.getloadavg()
-    (args.out / "curves.json").write_text(json.dumps(data, indent=1))
-    with open(args.out / "runs.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-        w.writeheader()
-        w.writerows(rows)
-    for r in rows:
-        print(r)
-    return 0
+        pool = mp.get_context("spawn").Pool(args.jobs)
+        results = pool.imap_unordered(_worker, [(t, args) for t in todo])
+    for k, msg in results:
+        failed += msg.startswith("FAILED")
+        print(f"{time.strftime('%H:%M:%S')} {k}: {msg}", flush=True)
+    report(args.out)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
