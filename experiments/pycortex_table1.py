@@ -79,7 +79,14 @@ def generations(records: list, initial: int, limit: int) -> list[dict]:
             "before": statistics.fmean(r.objectives["val_accuracy_before_training"] for r in new
                                        if "val_accuracy_before_training" in r.objectives) if new else None,
             "after": statistics.fmean(r.fitness for r in new) if new else None,
-            "offspring": [(r.objectives.get("val_accuracy_before_training"), r.fitness) for r in new],
+            # the paper's before-BP figure is for crossover offspring; a single-parent offspring
+            # (no mate found) is a mutated clone that keeps its parent's weights: split them
+            **{f"before_{kind}": _mean_before([r for r in new if bool(r.extra.get("crossover")) == (kind == "crossover")])
+               for kind in ("crossover", "clone")},
+            "offspring_crossover": sum(1 for r in new if r.extra.get("crossover")),
+            "offspring_clone": sum(1 for r in new if not r.extra.get("crossover")),
+            "offspring": [(r.objectives.get("val_accuracy_before_training"), r.fitness, bool(r.extra.get("crossover")))
+                          for r in new],
             "species": species, "params_mean": statistics.fmean(r.params or 0 for r in alive),
             "params_best": best.params, "best_genome": best.dna,
         })
@@ -87,7 +94,14 @@ def generations(records: list, initial: int, limit: int) -> list[dict]:
     return out
 
 
-def summary(values: list[float]) -> tuple[float, float, float]:
+def _mean_before(records: list) -> float | None:
+    vals = [r.objectives["val_accuracy_before_training"] for r in records if "val_accuracy_before_training" in r.objectives]
+    return statistics.fmean(vals) if vals else None
+
+
+def summary(values: list[float]) -> tuple[float, float, float] | None:
+    if not values:
+        return None
     return max(values), statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
@@ -121,15 +135,16 @@ def figures(runs: dict, out: Path) -> list[str]:
             kw = dict(color=colour, alpha=0.8, label=label if i == 0 else None)
             axes[0].plot(xs, [100 * g["highest"] for g in gens], **kw)
             axes[0].plot(xs, [100 * g["average"] for g in gens], ls="--", color=colour, alpha=0.6)
-            pts = [(g["generation"], b, f) for g in gens for b, f in g["offspring"] if b is not None]
-            axes[1].scatter([100 * b for _, b, _ in pts], [100 * f for _, _, f in pts], s=6, color=colour, alpha=0.5,
-                            label=label if i == 0 else None)
+            for cross, marker in ((True, "o"), (False, "x")):  # crossover offspring; single-parent clones
+                pts = [(b, f) for g in gens for b, f, c in g["offspring"] if b is not None and c == cross]
+                axes[1].scatter([100 * b for b, _ in pts], [100 * f for _, f in pts], s=8, color=colour, alpha=0.5,
+                                marker=marker, label=f"{label}, {'crossover' if cross else 'clones'}" if i == 0 else None)
             axes[2].plot(xs, [g["params_mean"] for g in gens], color=colour, alpha=0.8, label=label if i == 0 else None)
             axes[2].plot(xs, [g["params_best"] for g in gens], color=colour, ls=":", alpha=0.8)
     axes[0].set(title="highest (solid) and average (dashed) fitness", xlabel="generation", ylabel="validation accuracy %")
     lim = [0, 100]
     axes[1].plot(lim, lim, color="grey", lw=0.8)
-    axes[1].set(title="offspring: before vs after training", xlabel="before (inherited weights) %", ylabel="after one epoch on 10% %")
+    axes[1].set(title="offspring (o crossover, x clone): before vs after training", xlabel="before (inherited weights) %", ylabel="after one epoch on 10% %")
     axes[2].set(title="parameters: mean (solid), champion (dotted)", xlabel="generation", ylabel="parameters", yscale="log")
     for ax in axes:
         ax.legend(fontsize=7)
@@ -171,20 +186,23 @@ def main(argv=None) -> int:
             runs[spec].append(generations(Store(pop).open().records(), a.initial, a.limit))
     docs = Path(a.docs)
     (docs / "figures").mkdir(parents=True, exist_ok=True)
-    figs = figures(runs, docs / "figures")
+    figures(runs, docs / "figures")
     rows = []
     measured = {}
     for spec in (True, False):
         finals = [gens[-1] for gens in runs[spec]]
-        m = {k: summary([100 * f[k] for f in finals if f[k] is not None]) for k in ("highest", "average", "before")}
+        m = {k: summary([100 * f[k] for f in finals if f.get(k) is not None])
+             for k in ("highest", "average", "before", "before_crossover", "before_clone")}
         measured[spec] = m
         gen = finals[0]["generation"]
-        cell = lambda t: f"{t[0]:.2f}% ({t[1]:.2f} ± {t[2]:.2f})"  # noqa: E731
+        cell = lambda t: "-" if t is None else f"{t[0]:.2f}% ({t[1]:.2f} ± {t[2]:.2f})"  # noqa: E731
         pc = PAPER[spec]
         rows.append(f"| Fashion-MNIST {'with' if spec else 'no'} speciation, **here** (validation, generation {gen}) | "
-                    f"{cell(m['highest'])} | {cell(m['average'])} | {cell(m['before'])} |")
+                    f"{cell(m['highest'])} | {cell(m['average'])} | {cell(m['before'])} | {cell(m['before_crossover'])} "
+                    f"({sum(f.get('offspring_crossover', 0) for f in finals)}) | {cell(m['before_clone'])} "
+                    f"({sum(f.get('offspring_clone', 0) for f in finals)}) |")
         rows.append(f"| Fashion-MNIST {'with' if spec else 'no'} speciation, paper (test, generation 100) | "
-                    f"{cell(pc['highest'])} | {cell(pc['average'])} | {cell(pc['before'])} |")
+                    f"{cell(pc['highest'])} | {cell(pc['average'])} | {cell(pc['before'])} | - | - |")
     per_gen = []
     for spec in (True, False):
         for i, gens in enumerate(runs[spec]):
@@ -204,7 +222,8 @@ def main(argv=None) -> int:
     print("\n".join(rows))
     print(json.dumps(result, default=str)[:2000])
     (docs / "pycortex-table1.md").write_text(
-        "| experiment | highest fitness | average fitness | average offspring fitness before BP |\n|---|---|---|---|\n"
+        "| experiment | highest fitness | average fitness | average offspring fitness before BP "
+        "| of which crossover offspring (n: the runs' last generations) | of which single-parent clones (n) |\n|---|---|---|---|---|---|\n"
         + "\n".join(rows) + "\n\nPer generation (highest / average / offspring before BP, %):\n\n"
         + "| speciation | run | " + " | ".join(f"g{i}" for i in range(ngen)) + " |\n|---|---|"
         + "---|" * ngen + "\n" + "\n".join(per_gen) + "\n")
