@@ -47,11 +47,12 @@ def launch_all(runs: list[tuple[Path, list[str]]], parallel: int = 2) -> None:
                     sys.exit(f"launch of {pop} failed (exit {proc.returncode}); see {pop.parent / (pop.name + '.launch.log')}")
 
 
-def report(pops: list[Path], labels: list[str], out: Path) -> dict:
-    """`lse report` on ``pops``: its summary (best by validation with its test accuracy, ...)."""
+def report(pops: list[Path], labels: list[str], out: Path, until_flops: float | None = None) -> dict:
+    """`lse report` on ``pops``: its summary (best by validation with its test accuracy, ...);
+    ``until_flops``: every population read up to that compute (`lse report --until-flops`)."""
     from lse.reports.report import make_report
 
-    return make_report([str(p) for p in pops], out, labels=labels)
+    return make_report([str(p) for p in pops], out, labels=labels, until_flops=until_flops)
 
 
 def best_test(summary: dict) -> list[float | None]:
