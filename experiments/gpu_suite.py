@@ -12,7 +12,9 @@ On a bare GPU machine (docs/GPU.md says how to carry the wheels and Fashion-MNIS
 4. children per GPU-hour with K = 1 ... 32 trainer processes on the GPU, plain and under MPS, at
    500 steps (the three canonical individuals in turn) and for the 3-convolution individual at
    2,000 steps (its training steps/s give the 25,600-step figure by extrapolation);
-5. a real evolution with ``--preset gpu`` and the fastest K (and MPS if it won) for the rest of
+5. seed 003 in memory: elitism generations per second, the population judged one net per pass
+   and all at once (issue 32);
+6. a real evolution with ``--preset gpu`` and the fastest K (and MPS if it won) for the rest of
    the budget: births, per-child time outside training, best validation and its test accuracy.
 
 Each part writes into DIR/gpu.json as it finishes (a failure is recorded and the rest goes on),
@@ -131,6 +133,42 @@ def precision_accuracy(s: Suite) -> dict:
                             "train_seconds": round(r.train_seconds, 3), "failed": r.failed_reason})
                 print(out[-1], flush=True)
     return {"steps": steps, "runs": out}
+
+
+def weight_ga(s: Suite) -> dict:
+    """Seed 003 in memory (issue 32): generations per second of the elitism scheme (population
+    100, Accordion, fitness on batches of 32) with the population judged one net per pass (what
+    a CPU does best) and all at once (what a GPU should), on the MNIST net and the LeNet."""
+    import torch
+
+    from lse.config import ExperimentConfig
+    from lse.nn.data import load_dataset
+    from lse.runners.ga_memory import MemoryGA
+
+    data_dir = str(s.small_data) if s.small else None
+    ds = load_dataset("fashion-mnist", data_dir, validation_size=256, seed=0)
+    gens = 200 if not s.small else 2
+    rows = []
+    for net, pad in (("mnist-table2", 0), ("lenet-table3", 2)):
+        for group in (1, 0):
+            cfg = ExperimentConfig(dataset="fashion-mnist", data_dir=data_dir, validation_size=256, seed=0,
+                                   population_size=100 if not s.small else 12,
+                                   algorithm={"name": "ga-elitism", "options": {"net": net, "fitness_batch": 32}})
+            ga = MemoryGA(cfg, ds, device=s.device, pad=pad, group=group, monitor=100 if s.small else 2000)
+            ga.run(1, checkpoints=1)  # warm up (allocations, kernels)
+            if s.device == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            r = ga.run(gens, checkpoints=1)
+            if s.device == "cuda":
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t
+            rows.append({"net": net, "group": group or "all", "generations": gens, "children": r.children,
+                         "seconds": round(dt, 2), "generations_per_s": round(gens / dt, 2),
+                         "children_per_s": round(r.children / dt, 1),
+                         "parts_s": {k: round(v, 2) for k, v in r.seconds.items()}})
+            print(rows[-1], flush=True)
+    return {"rows": rows}
 
 
 def pack(s: Suite, mps: bool) -> dict:
@@ -285,6 +323,16 @@ def tables(res: dict) -> str:
             out.append(f"| {r['workload']} | {r['steps']:,} | {r['k']} | {'yes' if r['mps'] else 'no'} | {r['children']:,} | "
                        f"{r['children_per_hour']:,.0f} | {r['steps_per_second']:,.0f} | {extra} |")
         out.append("")
+    w = res.get("weight_ga") or {}
+    if w.get("rows"):
+        out += ["### Seed 003 in memory: elitism, population 100, batches of 32 (experiments/seed003_weights_ga.py)", "",
+                "| net | individuals per pass | generations | children/s | generations/s | select / assemble / evaluate s |",
+                "|---|---|---|---|---|---|"]
+        for r in w["rows"]:
+            ps = r["parts_s"]
+            out.append(f"| {r['net']} | {r['group']} | {r['generations']} | {r['children_per_s']:,} | {r['generations_per_s']} "
+                       f"| {ps.get('select')} / {ps.get('assemble')} / {ps.get('evaluate')} |")
+        out.append("")
     e = res.get("evolution") or {}
     if e.get("checkpoints"):
         out += [f"### Evolution: --preset gpu, K={e['k']}, MPS {'on' if e['mps'] else 'off'}, {e['minutes']} minutes", "",
@@ -346,6 +394,7 @@ def main() -> int:
     s.part("tests", lambda: gpu_tests(args.out))
     s.part("bench", lambda: bench(s))
     s.part("precision", lambda: precision_accuracy(s))
+    s.part("weight_ga", lambda: weight_ga(s))
     s.part("pack", lambda: pack(s, mps=False))
     if args.device == "cuda":
         s.part("pack_mps", lambda: pack(s, mps=True))
