@@ -42,8 +42,13 @@ def plan(args) -> list[dict]:
     for seed in args.seeds:
         for scheme in SCHEMES:
             for enc in ENCODINGS:
+                # elitism: the survivors re-judged on each iteration's batch (MemoryGA's rejudge)
                 tasks.append(dict(kind="ga", net="mnist-table2", scheme=scheme, encoding=enc, fitness=32, seed=seed,
-                                  iterations=ss_it if scheme == "ga-steady-state" else gen_it))
+                                  iterations=ss_it if scheme == "ga-steady-state" else gen_it,
+                                  rejudge=scheme == "ga-elitism"))
+        # the diagnostic: elitism whose elites keep the fitness of the batch they were judged on
+        tasks.append(dict(kind="ga", net="mnist-table2", scheme="ga-elitism", encoding="accordion", fitness=32,
+                          seed=seed, iterations=gen_it, rejudge=False))
         # which fitness generalises: a fixed subset against changing batches (steady state, Accordion)
         tasks.append(dict(kind="ga", net="mnist-table2", scheme="ga-steady-state", encoding="accordion",
                           fitness=f"subset{args.subset}", seed=seed, iterations=ss_it))
@@ -53,7 +58,7 @@ def plan(args) -> list[dict]:
         tasks.append(dict(kind="ga", net="lenet-table3", scheme="ga-steady-state", encoding="accordion", fitness=32,
                           seed=seed, iterations=ss_it))
         tasks.append(dict(kind="ga", net="lenet-table3", scheme="ga-elitism", encoding="accordion", fitness=32,
-                          seed=seed, iterations=args.lenet_generations))
+                          seed=seed, iterations=args.lenet_generations, rejudge=True))
         for opt in ("sgd", "adam"):
             tasks.append(dict(kind="backprop", net="lenet-table3", optimizer=opt, seed=seed, iterations=ss_it))
     return tasks
@@ -61,7 +66,7 @@ def plan(args) -> list[dict]:
 
 def key(t: dict) -> str:
     if t["kind"] == "ga":
-        return f"{t['net']}_{t['scheme']}_{t['encoding']}_{t['fitness']}_seed{t['seed']}"
+        return f"{t['net']}_{t['scheme']}_{t['encoding']}_{t['fitness']}{'_rejudged' if t.get('rejudge') else ''}_seed{t['seed']}"
     return f"{t['net']}_{t['optimizer']}_seed{t['seed']}"
 
 
@@ -107,7 +112,8 @@ def run_task(t: dict, args) -> dict:
            "load_average_at_start": os.getloadavg(), "population": args.population, "monitor": args.monitor}
     if t["kind"] == "ga":
         fitness = t["fitness"] if isinstance(t["fitness"], int) else None
-        ga = MemoryGA(config(t, args, fitness=fitness), ds, device=args.device, pad=pad, monitor=args.monitor)
+        ga = MemoryGA(config(t, args, fitness=fitness), ds, device=args.device, pad=pad, monitor=args.monitor,
+                      rejudge=bool(t.get("rejudge")))
         r = ga.run(t["iterations"], checkpoints=args.checkpoints)
         pop = r.population
         best = pop.fittest()
@@ -164,9 +170,13 @@ def paired_diff(a: list[float], b: list[float]) -> str:
     return mean_2sd(d) if d else "-"
 
 
-def _ga(runs, net, scheme, enc, fitness):
+def _ga(runs, net, scheme, enc, fitness, rejudge=None):
+    """Runs of one arm; ``rejudge`` None: elitism's main arm (re-judged), the others' only one."""
+    if rejudge is None:
+        rejudge = scheme == "ga-elitism"
     rs = [r for r in runs.values() if r["task"]["kind"] == "ga" and r["task"]["net"] == net
-          and r["task"]["scheme"] == scheme and r["task"]["encoding"] == enc and str(r["task"]["fitness"]) == str(fitness)]
+          and r["task"]["scheme"] == scheme and r["task"]["encoding"] == enc and str(r["task"]["fitness"]) == str(fitness)
+          and bool(r["task"].get("rejudge")) == rejudge]
     return sorted(rs, key=lambda r: r["task"]["seed"])
 
 
@@ -190,9 +200,12 @@ def tables(runs: dict[str, dict]) -> str:
                 fits = sorted({str(r["task"]["fitness"]) for r in runs.values() if r["task"]["kind"] == "ga"},
                               key=lambda f: f != "32")
                 for f in fits:
-                    rs = _ga(runs, net, scheme, enc, f)
-                    if rs:
-                        arms.append((net, f"{scheme}, {enc}, fitness {'batch of 32' if f == '32' else f}", rs))
+                    for rj in ((True, False) if scheme == "ga-elitism" else (False,)):
+                        rs = _ga(runs, net, scheme, enc, f, rj)
+                        if rs:
+                            how = ("batch of 32" if f == "32" else f) + (", elites re-judged" if rj else
+                                                                         (", elites keep their batch's fitness" if scheme == "ga-elitism" else ""))
+                            arms.append((net, f"{scheme}, {enc}, fitness {how}", rs))
         for opt in ("sgd", "adam"):
             rs = _bp(runs, net, opt)
             if rs:
@@ -217,6 +230,9 @@ def tables(runs: dict[str, dict]) -> str:
                   _ga(runs, "mnist-table2", "ga-elitism", "accordion", "32"), _ga(runs, "mnist-table2", "ga-steady-state", "accordion", "32")))
     comps.append(("elitism − generational (Accordion)", "mnist-table2",
                   _ga(runs, "mnist-table2", "ga-elitism", "accordion", "32"), _ga(runs, "mnist-table2", "ga-generational", "accordion", "32")))
+    comps.append(("elites re-judged − elites keep their batch's fitness (elitism, Accordion)", "mnist-table2",
+                  _ga(runs, "mnist-table2", "ga-elitism", "accordion", "32"),
+                  _ga(runs, "mnist-table2", "ga-elitism", "accordion", "32", rejudge=False)))
     subsets = sorted({str(r["task"]["fitness"]) for r in runs.values() if str(r["task"].get("fitness", "32")).startswith("subset")})
     for s in subsets:
         comps.append((f"fitness on a fixed {s} − on batches of 32 (steady state, Accordion)", "mnist-table2",

@@ -180,3 +180,31 @@ def test_memory_ga_refuses_an_algorithm_that_is_not_a_weight_ga(data):
     cfg = ExperimentConfig(dataset="fashion-mnist", data_dir=data_dir, validation_size=64, population_size=4)
     with pytest.raises(ValueError, match="not one of seed 003's weight GAs"):
         MemoryGA(cfg, ds)
+
+
+def test_rejudge_puts_the_whole_population_on_one_batch(data):
+    data_dir, ds = data
+    ga = MemoryGA(_config(data_dir, "ga-elitism", elites=3, pool_size=4, fitness_batch=16), ds, monitor=100,
+                  rejudge=True)
+    pop = ga.initial_population()
+    seen = []
+    orig = ga.fitness_data
+
+    def spy():
+        seen.append(orig())
+        return seen[-1]
+
+    ga.fitness_data = spy
+    for g in (1, 2):
+        ga.generation(pop, g)
+        x, y = seen[-1]
+        now = population_accuracy("mnist-table2", pop.weights, x, y, 10).tolist()
+        assert pop.fitness == now  # elites too: judged on this iteration's batch
+    stale = MemoryGA(_config(data_dir, "ga-elitism", elites=3, pool_size=4, fitness_batch=16), ds, monitor=100)
+    spop = stale.initial_population()
+    before = dict(zip(spop.ids, spop.fitness))
+    stale.generation(spop, 1)
+    kept = [i for i in spop.ids if i in before]
+    assert len(kept) == 3 and all(spop.fitness[spop.ids.index(i)] == before[i] for i in kept)
+    with pytest.raises(ValueError, match="rejudge"):
+        MemoryGA(_config(data_dir, "ga-steady-state", fitness_batch=16), ds, monitor=100, rejudge=True)

@@ -19,6 +19,11 @@ Fitness (``WeightGAOptions.fitness_batch``):
        iteration is judged on them (the initial population on iteration 0's).  The store-based
        trainer draws a batch per child; here a generation shares its iteration's batch.
   None accuracy on the validation split, a fixed seeded subset of the training split.
+With batches, an elite keeps the fitness of the batch it was judged on, and one lucky batch
+(15 of 32 right, where the population knows 10%) keeps it elite for ever: ``rejudge`` judges the
+survivors again on each iteration's batch, so the whole population that selection reads was
+judged on one batch -- the paper's "in each generation, the fitness of each and every
+individual is evaluated" (section 3).  The store cannot do this (a record never changes).
 What is reported and never selected on: the fittest member's accuracy on the MONITOR set, the
 last ``monitor`` images of the training split, which no fitness batch draws from and no baseline
 trains on (in both fitness modes, so the two can be compared).  The test split is never read here.
@@ -103,13 +108,16 @@ class MemoryGA:
     image (the Table-3 LeNet on 28x28 Fashion-MNIST: pad 2 -> 32x32)."""
 
     def __init__(self, config, dataset: Dataset, *, device: str = "cpu", pad: int = 0, chunk: int = 0,
-                 group: int | None = None, monitor: int = 2000) -> None:
+                 group: int | None = None, monitor: int = 2000, rejudge: bool = False) -> None:
         self.config = config
         self.algo = make_algorithm(config)
         if not self.algo.name.startswith("ga-"):
             raise ValueError(f"{self.algo.name} is not one of seed 003's weight GAs (ga-steady-state, "
                              "ga-generational, ga-elitism)")
         self.options = self.algo.options
+        if rejudge and not (self.algo.generational and self.options.fitness_batch):
+            raise ValueError("rejudge is for the generational schemes with fitness on batches (fitness_batch)")
+        self.rejudge = rejudge
         self.device = torch.device(device)
         self.chunk = chunk  # images per evaluation pass (0: all)
         # individuals per evaluation pass: on a CPU one at a time (measured fastest), on a GPU all
@@ -214,7 +222,8 @@ class MemoryGA:
         view = pop.view()
         choices = [self._select(view, Context(generation=g, slot=k), full=False)[1] for k in range(self.algo.slots(g))]
         children = self.make_children(pop, choices, g)
-        fits = self.judge(children, self.fitness_data())
+        data = self.fitness_data()
+        fits = self.judge(children, data)
         child_ids = [self._new_id() for _ in fits]
         plan = self.algo.replace([Member(i, f) for i, f in zip(pop.ids, pop.fitness)],
                                  [Member(i, f) for i, f in zip(child_ids, fits)])
@@ -225,6 +234,8 @@ class MemoryGA:
         keep_t, born_t = torch.tensor(keep, dtype=torch.long), torch.tensor(born, dtype=torch.long)
         pop.weights = {n: torch.cat([w[keep_t.to(w.device)], children[n][born_t.to(w.device)]])
                        for n, w in pop.weights.items()}
+        if self.rejudge and keep:  # the survivors (elites) judged on this iteration's batch, too
+            pop.fitness[:len(keep)] = self.judge({n: w[:len(keep)] for n, w in pop.weights.items()}, data)
         return len(fits)
 
     # -- a run -------------------------------------------------------------------------------
