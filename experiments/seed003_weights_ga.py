@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -357,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="cpu or cuda (a GPU judges the whole population in one pass)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (one process each)")
-    p.add_argument("--only", default=None, help="run only tasks whose key contains this")
+    p.add_argument("--only", default=None, help="run only tasks whose key matches this regular expression")
+    p.add_argument("--skip", default=None, help="skip tasks whose key matches this regular expression")
     p.add_argument("--force", action="store_true", help="rerun tasks whose JSON exists")
     p.add_argument("--report", action="store_true", help="only write tables.md and the plots from OUT/runs")
     args = p.parse_args(argv)
@@ -365,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         report(args.out)
         return 0
     (args.out / "runs").mkdir(parents=True, exist_ok=True)
-    todo = [t for t in plan(args) if (args.only is None or args.only in key(t))
+    todo = [t for t in plan(args) if (args.only is None or re.search(args.only, key(t)))
+            and (args.skip is None or not re.search(args.skip, key(t)))
             and (args.force or not (args.out / "runs" / f"{key(t)}.json").exists())]
     # the longest first, so that the parallel jobs end together
     todo.sort(key=lambda t: -(t["iterations"] * (100 if t.get("scheme") in ("ga-elitism", "ga-generational") else 1)))
