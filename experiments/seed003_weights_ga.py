@@ -84,14 +84,10 @@ def config(t: dict, args, scheme: str | None = None, fitness=32):
 
 def test_accuracy(net: str, member: dict, ds, pad: int, device: str) -> float:
     """The only test-split read of a run: its final model, for the report."""
-    from lse.nn.data import normalize
     from lse.nn.population import population_accuracy
+    from lse.runners.ga_memory import images
 
-    import torch
-
-    scale, shift = ds.normalization("cpu")
-    x = ds.test_x if not pad else torch.nn.functional.pad(ds.test_x, (pad, pad, pad, pad))
-    x = normalize(x, scale, shift).to(device)
+    x = images(ds, pad, device)(ds.test_x)
     weights = {n: w.unsqueeze(0).to(device) for n, w in member.items()}
     return float(population_accuracy(net, weights, x, ds.test_y.to(device), ds.num_classes, group=1, chunk=2000)[0])
 

@@ -50,6 +50,25 @@ from lse.nn.population import population_accuracy
 from lse.runners.weights import initial_seed
 
 
+def images(dataset: Dataset, pad: int, device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 images of ``dataset`` -> float, normalised, zero-padded by ``pad`` pixels on each
+    side (raw zeros: the images' background), on ``device``."""
+    scale, shift = dataset.normalization("cpu")
+
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        if pad:
+            x = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+        return normalize(x, scale, shift).to(device)
+
+    return prepare
+
+
+def log_marks(iterations: int, checkpoints: int) -> set[int]:
+    """About ``checkpoints`` log-spaced iterations in 1..``iterations``, and the last."""
+    marks = {int(round(10 ** (k * math.log10(max(iterations, 1)) / checkpoints))) for k in range(checkpoints + 1)}
+    return marks | {iterations}
+
+
 def split_monitor(dataset: Dataset, prepare, monitor: int, device) -> tuple[torch.Tensor, ...]:
     """(train_x, train_y, monitor_x, monitor_y): the training split less its last ``monitor``
     images, and those images (float, prepared, on ``device``)."""
@@ -122,13 +141,7 @@ class MemoryGA:
         self.chunk = chunk  # images per evaluation pass (0: all)
         # individuals per evaluation pass: on a CPU one at a time (measured fastest), on a GPU all
         self.group = group if group is not None else (0 if self.device.type == "cuda" else 1)
-        scale, shift = dataset.normalization("cpu")
-
-        def prepare(x: torch.Tensor) -> torch.Tensor:
-            if pad:
-                x = torch.nn.functional.pad(x, (pad, pad, pad, pad))  # raw zeros: the images' background
-            return normalize(x, scale, shift).to(self.device)
-
+        prepare = images(dataset, pad, self.device)
         self.train_x, self.train_y, self.mon_x, self.mon_y = split_monitor(dataset, prepare, monitor, self.device)
         self.val_x, self.val_y = prepare(dataset.val_x), dataset.val_y.to(self.device)
         self.input_shape = tuple(self.train_x.shape[1:])
@@ -249,8 +262,7 @@ class MemoryGA:
             progress: Callable[[Point], None] | None = None) -> GARun:
         """``iterations`` iterations (or until ``seconds`` of wall time), with the population
         measured at about ``checkpoints`` log-spaced iterations and at the end."""
-        marks = {int(round(10 ** (k * math.log10(max(iterations, 1)) / checkpoints))) for k in range(checkpoints + 1)}
-        marks.add(iterations)
+        marks = log_marks(iterations, checkpoints)
         pop = self.initial_population()
         spent = 0.0  # wall time of the run, checkpoint evaluations excluded
         points = [self.point(pop, 0, 0, 0.0)]
@@ -280,15 +292,8 @@ def backprop_baseline(dataset: Dataset, member: dict[str, torch.Tensor], net: st
     accuracy)."""
     from lse.nn.fixednet import build_fixed_net
 
-    scale, shift = dataset.normalization("cpu")
     dev = torch.device(device)
-
-    def prepare(x: torch.Tensor) -> torch.Tensor:
-        if pad:
-            x = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-        return normalize(x, scale, shift).to(dev)
-
-    train_x, train_y, mon_x, mon_y = split_monitor(dataset, prepare, monitor, dev)
+    train_x, train_y, mon_x, mon_y = split_monitor(dataset, images(dataset, pad, dev), monitor, dev)
     model = build_fixed_net(FixedNet(net=net), tuple(train_x.shape[1:]), dataset.num_classes).to(dev)
     model.load_state_dict({k: v.detach().to(dev) for k, v in member.items()}, strict=True)
     if optimizer == "sgd":
@@ -298,8 +303,7 @@ def backprop_baseline(dataset: Dataset, member: dict[str, torch.Tensor], net: st
     else:
         raise ValueError(f"optimizer {optimizer!r}: use sgd or adam")
     g = torch.Generator().manual_seed(derive_seed("backprop-batches", seed))
-    marks = {int(round(10 ** (k * math.log10(max(iterations, 1)) / checkpoints))) for k in range(checkpoints + 1)}
-    marks.add(iterations)
+    marks = log_marks(iterations, checkpoints)
 
     def val() -> float:
         model.eval()
