@@ -76,8 +76,7 @@ def generations(records: list, initial: int, limit: int) -> list[dict]:
         out.append({
             "generation": g, "births": end, "size": len(alive),
             "highest": best.fitness, "average": statistics.fmean(r.fitness for r in alive),
-            "before": statistics.fmean(r.objectives["val_accuracy_before_training"] for r in new
-                                       if "val_accuracy_before_training" in r.objectives) if new else None,
+            "before": _mean_before(new),
             "after": statistics.fmean(r.fitness for r in new) if new else None,
             # the paper's before-BP figure is for crossover offspring; a single-parent offspring
             # (no mate found) is a mutated clone that keeps its parent's weights: split them
