@@ -44,11 +44,11 @@ VARIANTS = {
 }
 
 
-def children_counts(pop: Path, keep: set[str]) -> dict:
-    """Children with two parents, and those that really took something of the second."""
-    from lse.store import Store
-
-    recs = [r for r in Store(pop).open().records() if r.id in keep]
+def children_counts(exp) -> dict:
+    """Children with two parents, and those that really took something of the second, among
+    the individuals an experiment read up to the budget (lse.reports.report.Experiment)."""
+    by_id = exp.by_id  # a property that builds the dict: once
+    recs = [by_id[i.id] for i in exp.inds]
     return {"children": sum(1 for r in recs if r.parent_id), "two_parents": sum(1 for r in recs if len(r.parents) >= 2),
             "recombined": sum(1 for r in recs if r.extra.get("recombined"))}
 
@@ -113,12 +113,12 @@ def main() -> None:
 
     rows = []
     for lab, r, (p, _), e in zip(labels, repeats, runs, s["experiments"]):
-        keep = {i.id for i in load_experiment(p, lab, a.flops).inds}
+        exp = load_experiment(p, lab, a.flops)
         rows.append({"variant": lab, "repeat": r, "pop": str(p.relative_to(OUT.parent.parent)),
                      "best_test": (e["best"] or {}).get("test_accuracy"), "best_val": (e["best"] or {}).get("val_accuracy"),
                      "individuals": e["individuals"], "individuals_cut": e["individuals_cut"],
                      "flops_read": e["experiment_flops"], "wall_minutes": 60 * e["wall_hours"],
-                     "architecture": (e["best"] or {}).get("architecture"), **children_counts(p, keep)})
+                     "architecture": (e["best"] or {}).get("architecture"), **children_counts(exp)})
     data = {"flops": a.flops, "repeats": a.repeats, "preset": a.preset, "device": a.device, "rows": rows}
     save(NAME, data)
     print(table(data))
