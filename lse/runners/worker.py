@@ -393,7 +393,7 @@ class _Loop:
         parents = None if chosen is None else chosen.parents
         try:
             if chosen is None:
-                return algo.initial(self.rng, self.trainer.input_channels, ctx), {}
+                return algo.initial(self._initial_rng(ctx), self.trainer.input_channels, ctx), {}
             child = algo.vary([rec for rec, _ in chosen.parents], self.rng, chosen.plan, ctx)
         except Exception as e:  # noqa: BLE001  (whatever a variation raises, the worker lives)
             self.summary.variation_failures += 1
@@ -407,6 +407,12 @@ class _Loop:
             log.info("weight reset since the birth of %s: %s starts from fresh weights", ", ".join(states), child_id)
             states = {}
         return child, states
+
+    def _initial_rng(self, ctx: Context) -> random.Random:
+        """Initial individual k (genome and initial weights) is a function of the experiment's
+        seed and k, whichever worker makes it: two experiments with one seed start from one
+        population, so their comparison is paired.  Without a known k: the worker's own rng."""
+        return random.Random(f"{self.config.seed}:initial:{ctx.slot}") if ctx.slot is not None else self.rng
 
     def _make_child(self, child_id: str, initial: bool, ctx: Context, in_flight: int = 1) -> None:
         chosen = None if initial else self._select_parents(in_flight, ctx)
@@ -458,7 +464,7 @@ class _Loop:
         child, states = varied
         by_id = {rec.id: rec for rec, _ in (chosen.parents if chosen is not None else ())}
         first = by_id.get(child.parents[0]) if child.parents else None
-        seed = self.rng.randrange(2**31)
+        seed = (self.rng if first is not None else self._initial_rng(ctx)).randrange(2**31)
         what = "initial" if first is None else (
             f"child of {', '.join(child.parents)} by {child.mutation.name if child.mutation else 'crossover'}")
         log.info("training %s (%s), seed %d", child_id, what, seed)
