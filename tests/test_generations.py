@@ -88,6 +88,24 @@ def test_two_generations_replace_by_the_plan(store):
         (0, 4, 4, "closed", 0, 3, 1), (1, 2, 2, "closed", 1, 1, 1), (2, 2, 0, "open", None, None, None)]
 
 
+def test_a_rule_sizes_the_next_generation_and_an_unusable_count_falls_back_to_it(store):
+    """``next_slots`` (seed 002's generation: one training per network plus offspring) opens
+    generation g+1 with that many slots; when g+1's generation.json is unusable, every worker
+    takes the count from g's plan, not from its own configuration."""
+    def keep_all(parents, children):
+        return Plan(kill=(), alive=tuple(c.id for c in children if c.fitness is not None),
+                    dead=tuple(c.id for c in children if c.fitness is None), next_slots=len(parents) + len(children) + 2)
+
+    gens = Generations(store, slots=2, initial_slots=3)
+    _fill(gens, 0, [0.5, 0.6, 0.7])
+    assert gens.advance(keep_all) == 1
+    assert gens.plan(0).next_slots == 5 and gens.slots(1) == 5
+    (store.paths.generation(1) / "generation.json").write_text("{garbage")
+    assert Generations(store, slots=2).slots(1) == 5  # from the plan, not slots=2
+    _fill(gens, 1, [0.1] * 5)
+    assert gens.advance(keep_all) == 2 and gens.slots(2) == 3 + 5 + 2
+
+
 def test_close_waits_for_every_slot(store):
     plan = mu_plus_lambda(2)
     gens = Generations(store, slots=3)

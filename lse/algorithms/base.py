@@ -178,6 +178,9 @@ class ReplacementPlan:
     kill: tuple[str, ...]
     alive: tuple[str, ...]
     dead: tuple[str, ...] = ()
+    #: children of the next generation, where the rule decides it (seed 002: one training per
+    #: network of the new ecosystem plus its offspring); None: ``slots(g + 1)``
+    next_slots: int | None = None
 
 
 class NoOptions(BaseModel):

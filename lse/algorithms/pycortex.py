@@ -17,7 +17,19 @@ and culls above the ecosystem limit (eq. 9).  Here each worker step is ONE of th
     train (Adadelta, batch 128, a fresh random 10% of the training split), fitness =
           validation accuracy                                                        (III-B, IV)
 
-Why this behaves like the paper's generations: networks are continued least-recently-trained
+``loop="generational"`` runs the paper's generation instead, on the store's generation barrier
+(lse.store.generations): generation 0 is the initial ecosystem; generation g >= 1 has one slot
+per network of P_g -- slot k trains P_g's k-th network (by id) one more epoch -- and then its
+offspring, bred from P_g calibrated, evaluated before training, trained once.  Closing g
+(:meth:`PyCortex.replace`): the trained networks (a network whose training failed stays as it
+was) are calibrated, the next generation's offspring count O is fixed (offspring_fraction of
+its trainings: N/2 for 1/3), and eq. 9 culls until the networks plus those O offspring fit the
+limit; no trained network is immune but the champions (the paper protects an offspring in the
+one cull after its birth, which comes before it has trained).  So every network trains
+exactly once per generation, as in the paper; the one shift is that breeding reads the
+ecosystem after the cull, where the paper's breeds before it.
+
+Why the steady state behaves like the paper's generations: networks are continued least-recently-trained
 first, so in every window of about N births (N = ecosystem size) each network trains about
 once -- a generation -- and ``offspring_fraction`` sets the offspring per generation
 (1/3 of births = N/2 offspring per N trainings, the cap PyCortex's public code puts on
@@ -33,10 +45,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lse.algorithms.base import Algorithm, Child, Context, PopulationView, Recipe, Selection
+from lse.algorithms.base import Algorithm, Child, Context, PopulationView, Recipe, ReplacementPlan, Selection
 from lse.core import cortex, ecosystem
 from lse.core.datasets import shape_of
 from lse.core.mutations import MutationRecord
@@ -62,6 +75,9 @@ class PyCortexOptions(BaseModel):
     learning_rate: float = Field(1.0, gt=0.0, description="Adadelta lr (1.0: PyTorch's default, no tuning)")
     new_layer_nodes: int = Field(8, ge=1, description="nodes of a layer a mutation adds (the paper does not say)")
     mating_tries: int = Field(20, ge=1, description="without speciation: partners drawn (each accepted with prob. s) before cloning")
+    loop: Literal["steady-state", "generational"] = Field(
+        "steady-state", description="steady-state: one training per worker step; generational: the paper's "
+                                    "generation (every network trains once, then calibrate, breed, cull) on the barrier")
 
 
 class PyCortex(Algorithm):
@@ -76,6 +92,8 @@ class PyCortex(Algorithm):
     def __init__(self, config) -> None:
         super().__init__(config)
         self._founders: list[cortex.CortexGenome] | None = None
+        #: per experiment: the paper's generations on the barrier, or the steady state
+        self.generational = self.options.loop == "generational"
 
     # -- the ecosystem as a view shows it -----------------------------------------------------
     def ecosystem(self, view: PopulationView) -> tuple[list[ecosystem.Network], list[str], dict[str, IndividualRecord]]:
@@ -104,16 +122,35 @@ class PyCortex(Algorithm):
         if len(nets) < 1:  # nothing readable: reproduce the oldest member as a continuation
             first = view.members[0].id
             return Selection((first,), plan={"step": "continue", "parents": (first,)})
+        if self.generational:
+            return self._generation_slot(nets, recs, rng, self.context(ctx).slot)
         victims = ecosystem.cull(nets, opts.ecosystem_limit, rng, opts.speciation, incoming=1) if full else []
         kills = (*superseded, *victims) if full else ()
         alive = [n for n in nets if n.id not in victims] or nets
         calib = ecosystem.calibrate(alive, opts.speciation)
-        species = {n.species for n in alive}
         if rng.random() >= opts.offspring_fraction:
             # the least recently trained networks: ids sort by birth, a continuation is a new id
             oldest = sorted(alive, key=lambda n: n.id)[: max(2, len(alive) // 4)]
             pick = rng.choice(oldest).id
             return Selection((pick,), kills, plan={"step": "continue", "parents": (pick,)})
+        return self._breeding(alive, calib, recs, rng, kills)
+
+    def _generation_slot(self, nets: list[ecosystem.Network], recs: Mapping[str, IndividualRecord],
+                         rng: random.Random, slot: int | None) -> Selection:
+        """Slot k of a generation: P_g's k-th network (by id) trains once more; the slots after
+        the last network breed offspring from P_g (no kills: the plan replaces)."""
+        nets = sorted(nets, key=lambda n: n.id)
+        if slot is not None and slot < len(nets):
+            pick = nets[slot].id
+            return Selection((pick,), plan={"step": "continue", "parents": (pick,)})
+        return self._breeding(nets, ecosystem.calibrate(nets, self.options.speciation), recs, rng, ())
+
+    def _breeding(self, alive: list[ecosystem.Network], calib: Mapping[str, tuple[float, float]],
+                  recs: Mapping[str, IndividualRecord], rng: random.Random, kills: tuple[str, ...]) -> Selection:
+        """Parents of one offspring (III-E): the first by roulette on f_r, the second from its
+        species (with speciation) or any network accepted with probability s (without)."""
+        opts = self.options
+        species = {n.species for n in alive}
         fr = {n.id: calib[n.id][0] for n in alive}
         first = ecosystem.roulette(fr, rng)
         by_id = {n.id: n for n in alive}
@@ -140,6 +177,42 @@ class PyCortex(Algorithm):
         ecosystem grows from the initial size up to ``ecosystem_limit``, and ``select`` culls
         above that limit itself, so nothing more here."""
         return None
+
+    # -- the paper's generation (loop="generational") ------------------------------------------
+    def offspring_count(self, networks: int) -> int:
+        """Offspring bred in a generation whose ecosystem trains ``networks`` networks: the
+        steady state's share of births, offspring_fraction = O / (networks + O) (1/3: N/2)."""
+        f, limit = self.options.offspring_fraction, self.options.ecosystem_limit
+        return limit if f >= 1.0 else min(limit, round(networks * f / (1.0 - f)))
+
+    def slots(self, generation: int) -> int:
+        """Generation 0: the initial ecosystem.  Later ones are sized by the plan that opens them
+        (``next_slots``); this is only the fallback for an unreadable plan: the ecosystem at its
+        limit, its survivors plus their offspring."""
+        if generation == 0:
+            return self.config.population_size
+        return self.options.ecosystem_limit
+
+    def replace(self, parents: Sequence[IndividualRecord], children: Sequence[IndividualRecord]) -> ReplacementPlan:
+        """Close a generation: the networks as trained in it (a network whose training failed
+        stays as it was), calibrated; eq. 9 culls until they and the next generation's offspring
+        fit the limit (champions immune); the next generation trains each survivor once and
+        breeds those offspring.  Pure: the cull's draws are seeded by the experiment's seed and
+        the children's ids."""
+        opts = self.options
+        sound = [c for c in children if c.fitness is not None and c.state == "alive"]
+        trained = {c.extra.get("continues") for c in sound}
+        pool = [r for r in parents if r.id not in trained and r.fitness is not None] + sound
+        nets = [ecosystem.Network(id=r.id, species=r.species or "", fitness=float(r.fitness), params=int(r.params or 0),
+                                  age=int(r.age or 1)) for r in pool]
+        offspring = self.offspring_count(len(nets))
+        rng = random.Random(f"pycortex-cull:{self.config.seed}:{','.join(sorted(c.id for c in children))}")
+        culled = set(ecosystem.cull(nets, opts.ecosystem_limit, rng, opts.speciation, incoming=offspring))
+        keep = {n.id for n in nets} - culled
+        return ReplacementPlan(kill=tuple(p.id for p in parents if p.id not in keep),
+                               alive=tuple(c.id for c in sound if c.id in keep),
+                               dead=tuple(c.id for c in children if c.id not in keep),
+                               next_slots=max(1, len(keep) + offspring))
 
     # -- variation ----------------------------------------------------------------------------
     def vary(self, parents: Sequence[IndividualRecord], rng: random.Random, plan=None, ctx: Context | None = None) -> Child:

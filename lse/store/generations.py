@@ -43,8 +43,9 @@ Hostile or malformed entries (symlinks, files, garbage names, incomplete or unpa
 children, a record that copies an existing id) are quarantined like the store does: moved aside,
 never deleted; their slot becomes free again.  A transient I/O error quarantines nothing: the
 generation is just not complete yet.  The two files every worker reads are never moved: an
-unusable ``generation.json`` gives way to the worker's own slot count (one configuration, so
-workers agree), an unusable plan to ``plan.1/``, ``plan.2/``... (lse.store.plans).
+unusable ``generation.json`` gives way to the slot count the previous generation's plan decided
+(``next_slots``, for rules that size each generation), else the worker's own (one
+configuration, so workers agree), an unusable plan to ``plan.1/``, ``plan.2/``... (lse.store.plans).
 """
 
 from __future__ import annotations
@@ -224,7 +225,11 @@ class Generations:
         return self._slots[g]
 
     def _own_slots(self, g: int, path: Path, problem: str) -> int:
-        n = self.initial_slots if g == 0 else self.new_slots
+        try:  # a rule that sizes each generation wrote the count into the previous plan
+            planned = getattr(self.plan(g - 1) if g > 0 else None, "next_slots", None)
+        except StoreError:
+            planned = None
+        n = self.initial_slots if g == 0 else planned or self.new_slots
         log.warning("%s is unusable (%s); generation %d has %d slots by this worker's configuration",
                     path, problem[:200], g, n)
         return n
@@ -364,7 +369,7 @@ class Generations:
             # a planner that is gone is taken over.
             return False
         self.planner.apply(g, plan)
-        self._open(g + 1, self.new_slots)
+        self._open(g + 1, plan.next_slots or self.new_slots)
         return True
 
     def _planner_gone(self, wid: str) -> bool:

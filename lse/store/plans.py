@@ -82,6 +82,8 @@ class GenerationPlan(BaseModel):
     parents: list[str] = Field(description="ids of the alive population the plan was computed from")
     kill: list[str] = Field(description="parent ids that die")
     children: list[PlannedChild] = Field(description="every child, sorted by slot")
+    next_slots: int | None = Field(None, ge=1, le=MAX_SLOTS,
+                                   description="slots of generation g+1 as the rule decided; None: the configured count")
     planned_by: str = Field(description="worker id that wrote the plan")
     planned_at: float = Field(description="unix seconds (planner's clock), informational")
 
@@ -133,6 +135,8 @@ def _check_plan(plan: Plan, parents: list[IndividualRecord], children: list[Indi
     failed = {c.id for c in children if c.state == "dead" or c.fitness is None} & alive
     if failed:
         problems.append(f"failed children cannot live {sorted(failed)}")
+    if plan.next_slots is not None and not 1 <= plan.next_slots <= MAX_SLOTS:
+        problems.append(f"next_slots {plan.next_slots} is not in 1..{MAX_SLOTS}")
     if problems:
         raise ValueError("invalid replacement plan: " + "; ".join(problems))
 
@@ -224,7 +228,7 @@ class Planner:
                 name = IndividualName(rec.id, "dead", acc, by)
             planned.append(PlannedChild(slot=k, id=rec.id, name=name.render()))
         body = GenerationPlan(generation=g, slots=n, parents=[p.id for p in parents], kill=sorted(decided.kill),
-                              children=planned, planned_by=me, planned_at=time.time())
+                              children=planned, next_slots=decided.next_slots, planned_by=me, planned_at=time.time())
         tmp = self.paths.private_file(me, "gplan")
         try:
             store.worker.dir.mkdir(exist_ok=True)
