@@ -1,233 +1,371 @@
-"""Table I of seed 002 (PyCortex) on Fashion-MNIST, scaled down: runs with and without
-speciation, repeated, then the paper's columns -- highest fitness, average fitness and the
-average fitness of new offspring before training (BP) -- measured on the final generation,
-beside the paper's numbers, with figures: species over time (stacked), best and average
-fitness per generation, offspring fitness before vs after training, parameter counts.
+"""Seed 002 reproduced: PyCortex's Table I on Fashion-MNIST at the paper's ecosystem (64 -> 111,
+8 species), paired and repeated, and the paper's generation loop against lse's steady state
+(issue 32).
 
-    python experiments/pycortex_table1.py --repeats 3 --initial 16 --limit 24 --generations 6
+Arms, each run once per seed (one real `python -m lse.launch --algorithm pycortex`, one worker,
+one thread):
 
-Each run is a real launch (python -m lse.launch --algorithm pycortex, one worker) on the real
-data set.  Steady state has no generations; here generation 0 is the initial ecosystem and each
-later generation is the next ``limit`` births (one training per network at the limit: what a
-PyCortex generation does), read from the records.  Fitness is VALIDATION accuracy (the paper
-used the test set; here the test split stays unseen).  Writes docs/pycortex.md (table and
-reading) and docs/figures/pycortex-*.png; --analyse-only re-reads existing populations.
+    generational-speciation      the paper's loop (-o loop=generational), speciation on
+    generational-no-speciation   the same without speciation (Table I's second row)
+    steady-state-speciation      lse's steady state, speciation on, stopped at the same births
+
+    python experiments/pycortex_table1.py --out docs/pycortex --seeds 0 1 2 3 4 --generations 8 --jobs 2
+    python experiments/pycortex_table1.py --out docs/pycortex --report
+
+A generational run stops after ``--generations`` generations past the initial one: with the
+paper's sizes 64, 96, 111, 111... births.  A steady-state "generation" is the same number of
+births, read from the records, so both loops get the same trainings.  Runs of one seed start
+from one initial ecosystem where the arms' initial genomes agree (speciation on: the same
+founders; the worker draws initial individual k from (seed, k)); the JSON carries a hash of it.
+Fitness is VALIDATION accuracy (the paper used the test set, which here stays unseen by the
+search); the test accuracy of each run's best-by-validation network is read once, for the report.
+
+Runs are written one JSON each under OUT/runs/ as they finish (an interrupted invocation
+resumes; --force reruns).  --report writes OUT/README.md's tables (between its markers) and the
+figures from those files only.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import os
 import platform
+import re
+import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-#: Table I, Fashion-MNIST rows: best over 10 runs, (mean, s.d.) after 100 generations, test accuracy
+ARMS = ("generational-speciation", "generational-no-speciation", "steady-state-speciation")
+
+#: Table I, Fashion-MNIST rows: best over 10 runs, (mean, s.d.) after 100 generations, TEST accuracy
 PAPER = {
-    True: {"highest": (89.49, 88.54, 0.70), "average": (87.89, 85.3, 1.4), "before": (88.18, 82.0, 4.3)},
-    False: {"highest": (88.88, 88.44, 0.36), "average": (85.53, 83.3, 1.1), "before": (83.61, 64.9, 7.8)},
+    "speciation": {"highest": (89.49, 88.54, 0.70), "average": (87.89, 85.3, 1.4), "before": (88.18, 82.0, 4.3)},
+    "no-speciation": {"highest": (88.88, 88.44, 0.36), "average": (85.53, 83.3, 1.1), "before": (83.61, 64.9, 7.8)},
 }
 
 
-def launch(pop: Path, speciation: bool, seed: int, a) -> float:
-    births = a.initial + a.generations * a.limit
+# ---------------------------------------------------------------------------------------------
+# The study
+
+def schedule(initial: int, limit: int, generations: int, offspring_fraction: float = 1 / 3) -> list[int]:
+    """Trainings of generations 0..G of the generational loop when no child fails: what
+    lse.algorithms.pycortex.PyCortex.replace decides (survivors + the next offspring)."""
+    from lse.algorithms import make_algorithm
+    from lse.config import ExperimentConfig
+
+    algo = make_algorithm(ExperimentConfig(population_size=initial, algorithm={
+        "name": "pycortex", "options": {"loop": "generational", "ecosystem_limit": limit,
+                                        "offspring_fraction": offspring_fraction}}))
+    sizes = [initial]
+    for _ in range(generations):
+        pool = sizes[-1]
+        o = algo.offspring_count(pool)
+        sizes.append(min(pool, max(0, limit - o)) + o)
+    return sizes
+
+
+def plan(args) -> list[dict]:
+    return [{"arm": arm, "seed": s, "initial": args.initial, "limit": args.limit, "species": args.species,
+             "generations": args.generations, "validation_size": args.validation_size}
+            for s in args.seeds for arm in ARMS]
+
+
+def key(t: dict) -> str:
+    return f"{t['arm']}_seed{t['seed']}"
+
+
+def run_task(t: dict, args) -> dict:
+    """Launch one run, then read it: per generation the ecosystem at its end and the offspring
+    bred in it."""
+    from lse.store import Store
+
+    pop = args.pops / key(t)
+    if pop.exists():
+        shutil.rmtree(pop)
+    pop.parent.mkdir(parents=True, exist_ok=True)
+    sizes = schedule(t["initial"], t["limit"], t["generations"])
+    loop, speciation = t["arm"].split("-", 1)[0], not t["arm"].endswith("-no-speciation")
+    loop = "generational" if loop == "generational" else "steady-state"
     cmd = [sys.executable, "-m", "lse.launch", "--pop", str(pop), "--algorithm", "pycortex",
-           "-o", f"speciation={str(speciation).lower()}", "-o", f"ecosystem_limit={a.limit}",
-           "-o", f"initial_species={a.species}", "--population-size", str(a.initial),
-           "--max-individuals", str(births), "--workers", "1", "--threads", "1", "--seed", str(seed),
-           "--validation-size", str(a.validation_size), "--no-progress"]
-    if a.data_dir:
-        cmd += ["--data-dir", a.data_dir]
+           "-o", f"loop={loop}", "-o", f"speciation={str(speciation).lower()}", "-o", f"ecosystem_limit={t['limit']}",
+           "-o", f"initial_species={t['species']}", "--population-size", str(t["initial"]),
+           "--max-individuals", str(sum(sizes)), "--workers", "1", "--threads", "1", "--seed", str(t["seed"]),
+           "--validation-size", str(t["validation_size"]), "--no-progress", "--device", args.device]
+    if args.data_dir:
+        cmd += ["--data-dir", args.data_dir]
     t0 = time.time()
-    subprocess.run(["nice", "-n", "10", *cmd], check=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                   stdout=subprocess.DEVNULL)
-    return time.time() - t0
+    with open(pop.parent / f"{key(t)}.launch.log", "w") as log:
+        subprocess.run(["nice", "-n", "10", *cmd], check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    wall = time.time() - t0
+    store = Store(pop).open()
+    records = sorted(store.records(), key=lambda r: r.id)
+    gens = read_generations(records, sizes)
+    initial = sorted((r.extra.get("seed"), json.dumps(r.dna, sort_keys=True)) for r in records if not r.parents)
+    from lse.reports.report import make_report
+
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # its tables: in the report folder
+        summary = make_report([str(pop)], args.pops / f"{key(t)}.report", labels=[key(t)])
+    best = summary["experiments"][0]["best"] or {}
+    return {"task": t, "schedule": sizes, "births": len(records), "wall_s": wall,
+            "failed": sum(r.fitness is None for r in records),
+            "initial_hash": hashlib.sha256(json.dumps(initial).encode()).hexdigest()[:16],
+            "best": {k: best.get(k) for k in ("val_accuracy", "test_accuracy", "params", "architecture")},
+            "generations": gens, "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.device}",
+            "command": " ".join(cmd[1:])}
 
 
-def generations(records: list, initial: int, limit: int) -> list[dict]:
-    """Per generation: the ecosystem at its end (alive, superseded versions excluded), its
-    highest and average fitness, species counts, parameter counts, and the offspring born in
-    it with their fitness before and after training."""
-    born = sorted((r for r in records), key=lambda r: r.id)
-    bounds = [initial] + list(range(initial + limit, len(born) + 1, limit))
-    out = []
-    for g, end in enumerate(bounds):
-        if end > len(born):
+def read_generations(records: list, sizes: list[int]) -> list[dict]:
+    """Generation g ends at birth sum(sizes[:g+1]) (both loops: the same trainings).  The
+    ecosystem at its end: alive then, superseded versions excluded.  Its offspring: the
+    crossover/mutation children born in it, before and after their one epoch."""
+    out, end = [], 0
+    for g, n in enumerate(sizes):
+        start, end = end, end + n
+        if end > len(records):
             break
-        now = born[:end]
+        now = records[:end]
         t = now[-1].born_at or 0.0
-        ids = {r.id for r in now}
         continued = {r.extra.get("continues") for r in now if r.extra.get("continues")}
         alive = [r for r in now if r.fitness is not None and r.id not in continued
                  and (r.killed_at is None or r.killed_at > t)]
-        start = bounds[g - 1] if g else 0
-        new = [r for r in born[start:end] if r.extra.get("step") == "offspring" and r.fitness is not None]
+        new = [r for r in records[start:end] if r.extra.get("step") == "offspring" and r.fitness is not None]
         species: dict[str, int] = {}
         for r in alive:
             species[r.species or "?"] = species.get(r.species or "?", 0) + 1
         best = max(alive, key=lambda r: r.fitness)
         out.append({
-            "generation": g, "births": end, "size": len(alive),
+            "generation": g, "births": end, "size": len(alive), "species": species,
             "highest": best.fitness, "average": statistics.fmean(r.fitness for r in alive),
-            "before": _mean_before(new),
-            "after": statistics.fmean(r.fitness for r in new) if new else None,
-            # the paper's before-BP figure is for crossover offspring; a single-parent offspring
-            # (no mate found) is a mutated clone that keeps its parent's weights: split them
-            **{f"before_{kind}": _mean_before([r for r in new if bool(r.extra.get("crossover")) == (kind == "crossover")])
-               for kind in ("crossover", "clone")},
-            "offspring_crossover": sum(1 for r in new if r.extra.get("crossover")),
-            "offspring_clone": sum(1 for r in new if not r.extra.get("crossover")),
+            "params_mean": statistics.fmean(r.params or 0 for r in alive), "params_best": best.params,
+            # (before BP, after one epoch, crossover?) of each offspring: the paper's before-BP
+            # figure is for crossover offspring; one without a mate is a mutated clone
             "offspring": [(r.objectives.get("val_accuracy_before_training"), r.fitness, bool(r.extra.get("crossover")))
                           for r in new],
-            "species": species, "params_mean": statistics.fmean(r.params or 0 for r in alive),
-            "params_best": best.params, "best_genome": best.dna,
         })
-        assert ids  # noqa
     return out
 
 
-def _mean_before(records: list) -> float | None:
-    vals = [r.objectives["val_accuracy_before_training"] for r in records if "val_accuracy_before_training" in r.objectives]
+def _worker(payload):
+    t, args = payload
+    path = args.out / "runs" / f"{key(t)}.json"
+    try:
+        res = run_task(t, args)
+    except Exception as e:  # one failed run is reported; the others go on
+        return key(t), f"FAILED: {type(e).__name__}: {e}"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(res, indent=1))
+    os.replace(tmp, path)
+    return key(t), f"{res['wall_s']:.0f} s, {res['births']} births"
+
+
+# ---------------------------------------------------------------------------------------------
+# The report: tables from the JSON files, nothing else
+
+def load_runs(out: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))}
+
+
+def before(g: dict, kind: str | None = None) -> float | None:
+    """Mean before-BP fitness of generation g's offspring (kind: "crossover", "clone" or all)."""
+    vals = [b for b, _, c in g["offspring"] if b is not None and (kind is None or c == (kind == "crossover"))]
     return statistics.fmean(vals) if vals else None
 
 
-def summary(values: list[float]) -> tuple[float, float, float] | None:
-    if not values:
-        return None
-    return max(values), statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+def mean_2sd(xs: list[float]) -> str:
+    """mean ± 2 sample standard deviations, in percent (points for differences)."""
+    if not xs:
+        return "-"
+    if len(xs) < 2:
+        return f"{100 * xs[0]:.1f} (n=1)"
+    return f"{100 * statistics.fmean(xs):.1f} ± {200 * statistics.stdev(xs):.1f}"
 
 
-def figures(runs: dict, out: Path) -> list[str]:
+def reading(d: list[float]) -> str:
+    """Shows when the mean paired difference is more than 2 standard errors from 0."""
+    if len(d) < 2:
+        return "n < 2"
+    m, se = statistics.fmean(d), statistics.stdev(d) / len(d) ** 0.5
+    return "**shows** (> 0 by more than 2 s.e.)" if m > 2 * se else (
+        "**reversed** (< 0 by more than 2 s.e.)" if m < -2 * se else "not shown (within 2 s.e. of 0)")
+
+
+def common_generation(runs: dict[str, dict]) -> int:
+    return min(len(r["generations"]) for r in runs.values()) - 1
+
+
+def _arm(runs: dict[str, dict], arm: str) -> dict[int, dict]:
+    return {r["task"]["seed"]: r for r in runs.values() if r["task"]["arm"] == arm}
+
+
+def _metric(r: dict, g: int, what: str) -> float | None:
+    gen = r["generations"][g]
+    return before(gen, what.split(":")[1] if ":" in what else None) if what.startswith("before") else (
+        r["best"]["test_accuracy"] if what == "test" else gen[what])
+
+
+def tables(runs: dict[str, dict]) -> str:
+    g = common_generation(runs)
+    metrics = [("highest", "highest fitness"), ("average", "average fitness"),
+               ("before", "offspring before BP"), ("before:crossover", "of which crossover offspring"),
+               ("before:clone", "of which single-parent clones")]
+    lines = [f"Generation {g} of every run (its ecosystem at the end of generation {g}; the offspring bred in it). "
+             "Validation accuracy %, mean ± 2σ over the seeds; the paper: test accuracy, generation 100, "
+             "best (mean ± s.d.) over 10 runs.", "",
+             "| arm | seeds | " + " | ".join(t for _, t in metrics) + " | test acc. of the run's best network | births |",
+             "|---|---|" + "---|" * (len(metrics) + 2)]
+    for arm in ARMS:
+        by = _arm(runs, arm)
+        if not by:
+            continue
+        cells = [mean_2sd([v for r in by.values() if (v := _metric(r, g, m)) is not None]) for m, _ in metrics]
+        lines.append(f"| {arm} | {', '.join(map(str, sorted(by)))} | " + " | ".join(cells)
+                     + f" | {mean_2sd([r['best']['test_accuracy'] for r in by.values()])} | "
+                     + f"{statistics.fmean(r['generations'][g]['births'] for r in by.values()):.0f} |")
+    for name, p in PAPER.items():
+        lines.append(f"| paper, {name} | 10 | " + " | ".join(f"{p[m][0]:.2f} ({p[m][1]:.1f} ± {p[m][2]:.1f})"
+                                                            for m in ("highest", "average", "before")) + " | - | - | - | - |")
+    lines += ["", "Paired by seed (points; mean ± 2σ of the per-seed differences):", "",
+              "| comparison | metric | difference | per seed | reading |", "|---|---|---|---|---|"]
+    pairs = [("speciation − none (paper: +0.1 highest, +2.0 average, +17.1 before BP)",
+              "generational-speciation", "generational-no-speciation"),
+             ("generational − steady state (lse's stand-in for the paper's loop)",
+              "generational-speciation", "steady-state-speciation")]
+    for label, a, b in pairs:
+        A, B = _arm(runs, a), _arm(runs, b)
+        seeds = sorted(set(A) & set(B))
+        for m, title in metrics[:3] + [("test", "test acc. of the best network")]:
+            d = [x - y for s in seeds if (x := _metric(A[s], g, m)) is not None and (y := _metric(B[s], g, m)) is not None]
+            lines.append(f"| {label} | {title} | {mean_2sd(d)} | {', '.join(f'{100 * x:+.1f}' for x in d)} | {reading(d)} |")
+    lines += ["", "Per generation, mean over the seeds (highest / average / offspring before BP, %):", "",
+              "| arm | " + " | ".join(f"g{i}" for i in range(g + 1)) + " |", "|---|" + "---|" * (g + 1)]
+    for arm in ARMS:
+        by = list(_arm(runs, arm).values())
+        if not by:
+            continue
+        cells = []
+        for i in range(g + 1):
+            h, a = (statistics.fmean(r["generations"][i][k] for r in by) for k in ("highest", "average"))
+            b = [v for r in by if (v := before(r["generations"][i])) is not None]
+            cells.append(f"{100 * h:.1f} / {100 * a:.1f} / " + (f"{100 * statistics.fmean(b):.1f}" if b else "-"))
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    lines += ["", "Each run (generation %d):" % g, "",
+              "| run | initial ecosystem (hash) | highest | average | species | params: mean / champion "
+              "| offspring: crossover / clones | failed | wall |", "|---|---|---|---|---|---|---|---|---|"]
+    for k, r in sorted(runs.items()):
+        gen = r["generations"][g]
+        cross = sum(1 for _, _, c in gen["offspring"] if c)
+        lines.append(f"| {k} | {r['initial_hash']} | {100 * gen['highest']:.1f} | {100 * gen['average']:.1f} | "
+                     f"{len(gen['species'])} | {gen['params_mean']:,.0f} / {gen['params_best']:,} | "
+                     f"{cross} / {len(gen['offspring']) - cross} | {r['failed']} | {r['wall_s'] / 60:.1f} min |")
+    return "\n".join(lines) + "\n"
+
+
+def plots(runs: dict[str, dict], out: Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = []
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
-    for ax, spec in zip(axes, (True, False)):
-        gens = runs[spec][0]
-        keys = sorted({k for g in gens for k in g["species"]})
-        xs = [g["generation"] for g in gens]
-        ax.stackplot(xs, [[g["species"].get(k, 0) for g in gens] for k in keys], labels=keys)
-        ax.set_title(f"{'with' if spec else 'without'} speciation (run 1): networks per species")
-        ax.set_xlabel("generation")
-        if len(keys) <= 12:
-            ax.legend(fontsize=6, loc="upper left")
-    axes[0].set_ylabel("networks")
-    fig.tight_layout()
-    fig.savefig(out / "pycortex-species.png", dpi=110)
-    names.append("pycortex-species.png")
-
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
-    for spec, colour in ((True, "C0"), (False, "C3")):
-        label = "speciation" if spec else "no speciation"
-        for i, gens in enumerate(runs[spec]):
-            xs = [g["generation"] for g in gens]
-            kw = dict(color=colour, alpha=0.8, label=label if i == 0 else None)
-            axes[0].plot(xs, [100 * g["highest"] for g in gens], **kw)
-            axes[0].plot(xs, [100 * g["average"] for g in gens], ls="--", color=colour, alpha=0.6)
-            for cross, marker in ((True, "o"), (False, "x")):  # crossover offspring; single-parent clones
-                pts = [(b, f) for g in gens for b, f, c in g["offspring"] if b is not None and c == cross]
-                axes[1].scatter([100 * b for b, _ in pts], [100 * f for _, f in pts], s=8, color=colour, alpha=0.5,
-                                marker=marker, label=f"{label}, {'crossover' if cross else 'clones'}" if i == 0 else None)
-            axes[2].plot(xs, [g["params_mean"] for g in gens], color=colour, alpha=0.8, label=label if i == 0 else None)
-            axes[2].plot(xs, [g["params_best"] for g in gens], color=colour, ls=":", alpha=0.8)
-    axes[0].set(title="highest (solid) and average (dashed) fitness", xlabel="generation", ylabel="validation accuracy %")
-    lim = [0, 100]
-    axes[1].plot(lim, lim, color="grey", lw=0.8)
-    axes[1].set(title="offspring (o crossover, x clone): before vs after training", xlabel="before (inherited weights) %", ylabel="after one epoch on 10% %")
-    axes[2].set(title="parameters: mean (solid), champion (dotted)", xlabel="generation", ylabel="parameters", yscale="log")
+    colours = dict(zip(ARMS, ("C0", "C3", "C2")))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    for arm in ARMS:
+        by = list(_arm(runs, arm).values())
+        if not by:
+            continue
+        n = min(len(r["generations"]) for r in by)
+        xs = list(range(n))
+        for ax, k in zip(axes[:2], ("highest", "average")):
+            ys = [[100 * r["generations"][i][k] for r in by] for i in xs]
+            m = [statistics.fmean(y) for y in ys]
+            s = [2 * statistics.stdev(y) if len(y) > 1 else 0.0 for y in ys]
+            ax.plot(xs, m, color=colours[arm], label=arm)
+            ax.fill_between(xs, [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)], color=colours[arm], alpha=0.2)
+        for cross, marker in ((True, "o"), (False, "x")):
+            pts = [(b, f) for r in by for g in r["generations"] for b, f, c in g["offspring"] if b is not None and c == cross]
+            axes[2].scatter([100 * b for b, _ in pts], [100 * f for _, f in pts], s=5, color=colours[arm], alpha=0.35,
+                            marker=marker, label=f"{arm}, {'crossover' if cross else 'clones'}")
+    axes[0].set(title="highest fitness (mean ± 2σ over seeds)", xlabel="generation", ylabel="validation accuracy %")
+    axes[1].set(title="average fitness of the ecosystem", xlabel="generation")
+    axes[2].plot([0, 100], [0, 100], color="grey", lw=0.8)
+    axes[2].set(title="offspring: before vs after their epoch", xlabel="before BP (inherited weights) %",
+                ylabel="after one epoch on 10% %")
     for ax in axes:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(out / "pycortex-fitness.png", dpi=110)
-    names.append("pycortex-fitness.png")
-    return names
+    plt.close(fig)
+    return ["pycortex-fitness.png"]
 
 
-def main(argv=None) -> int:
+BEGIN, END = "<!-- tables: generated by experiments/pycortex_table1.py --report -->", "<!-- end of tables -->"
+
+
+def report(out: Path) -> None:
+    """Write the tables into OUT/README.md between its markers and draw the figure, from
+    OUT/runs/*.json only."""
+    runs = load_runs(out)
+    if not runs:
+        raise SystemExit(f"no runs under {out / 'runs'}: run the study first")
+    text = tables(runs)
+    page = out / "README.md"
+    doc = page.read_text() if page.exists() else f"{BEGIN}\n{END}\n"
+    if BEGIN not in doc or END not in doc:
+        raise SystemExit(f"{page} has no table markers; add the lines\n{BEGIN}\n{END}")
+    head, rest = doc.split(BEGIN, 1)
+    page.write_text(f"{head}{BEGIN}\n{text}{END}{rest.split(END, 1)[1]}")
+    plots(runs, out)
+    print(text)
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--initial", type=int, default=16, help="initial ecosystem (paper: 64)")
-    p.add_argument("--limit", type=int, default=24, help="ecosystem limit (paper: 111)")
+    p.add_argument("--out", type=Path, default=Path("docs/pycortex"))
+    p.add_argument("--pops", type=Path, default=ROOT / "experiments" / "out" / "pycortex",
+                   help="where the populations go (large, not committed)")
+    p.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: lse's search path)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--initial", type=int, default=64, help="initial ecosystem (paper: 64)")
+    p.add_argument("--limit", type=int, default=111, help="ecosystem limit (paper: 111)")
     p.add_argument("--species", type=int, default=8, help="initial species (paper: 8)")
-    p.add_argument("--generations", type=int, default=6, help="generations after the initial one (paper: 100)")
+    p.add_argument("--generations", type=int, default=8, help="generations after the initial one (paper: 100)")
     p.add_argument("--validation-size", type=int, default=5000)
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--pops", default=str(REPO / "runs" / "pycortex"), help="where the populations go")
-    p.add_argument("--docs", default=str(REPO / "docs"))
-    p.add_argument("--analyse-only", action="store_true")
-    a = p.parse_args(argv)
-    from lse.store import Store
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (one worker, one thread each)")
+    p.add_argument("--only", default=None, help="run only tasks whose key matches this regular expression")
+    p.add_argument("--force", action="store_true", help="rerun tasks whose JSON exists")
+    p.add_argument("--report", action="store_true", help="only write OUT/README.md's tables and the figure")
+    args = p.parse_args(argv)
+    if args.report:
+        report(args.out)
+        return 0
+    (args.out / "runs").mkdir(parents=True, exist_ok=True)
+    todo = [t for t in plan(args) if (args.only is None or re.search(args.only, key(t)))
+            and (args.force or not (args.out / "runs" / f"{key(t)}.json").exists())]
+    print(f"{len(todo)} runs to do", flush=True)
+    failed = 0
+    if args.jobs <= 1:
+        results = map(_worker, [(t, args) for t in todo])
+    else:
+        import multiprocessing as mp
 
-    pops = Path(a.pops)
-    pops.mkdir(parents=True, exist_ok=True)
-    runs: dict[bool, list] = {True: [], False: []}
-    seconds: dict[bool, list] = {True: [], False: []}
-    from concurrent.futures import ThreadPoolExecutor
-
-    for r in range(a.repeats):
-        todo = {spec: pops / f"{'spec' if spec else 'nospec'}-{r}" for spec in (True, False)}
-        if not a.analyse_only:  # the two modes of one repeat side by side, one core each
-            with ThreadPoolExecutor(2) as ex:
-                done = {spec: ex.submit(launch, pop, spec, r, a) for spec, pop in todo.items()}
-            for spec, fut in done.items():
-                seconds[spec].append(fut.result())
-        for spec, pop in todo.items():
-            runs[spec].append(generations(Store(pop).open().records(), a.initial, a.limit))
-    docs = Path(a.docs)
-    (docs / "figures").mkdir(parents=True, exist_ok=True)
-    figures(runs, docs / "figures")
-    rows = []
-    measured = {}
-    for spec in (True, False):
-        finals = [gens[-1] for gens in runs[spec]]
-        m = {k: summary([100 * f[k] for f in finals if f.get(k) is not None])
-             for k in ("highest", "average", "before", "before_crossover", "before_clone")}
-        measured[spec] = m
-        gen = finals[0]["generation"]
-        cell = lambda t: "-" if t is None else f"{t[0]:.2f}% ({t[1]:.2f} ± {t[2]:.2f})"  # noqa: E731
-        pc = PAPER[spec]
-        rows.append(f"| Fashion-MNIST {'with' if spec else 'no'} speciation, **here** (validation, generation {gen}) | "
-                    f"{cell(m['highest'])} | {cell(m['average'])} | {cell(m['before'])} | {cell(m['before_crossover'])} "
-                    f"({sum(f.get('offspring_crossover', 0) for f in finals)}) | {cell(m['before_clone'])} "
-                    f"({sum(f.get('offspring_clone', 0) for f in finals)}) |")
-        rows.append(f"| Fashion-MNIST {'with' if spec else 'no'} speciation, paper (test, generation 100) | "
-                    f"{cell(pc['highest'])} | {cell(pc['average'])} | {cell(pc['before'])} | - | - |")
-    per_gen = []
-    for spec in (True, False):
-        for i, gens in enumerate(runs[spec]):
-            cells = []
-            for g in gens:
-                before = "-" if g["before"] is None else f"{100 * g['before']:.1f}"
-                cells.append(f"{100 * g['highest']:.1f} / {100 * g['average']:.1f} / {before}")
-            per_gen.append(f"| {'yes' if spec else 'no'} | {i + 1} | " + " | ".join(cells) + " |")
-    ngen = len(runs[True][0])
-    species_final = {spec: [len(g[-1]["species"]) for g in runs[spec]] for spec in (True, False)}
-    params_final = {spec: [round(g[-1]["params_best"]) for g in runs[spec]] for spec in (True, False)}
-    result = {"args": vars(a), "seconds": seconds, "measured": {str(k): v for k, v in measured.items()},
-              "species_final": {str(k): v for k, v in species_final.items()},
-              "params_best_final": {str(k): v for k, v in params_final.items()},
-              "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
-    (docs / "pycortex-table1.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-    print("\n".join(rows))
-    print(json.dumps(result, default=str)[:2000])
-    (docs / "pycortex-table1.md").write_text(
-        "| experiment | highest fitness | average fitness | average offspring fitness before BP "
-        "| of which crossover offspring (n: the runs' last generations) | of which single-parent clones (n) |\n|---|---|---|---|---|---|\n"
-        + "\n".join(rows) + "\n\nPer generation (highest / average / offspring before BP, %):\n\n"
-        + "| speciation | run | " + " | ".join(f"g{i}" for i in range(ngen)) + " |\n|---|---|"
-        + "---|" * ngen + "\n" + "\n".join(per_gen) + "\n")
-    return 0
+        results = mp.get_context("spawn").Pool(args.jobs).imap_unordered(_worker, [(t, args) for t in todo])
+    for k, msg in results:
+        failed += msg.startswith("FAILED")
+        print(f"{time.strftime('%H:%M:%S')} {k}: {msg}", flush=True)
+    report(args.out)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
