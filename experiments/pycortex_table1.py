@@ -9,7 +9,7 @@ one thread):
     generational-no-speciation   the same without speciation (Table I's second row)
     steady-state-speciation      lse's steady state, speciation on, stopped at the same births
 
-    python experiments/pycortex_table1.py --out docs/pycortex --seeds 0 1 2 3 4 --generations 8 --jobs 2
+    python experiments/pycortex_table1.py --out docs/pycortex --seeds 0 1 2 3 4 --generations 20 --jobs 2
     python experiments/pycortex_table1.py --out docs/pycortex --report
 
 A generational run stops after ``--generations`` generations past the initial one: with the
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--initial", type=int, default=64, help="initial ecosystem (paper: 64)")
     p.add_argument("--limit", type=int, default=111, help="ecosystem limit (paper: 111)")
     p.add_argument("--species", type=int, default=8, help="initial species (paper: 8)")
-    p.add_argument("--generations", type=int, default=8, help="generations after the initial one (paper: 100)")
+    p.add_argument("--generations", type=int, default=20, help="generations after the initial one (paper: 100)")
     p.add_argument("--validation-size", type=int, default=5000)
     p.add_argument("--device", default="cpu")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (one worker, one thread each)")
