@@ -168,6 +168,11 @@ class ExperimentConfig(_Validated):
         "experiment trains STEPS steps (the latest such pair wins; before the first, ``steps``); "
         "None: every child trains ``steps`` (the paper)"
     )
+    child_flops: float | None = Field(
+        None, gt=0, description="training FLOPs one child may spend: it trains min(steps, child_flops / its "
+        "training FLOPs per batch) steps, and one that could not train min_child_steps within it is refused "
+        "untrained (not the paper; lse.core.budget); None: every child trains its steps (the paper)")
+    min_child_steps: int = Field(50, ge=1, description="with child_flops: the fewest steps worth training a child")
     batch_size: int = Field(50, ge=1, description="training examples per step")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
     weight_decay: float = Field(1e-4, ge=0.0, description="L2 weight decay")

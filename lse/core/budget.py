@@ -1,0 +1,24 @@
+"""A compute budget per child (issue 30): at one machine a child's cost must count.
+
+The paper trains every child the same number of steps whatever its size (it had 250 GPUs).
+With ``child_flops`` set, a child trains ``min(steps, child_flops / F_t)`` steps, F_t being its
+training FLOPs per batch (section 3.5): a network ten times as expensive trains ten times fewer
+steps, so it is judged on what it learns for the same compute, and no child takes longer than
+the budget allows.  One that could not train even ``min_steps`` within the budget is refused
+before training (its record says why)."""
+
+from __future__ import annotations
+
+import math
+
+
+def steps_within(steps: int, flops_per_step: float, budget: float | None, min_steps: int) -> int | None:
+    """Steps a child trains under ``budget`` FLOPs (None: no budget, ``steps``); None: refused,
+    the budget does not cover ``min_steps``.  A child that trains no steps (evaluated only)
+    costs no training and is never refused."""
+    if budget is None or steps <= 0 or flops_per_step <= 0:
+        return steps
+    affordable = math.floor(budget / flops_per_step)
+    if affordable < min(min_steps, steps):
+        return None
+    return min(steps, affordable)
