@@ -7,11 +7,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
 
 from lse.core.budget import steps_within
 from lse.nn.genomes import flops
-from lse.store import Store
 
 from _reliability_helpers import REPO, check_history, make_pop, run_worker_cli, write_data
 

@@ -74,7 +74,10 @@ def test_evolution_end_to_end(tmp_path, data_dir):
     assert len(recs) == 14  # births match the stop count exactly
     assert "max_individuals=14 reached" in r.stdout and "best individual:" in r.stdout and "lse report --pop" in r.stdout
     workers = {r.worker for r in recs}
-    assert len(workers) == 2  # both workers contributed
+    # both workers ran (how the 14 births split between them is timing: 7/7 and 9/5 were seen)
+    started = {m for f in (pop / "logs").glob("*.log")
+               for m in re.findall(r"worker (\S+) on \S+ started \(pid", f.read_text(errors="replace"))}
+    assert len(started) == 2 and workers <= started, (started, workers)
     for rec in recs:
         assert rec.flops and rec.flops.total > 0 and rec.params and rec.train_seconds is not None
         assert rec.host and rec.born_at and rec.steps == (80 if rec.failed_reason is None else rec.steps)

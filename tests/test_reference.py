@@ -53,7 +53,8 @@ def test_a_reference_run_records_its_curve(tmp_path, data):
     on_disk = read_references(pop)
     assert on_disk == [curve] and curve.done and curve.name == "textbook-cnn"
     pts = curve.points
-    assert len(pts) >= 2 and len(lines) == 1 + len(pts)
+    # at least two points, unless one chunk of training outlasted the whole budget (a stalled machine)
+    assert (len(pts) >= 2 or pts[0].seconds >= 0.04 * 60) and len(lines) == 1 + len(pts)
     assert pts[-1].seconds >= 0.04 * 60  # trained for its whole budget
     for a, b in zip(pts, pts[1:]):
         assert b.seconds > a.seconds and b.steps > a.steps and b.flops > a.flops

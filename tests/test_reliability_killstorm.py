@@ -71,6 +71,13 @@ def _finish_generations(pop) -> dict:
     return figures
 
 
+def _storm_over(elapsed: float, kills: int, seen: set[str]) -> bool:
+    if elapsed >= 3 * STORM_SECONDS:
+        return True
+    recent = any(id_time(i) >= time.time() - STORM_SECONDS / 3 for i in seen)
+    return elapsed >= STORM_SECONDS and kills >= STORM_SECONDS / 4.0 and recent
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["real2017", "pareto-testbed", "pycortex", "ea4cnn", "ga-steady-state", "autoencoder"])
 def test_kill_storm(tmp_path, algorithm):
@@ -92,7 +99,11 @@ def test_kill_storm(tmp_path, algorithm):
         # Start-up: the initial population is being born before the storm begins.
         wait_for(lambda: len(births(pop)) >= 4, 120, "the first births", show=output_of(out, pop=pop))
         t0 = time.time()
-        while time.time() - t0 < STORM_SECONDS:
+        # The storm lasts STORM_SECONDS and then until it has made its quota of kills and births
+        # go on in its last third: how many kills land in a minute depends on how fast the
+        # restarted workers come back (start-up, the restart backoff), not on the store.  At
+        # 3 x STORM_SECONDS it ends whatever happened, and the assertions below judge.
+        while not _storm_over(time.time() - t0, kills, seen):
             time.sleep(rng.uniform(0.5, 2.0))
             seen |= births(pop)
             victims = _workers_of(launcher)
