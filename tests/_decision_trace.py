@@ -5,7 +5,9 @@ stand-in trainer (fitness from the DNA and the training seed, no SGD).  Ids are 
 they are replaced by birth indices; what remains depends only on the worker's rng and the
 algorithm: which parent each child came from, by which mutation, with which DNA, and who was
 killed, in order.  ``tests/data/real2017-decisions.json`` holds the trace the worker produced
-before the algorithm seam existed (commit 20d201f); test_algorithms compares against it.
+before the algorithm seam existed (commit 20d201f), re-recorded once since: when initial
+individual k became a function of (seed, k) (commit d7b6a84), the initial individuals stopped
+drawing from the worker's rng, which moved every later draw.  test_algorithms compares against it.
 """
 
 from __future__ import annotations
