@@ -71,6 +71,28 @@ def test_generation_slots_continue_each_network_then_breed():
     assert sel.plan["step"] == "offspring" and set(sel.parents) <= set(order) and not sel.kills
 
 
+def test_offspring_bred_in_parallel_cannot_found_species_past_the_cap():
+    """Each offspring slot sees P_g's species, not its siblings': only the first (cap - present)
+    offspring slots may found a new species."""
+    from lse.algorithms.base import Context, Member, PopulationView
+
+    algo = _algo(10, max_species=3)
+    recs = [_rec(0.5 + 0.1 * i, species="ab"[i % 2]) for i in range(4)]  # 2 species, cap 3: one may be founded
+    view = PopulationView([Member(r.id, r.fitness) for r in recs], {r.id: r for r in recs})
+    founders = [algo.select(view, random.Random(k), full=False, ctx=Context(generation=1, slot=k)).plan["may_found"]
+                for k in range(4, 8)]
+    assert founders == [True, False, False, False]
+    # a slot that may not found keeps its child inside the present species; one that may, does
+    from lse.core import cortex
+
+    g = cortex.species_founders(2, random.Random(0), (1, 12, 12), new_layer_nodes=4)[1]
+    parent = _rec(0.6, species=cortex.species_key(g))
+    parent = parent.model_copy(update={"dna": g.model_dump(mode="json")})
+    kept = [algo.offspring([parent], {}, {parent.species}, random.Random(i), may_found=False).species for i in range(30)]
+    free = [algo.offspring([parent], {}, {parent.species}, random.Random(i), may_found=True).species for i in range(30)]
+    assert set(kept) == {parent.species} and set(free) - {parent.species}
+
+
 def test_a_real_worker_runs_the_papers_generation(tmp_path):
     data = write_data(tmp_path / "data")
     pop = tmp_path / "pop"
@@ -78,7 +100,7 @@ def test_a_real_worker_runs_the_papers_generation(tmp_path):
     # 9 networks + 4 offspring would not fit, so 3 are culled: generation 2 trains 6 + breeds 4
     make_pop(pop, data, population_size=6, max_individuals=6 + 9 + 10,
              algorithm={"name": "pycortex", "options": {"loop": "generational", "ecosystem_limit": 10,
-                                                        "initial_species": 2}})
+                                                        "initial_species": 2, "max_species": 3}})
     r = run_worker_cli(pop, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     check_individuals(pop)
@@ -105,3 +127,4 @@ def test_a_real_worker_runs_the_papers_generation(tmp_path):
             assert "val_accuracy_before_training" in child.objectives  # evaluated before BP
         assert len(plans[g].survivors) + algo.offspring_count(plans[g].slots) == plans[g].next_slots <= 10
         assert set(plans[g].kill) >= set(continued)  # the trained versions replace them
+        assert len({recs[i].species for i in plans[g].survivors}) <= 3  # the species cap holds

@@ -43,6 +43,7 @@ twice.  docs/pycortex.md has the measured behaviour.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -143,7 +144,13 @@ class PyCortex(Algorithm):
         if slot is not None and slot < len(nets):
             pick = nets[slot].id
             return Selection((pick,), plan={"step": "continue", "parents": (pick,)})
-        return self._breeding(nets, ecosystem.calibrate(nets, self.options.speciation), recs, rng, ())
+        sel = self._breeding(nets, ecosystem.calibrate(nets, self.options.speciation), recs, rng, ())
+        # The species cap with offspring bred in parallel: each slot sees P_g's species, not its
+        # siblings', so k slots could found k new species.  Only the first (cap - present)
+        # offspring slots may found one: P_{g+1} never holds more than the cap.
+        free = self.options.max_species - len(sel.plan["species"])
+        index = (slot - len(nets)) if slot is not None else free
+        return dataclasses.replace(sel, plan={**sel.plan, "may_found": index < free})
 
     def _breeding(self, alive: list[ecosystem.Network], calib: Mapping[str, tuple[float, float]],
                   recs: Mapping[str, IndividualRecord], rng: random.Random, kills: tuple[str, ...]) -> Selection:
@@ -223,10 +230,11 @@ class PyCortex(Algorithm):
             return Child(cortex.CortexGenome.model_validate(p.dna), (p.id,), None, Provenance(default=p.id),
                          details={"step": "continue", "continues": p.id}, genome=GENOME,
                          age=int(p.age or 1) + 1, species=p.species)
-        return self.offspring(parents, plan.get("fr", {}), plan.get("species", set()), rng)
+        return self.offspring(parents, plan.get("fr", {}), plan.get("species", set()), rng,
+                              may_found=plan.get("may_found", True))
 
     def offspring(self, parents: Sequence[IndividualRecord], fr: Mapping[str, float], species: set,
-                  rng: random.Random) -> Child:
+                  rng: random.Random, may_found: bool = True) -> Child:
         """Node-level crossover of one or two parents (III-F), then one size-aware mutation
         (III-D), refused when it would found a species beyond the cap."""
         opts = self.options
@@ -239,7 +247,8 @@ class PyCortex(Algorithm):
         present = set(species) or {p.species for p in parents if p.species}
         draft, m = cortex.mutate(
             draft, rng, new_layer_nodes=opts.new_layer_nodes,
-            allowed=lambda key: (not opts.speciation) or ecosystem.species_allowed(key, present, opts.max_species))
+            allowed=lambda key: (not opts.speciation) or ecosystem.species_allowed(
+                key, present, opts.max_species if may_found else len(present)))
         dna = draft.genome()
         prov = cortex.provenance(draft, [p.id for p in parents], genomes)
         record = MutationRecord(name=m.name, details={**m.details, **({"failed": m.failed} if m.failed else {})})
