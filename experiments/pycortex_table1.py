@@ -87,13 +87,14 @@ def key(t: dict) -> str:
 def run_task(t: dict, args) -> dict:
     """Launch one run, then read it: per generation the ecosystem at its end and the offspring
     bred in it."""
+    from lse.core.records import id_time
     from lse.store import Store
 
     pop = args.pops / key(t)
-    if pop.exists():
+    sizes = schedule(t["initial"], t["limit"], t["generations"])
+    if pop.exists() and not args.reuse:
         shutil.rmtree(pop)
     pop.parent.mkdir(parents=True, exist_ok=True)
-    sizes = schedule(t["initial"], t["limit"], t["generations"])
     loop, speciation = t["arm"].split("-", 1)[0], not t["arm"].endswith("-no-speciation")
     loop = "generational" if loop == "generational" else "steady-state"
     cmd = [sys.executable, "-m", "lse.launch", "--pop", str(pop), "--algorithm", "pycortex",
@@ -103,13 +104,14 @@ def run_task(t: dict, args) -> dict:
            "--validation-size", str(t["validation_size"]), "--no-progress", "--device", args.device]
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
-    t0 = time.time()
-    with open(pop.parent / f"{key(t)}.launch.log", "w") as log:
-        subprocess.run(["nice", "-n", "10", *cmd], check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
-    wall = time.time() - t0
+    if not (args.reuse and pop.exists() and len(Store(pop).open().records()) >= sum(sizes)):
+        # a fresh run, or (--reuse) an interrupted one resumed by the same launch
+        with open(pop.parent / f"{key(t)}.launch.log", "a") as log:
+            subprocess.run(["nice", "-n", "10", *cmd], check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     store = Store(pop).open()
     records = sorted(store.records(), key=lambda r: r.id)
+    wall = max(r.born_at or 0.0 for r in records) - id_time(records[0].id)  # first training to last birth
     gens = read_generations(records, sizes)
     initial = sorted((r.extra.get("seed"), json.dumps(r.dna, sort_keys=True)) for r in records if not r.parents)
     from lse.reports.report import make_report
@@ -344,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (one worker, one thread each)")
     p.add_argument("--only", default=None, help="run only tasks whose key matches this regular expression")
     p.add_argument("--force", action="store_true", help="rerun tasks whose JSON exists")
+    p.add_argument("--reuse", action="store_true",
+                   help="a run whose population exists is read (complete) or resumed (interrupted), not started again")
     p.add_argument("--report", action="store_true", help="only write OUT/README.md's tables and the figure")
     args = p.parse_args(argv)
     if args.report:
