@@ -42,8 +42,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "experiments"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from _study import load_runs, save_run, write_tables  # noqa: E402  (after the path it lives on)
 
 ARMS = ("generational-speciation", "generational-no-speciation", "steady-state-speciation")
 
@@ -165,18 +168,12 @@ def _worker(payload):
         res = run_task(t, args)
     except Exception as e:  # one failed run is reported; the others go on
         return key(t), f"FAILED: {type(e).__name__}: {e}"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res, indent=1))
-    os.replace(tmp, path)
+    save_run(path, res)
     return key(t), f"{res['wall_s']:.0f} s, {res['births']} births"
 
 
 # ---------------------------------------------------------------------------------------------
 # The report: tables from the JSON files, nothing else
-
-def load_runs(out: Path) -> dict[str, dict]:
-    return {p.stem: json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))}
-
 
 def before(g: dict, kind: str | None = None) -> float | None:
     """Mean before-BP fitness of generation g's offspring (kind: "crossover", "clone" or all)."""
@@ -320,12 +317,7 @@ def report(out: Path) -> None:
     if not runs:
         raise SystemExit(f"no runs under {out / 'runs'}: run the study first")
     text = tables(runs)
-    page = out / "README.md"
-    doc = page.read_text() if page.exists() else f"{BEGIN}\n{END}\n"
-    if BEGIN not in doc or END not in doc:
-        raise SystemExit(f"{page} has no table markers; add the lines\n{BEGIN}\n{END}")
-    head, rest = doc.split(BEGIN, 1)
-    page.write_text(f"{head}{BEGIN}\n{text}{END}{rest.split(END, 1)[1]}")
+    write_tables(out / "README.md", BEGIN, END, text)
     plots(runs, out)
     print(text)
 
