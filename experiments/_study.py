@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def load_runs(out: Path) -> dict[str, dict]:
@@ -29,3 +33,40 @@ def write_tables(page: Path, begin: str, end: str, text: str) -> None:
         raise SystemExit(f"{page} has no table markers; add the lines\n{begin}\n{end}")
     head, rest = doc.split(begin, 1)
     page.write_text(f"{head}{begin}\n{text}{end}{rest.split(end, 1)[1]}")
+
+
+def pending(tasks: list[dict], key: Callable[[dict], str], out: Path, *, only: str | None = None,
+            skip: str | None = None, force: bool = False) -> list[dict]:
+    """The tasks still to run: those whose key matches ``only`` and not ``skip`` (regular
+    expressions), and whose JSON is not in OUT/runs/ yet (``force``: all of them)."""
+    return [t for t in tasks if (only is None or re.search(only, key(t)))
+            and (skip is None or not re.search(skip, key(t)))
+            and (force or not (out / "runs" / f"{key(t)}.json").exists())]
+
+
+def run_all(worker: Callable[[Any], tuple[str, str]], payloads: list, jobs: int) -> int:
+    """``worker(payload) -> (key, message)`` for every payload, ``jobs`` processes at a time
+    (spawned: each run its own process), one line per finished run; how many failed."""
+    if jobs <= 1:
+        results = map(worker, payloads)
+    else:
+        import multiprocessing as mp
+
+        results = mp.get_context("spawn").Pool(jobs).imap_unordered(worker, payloads)
+    failed = 0
+    for k, msg in results:
+        failed += msg.startswith("FAILED")
+        print(f"{time.strftime('%H:%M:%S')} {k}: {msg}", flush=True)
+    return failed
+
+
+def report(out: Path, begin: str, end: str, tables: Callable[[dict], str],
+           plots: Callable[[dict, Path], object]) -> None:
+    """OUT/README.md's tables (between its markers) and the figures, from OUT/runs/*.json only."""
+    runs = load_runs(out)
+    if not runs:
+        raise SystemExit(f"no runs under {out / 'runs'}: run the study first")
+    text = tables(runs)
+    write_tables(out / "README.md", begin, end, text)
+    plots(runs, out)
+    print(text)
