@@ -5,19 +5,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
+from _experiment_script import load_script
+
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "ea4cnn"
-SCRIPT = DOCS.parent.parent / "experiments" / "ea4cnn_section5.py"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("ea4cnn_experiment", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
+    return load_script("ea4cnn_section5")
 
 
 def test_the_section51_page_is_generated_from_its_data():

@@ -223,14 +223,13 @@ def test_mps_clients_really_connect():
 
 def test_the_gpu_docs_tables_are_the_ones_its_committed_data_gives():
     """docs/GPU.md's tables are generated from docs/gpu/gpu.json: a hand-edited figure fails."""
-    import importlib.util
     import json
     from pathlib import Path
 
+    from _experiment_script import load_script
+
     root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("gpu_suite", root / "experiments" / "gpu_suite.py")
-    suite = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(suite)
+    suite = load_script("gpu_suite")
     doc = (root / "docs" / "GPU.md").read_text()
     res = json.loads((root / "docs" / "gpu" / "gpu.json").read_text())
     assert suite.with_tables(doc, suite.tables(res)) == doc

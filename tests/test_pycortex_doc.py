@@ -4,26 +4,24 @@ paper's ecosystem, and the two loops of one seed started from the same initial e
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import defaultdict
 from pathlib import Path
+
+from _experiment_script import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "pycortex"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("pycortex_table1", ROOT / "experiments" / "pycortex_table1.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("pycortex_table1")
 
 
 def test_the_pages_tables_are_regenerated_from_the_committed_runs():
     mod = _script()
     page = (DOC / "README.md").read_text()
-    assert f"{mod.BEGIN}\n{mod.tables(mod.load_runs(DOC))}{mod.END}" in page
+    assert f"{mod.BEGIN}\n{mod.tables(mod.study.load_runs(DOC))}{mod.END}" in page
 
 
 def test_five_seeds_per_arm_at_the_papers_ecosystem_and_paired_loops():

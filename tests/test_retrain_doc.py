@@ -5,21 +5,18 @@ Every ``docs/retrain-<tag>.json`` has its ``docs/RETRAIN-<tag>.md``, and the pag
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from _experiment_script import load_script
+
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-SCRIPT = DOCS.parent / "experiments" / "retrain.py"
 
 
 def _table():
-    spec = importlib.util.spec_from_file_location("retrain_experiment", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod.table
+    return load_script("retrain").table
 
 
 @pytest.mark.parametrize("data", sorted(DOCS.glob("retrain-*.json")), ids=lambda p: p.stem)

@@ -4,25 +4,23 @@ and the arms of one seed really started from the same initial population."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import defaultdict
 from pathlib import Path
+
+from _experiment_script import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "seed003"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("seed003_weights_ga", ROOT / "experiments" / "seed003_weights_ga.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("seed003_weights_ga")
 
 
 def test_the_pages_tables_are_regenerated_from_the_committed_runs():
     mod = _script()
-    runs = mod.load_runs(DOC)
+    runs = mod.study.load_runs(DOC)
     page = (DOC / "README.md").read_text()
     assert f"{mod.BEGIN}\n{mod.tables(runs)}{mod.END}" in page
 

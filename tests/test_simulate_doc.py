@@ -5,19 +5,17 @@ carries exactly the table ``experiments/simulate_paired.py table`` makes of it."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
+
+from _experiment_script import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "docs" / "simulate-redesign.json"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("simulate_paired", ROOT / "experiments" / "simulate_paired.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
+    return load_script("simulate_paired")
 
 
 def test_the_scaling_page_carries_the_table_generated_from_the_data():
