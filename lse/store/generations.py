@@ -230,8 +230,8 @@ class Generations:
         except StoreError:
             planned = None
         n = self.initial_slots if g == 0 else planned or self.new_slots
-        log.warning("%s is unusable (%s); generation %d has %d slots by this worker's configuration",
-                    path, problem[:200], g, n)
+        log.warning("%s is unusable (%s); generation %d has %d slots by %s", path, problem[:200], g, n,
+                    "the previous generation's plan" if planned else "this worker's configuration")
         return n
 
     def plan(self, g: int) -> GenerationPlan | None:
