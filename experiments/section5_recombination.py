@@ -19,8 +19,8 @@ last child that overshot the budget counts for nothing.  --minutes is a safety c
 
 Writes docs/section5-recombination.json (one row per run: arm, repeat, best by validation within
 the budget and its test accuracy, individuals, FLOPs read, two-parent children and those that
-really recombined) and prints the table docs/SECTION5.md carries (:func:`table`, a pure function
-of that JSON; tests/test_section5_doc.py regenerates it).
+really recombined) and prints the table for docs/SECTION5.md (:func:`table`, a pure function
+of that JSON, so a test can regenerate it once the runs are committed: issue 31).
 """
 
 from __future__ import annotations
