@@ -79,3 +79,6 @@ _retrain.register_cli(app)
 from lse import dashboard as _dashboard  # noqa: E402  (lse dashboard)
 
 _dashboard.register_cli(app)
+
+if __name__ == "__main__":  # python -m lse.cli ...: the Slurm finishing job's entry (lse.runners.slurm)
+    app()

@@ -41,7 +41,7 @@ _SCHEMA1_FLIP = {d.name: d.flip_schema1 for d in STANDARD.values()}
 
 #: Fields that may differ when an experiment is resumed: they bound the run, they do not
 #: change what is being searched.
-STOP_FIELDS = frozenset({"max_individuals", "max_hours", "max_flops"})
+STOP_FIELDS = frozenset({"max_individuals", "max_hours", "max_flops", "finish_minutes"})
 
 #: Settings a running experiment may change (paper section 5: a period of increased mutation
 #: rate frees a trapped population).  Workers re-read them every step, like the stop fields,
@@ -192,6 +192,26 @@ class ExperimentConfig(_Validated):
     max_individuals: int | None = Field(None, ge=1, description="stop after this many births (trained individuals)")
     max_hours: float | None = Field(None, gt=0, description="stop this many hours after the experiment was created")
     max_flops: float | None = Field(None, gt=0, description="stop when the experiment's FLOPs (section 3.5) exceed this")
+    finish_minutes: float | None = Field(
+        None, gt=0, description="the last this-many minutes of max_hours retrain the best by validation as the final "
+        "model (lse retrain, inside the hours; the local launcher runs it): evolution stops that much earlier")
+
+    @property
+    def evolve_hours(self) -> float | None:
+        """When evolution stops, in hours after the creation: max_hours less finish_minutes."""
+        if self.max_hours is None:
+            return None
+        return self.max_hours - (self.finish_minutes or 0.0) / 60.0
+
+    @model_validator(mode="after")
+    def _finish_within_hours(self) -> "ExperimentConfig":
+        if self.finish_minutes is not None:
+            if self.max_hours is None:
+                raise ValueError("finish_minutes needs max_hours: the finish is the end of the hours (give --max-hours)")
+            if self.finish_minutes >= self.max_hours * 60:
+                raise ValueError(f"finish_minutes={self.finish_minutes:g} leaves no time to evolve within "
+                                 f"max_hours={self.max_hours:g} ({self.max_hours * 60:g} minutes); give fewer minutes")
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -61,6 +61,8 @@ Echo = Callable[[str], None]
 #: workers per GPU when --workers-per-gpu is not given (docs/GPU.md: individuals per GPU-hour
 #: for 1 to 32 workers on one H200)
 DEFAULT_WORKERS_PER_GPU = 16
+#: --finish: a finish with less time than this left (a relaunch near the end of the hours) is skipped
+FINISH_MIN_MINUTES = 0.25
 
 
 class LaunchOptions(BaseModel):
@@ -619,7 +621,9 @@ def _limit_reason(store: Store) -> str | None:
         return "STOP file (lse stop)"
     if cfg.max_individuals is not None and len(count_births(store)) >= cfg.max_individuals:
         return f"max_individuals={cfg.max_individuals} reached"
-    if cfg.max_hours is not None and clock.age_seconds(store) >= cfg.max_hours * 3600:
+    if cfg.max_hours is not None and clock.age_seconds(store) >= cfg.evolve_hours * 3600:
+        if cfg.finish_minutes:
+            return f"evolution's time is up (max_hours={cfg.max_hours:g} less {cfg.finish_minutes:g} minutes to finish)"
         return f"max_hours={cfg.max_hours} reached"
     if cfg.max_flops is not None:
         return f"max_flops={cfg.max_flops:.3g} (or another stop condition) reached"
@@ -641,9 +645,13 @@ def finished_line(store: Store) -> str | None:
     if cfg.max_individuals is not None and len(births) >= cfg.max_individuals:
         met = f"max_individuals={cfg.max_individuals} reached ({len(births)} individuals)"
         extend = f"--max-individuals {2 * cfg.max_individuals}"
-    elif cfg.max_hours is not None and time.time() - created >= cfg.max_hours * 3600:
-        at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(created + cfg.max_hours * 3600))
+    elif cfg.max_hours is not None and time.time() - created >= cfg.evolve_hours * 3600:
+        at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(created + cfg.evolve_hours * 3600))
         met = f"max_hours={cfg.max_hours:g} reached at {at} ({len(births)} individuals)"
+        if cfg.finish_minutes:
+            met = (f"its evolution ended at {at} (max_hours={cfg.max_hours:g} less --finish {cfg.finish_minutes:g}; "
+                   f"{len(births)} individuals; its final model, if the finish ran, is in {_shell_path(store.root / 'retrained')}; "
+                   f"another: lse retrain --pop {_shell_path(store.root)} best --minutes M)")
         # max_hours counts from the creation, so "as long again" is the hours elapsed plus the
         # old limit (2 x the limit would still be met on a run relaunched a day later)
         elapsed = (time.time() - created) / 3600
@@ -679,7 +687,44 @@ def launch_local(pop_dir, opts: LaunchOptions, *, echo: Echo = print, progress: 
     """Run ``opts.workers`` local workers on the (prepared) population until they stop."""
     summary = LocalLauncher(Path(pop_dir), opts, echo=echo, progress=progress).run()
     echo(summary.text)
+    finish(Path(pop_dir), opts, echo=echo)
     return summary
+
+
+def finish(pop: Path, opts: LaunchOptions, *, echo: Echo = print) -> dict | None:
+    """``finish_minutes``: when the workers stopped because evolution's time was up, retrain the
+    best by validation (``lse retrain``) on every thread the workers had, until ``max_hours``.
+    Returns the retrained result, or None when there is no finish to run (not asked for; the run
+    stopped for another reason; too little time left; nothing scored)."""
+    store = Store(pop).open()
+    cfg = ExperimentConfig.from_json(store.paths.experiment.read_text(), str(store.paths.experiment))
+    if not cfg.finish_minutes or store.stop_requested():
+        return None
+    age = clock.age_seconds(store)
+    left_min = (cfg.max_hours * 3600 - age) / 60
+    if age < cfg.evolve_hours * 3600 or left_min < FINISH_MIN_MINUTES:
+        return None  # stopped for another reason, or relaunched after the hours (too late to finish)
+    if not any(r.val_accuracy is not None for r in store.records()):
+        echo("finish: no individual has a validation accuracy; nothing to retrain")
+        return None
+    import torch
+
+    from lse.runners.retrain import retrain
+
+    cores = os.cpu_count() or 1
+    threads = min(cores, opts.workers * opts.threads) if opts.threads else cores
+    torch.set_num_threads(max(1, threads))
+    echo(f"finish: retraining the best by validation for the {left_min:.1f} minutes left of max_hours="
+         f"{cfg.max_hours:g} ({threads} thread(s); --finish {cfg.finish_minutes:g})")
+    try:
+        r = retrain(pop, "best", minutes=left_min, device=opts.device, echo=echo)
+    except LseError as err:  # the evolution's results are kept whatever the finish does
+        echo(f"finish failed: {err}; the population is intact: lse retrain --pop {_shell_path(pop)} best --minutes M")
+        return None
+    echo(f"final model: {pop / 'retrained' / r['name']} ({r['steps']} steps): validation {r['val_accuracy_before']:.4f} "
+         f"-> {r['val_accuracy']:.4f}, test {r['test_accuracy']:.4f}; use it: lse export --pop {_shell_path(pop)} "
+         f"retrained:{r['name']}")
+    return r
 
 
 # --------------------------------------------------------------------------------------------
@@ -687,8 +732,9 @@ def launch_local(pop_dir, opts: LaunchOptions, *, echo: Echo = print, progress: 
 
 
 def launch_slurm(pop_dir, slurm_opts, *, device: str = "auto", dry_run: bool = False, echo: Echo = print,
-                 env: dict | None = None, python: str = sys.executable) -> str | None:
-    """Render the job-array script; print it (``dry_run``) or submit it.  Returns the job id."""
+                 env: dict | None = None, python: str = sys.executable, finish_minutes: float | None = None) -> str | None:
+    """Render the job-array script; print it (``dry_run``) or submit it.  Returns the job id.
+    ``finish_minutes``: also a finishing job that runs once the array has ended (--finish)."""
     from lse.runners import slurm
     from lse.store.population import PopulationPaths
 
@@ -699,12 +745,21 @@ def launch_slurm(pop_dir, slurm_opts, *, device: str = "auto", dry_run: bool = F
     )
     if dry_run:
         echo(script.rstrip("\n"))
+        if finish_minutes:
+            echo("\n# then, submitted with the array's job id:\n" + slurm.render_finish(
+                options=slurm_opts, pop_dir=str(paths.root), log_dir=str(paths.logs), python=python,
+                array_job="ARRAY_JOB_ID", device=device).rstrip("\n"))
         return None
     job = slurm.submit(script, env=env)
     q = _shell_path(paths.root)
     echo(f"submitted job array {job} ({slurm_opts.workers} task(s)); worker logs in {paths.logs}\n"
          f"  progress: lse status --pop {q} --watch    queue: squeue -j {job}\n"
          f"  stop gracefully: lse stop --pop {q}    (or scancel {job}: workers stop on SIGTERM)")
+    if finish_minutes:
+        fin = slurm.submit(slurm.render_finish(options=slurm_opts, pop_dir=str(paths.root), log_dir=str(paths.logs),
+                                               python=python, array_job=job, device=device), env=env)
+        echo(f"submitted finishing job {fin}: after the array, the best is retrained for the last "
+             f"{finish_minutes:g} minutes of max_hours (--finish)")
     return job
 
 
@@ -771,6 +826,7 @@ def _command():
         weight_reset: list[str] = typer.Option(None, "--weight-reset", help="AT, repeatable: reset the population's weights that long after the start (e.g. 20m; section 5)"),
         max_individuals: int = typer.Option(None, "--max-individuals", min=1, help="stop after this many births (may change on resume)"),
         max_hours: float = typer.Option(None, "--max-hours", help="stop this many hours after the experiment was created (may change on resume: a larger value extends a finished run)"),
+        finish: float = typer.Option(None, "--finish", help="the last this-many minutes of --max-hours retrain the best by validation as the final model (lse retrain; evolution stops that much earlier; may change on resume; not the paper)"),
         max_flops: float = typer.Option(None, "--max-flops", help="stop when the experiment's FLOPs (section 3.5) exceed this (may change on resume)"),
         force: bool = typer.Option(False, "--force", help="resume even if the options differ from the saved experiment (replaces them)"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="live progress line"),
@@ -809,7 +865,7 @@ def _command():
                 min_child_steps=min_child_steps, selection=selection, inheritance=inheritance, morph=morph, flip=flip, seed=seed,
                 initial_learning_rate=initial_learning_rate, lr_schedule=lr_schedule, mutation_probabilities=parse_mutation_probs(mutation_prob),
                 insert_channels=parse_channels(insert_channels),
-                max_individuals=max_individuals, max_hours=max_hours, max_flops=max_flops,
+                max_individuals=max_individuals, max_hours=max_hours, max_flops=max_flops, finish_minutes=finish,
                 algorithm=parse_algorithm(algorithm, algorithm_option),
                 initial_dna=None if initial_dna is None else read_dna_file(initial_dna),
                 mutations_per_child=mutations_per_child, mutation_bursts=mutation_burst or None,
@@ -831,12 +887,14 @@ def _command():
                 LaunchOptions.parse({"device": device})  # validates --device
                 if dry_run:
                     # Nothing is created: the script only names the folder.
-                    launch_slurm(pop, sopts, device=device, dry_run=True, echo=typer.echo)
+                    launch_slurm(pop, sopts, device=device, dry_run=True, echo=typer.echo,
+                                 finish_minutes=given.get("finish_minutes"))
                     return
                 prepare_experiment(pop, given, workers=sopts.workers, force=force, echo=typer.echo)
                 if _say_finished(pop):
                     return
-                launch_slurm(pop, sopts, device=device, echo=typer.echo)
+                launch_slurm(pop, sopts, device=device, echo=typer.echo,
+                             finish_minutes=Store(pop).open().config.finish_minutes)
                 return
             if dry_run:
                 raise ConfigError("--dry-run only applies to --slurm", "add --slurm, or drop --dry-run")
@@ -893,6 +951,20 @@ def register_cli(app) -> None:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(1) from None
         typer.echo(f"wrote {path}: workers stop within one training step; nothing half-done is published")
+
+    @app.command("finish")
+    def finish_cmd(pop: Path = typer.Option(Path("population"), "--pop", help="population folder"),
+                   device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+                   threads: int = typer.Option(None, "--threads", min=1, help="torch threads (default: every core)")) -> None:
+        """--finish by hand (or by the Slurm finishing job): once evolution's time is up, retrain the best by validation for what is left of --max-hours."""
+        try:
+            opts = LaunchOptions.parse(dict(workers=1, device=device, threads=threads))
+            if finish(pop, opts, echo=typer.echo) is None:
+                typer.echo("nothing to finish: the experiment has no --finish, its evolution is not over, it was "
+                           "stopped by hand, or its hours are spent (lse retrain --pop POP best --minutes M still works)")
+        except LseError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(1) from None
 
 
 def main() -> None:

@@ -116,6 +116,34 @@ def render_sbatch(
     )
 
 
+def render_finish(*, options: SlurmOptions, pop_dir: str, log_dir: str, python: str, array_job: str,
+                  device: str = "auto") -> str:
+    """The finishing job of ``--finish``: one task that starts once every task of ``array_job``
+    has ended (``afterany``: stopped at evolution's deadline, failed or cancelled) and runs
+    ``lse finish`` on the population -- the best by validation retrained for what is left of
+    max_hours, on the resources one worker task gets.  Pure, like :func:`render_sbatch`."""
+    directives = [f"#SBATCH {flag}={shlex.quote(str(value))}" for flag, value in (
+        ("--partition", options.partition), ("--time", options.time), ("--gpus-per-task", options.gpus_per_task),
+        ("--mem", options.mem), ("--account", options.account)) if value is not None]
+    output = _directive_path(log_dir.rstrip("/")) + "/slurm-finish-%j.out"
+    command = shlex.join([python, "-m", "lse.cli", "finish", "--pop", pop_dir, "--device", device])
+    return "\n".join([
+        "#!/bin/bash",
+        "# lse: the finish of an experiment launched with --finish (lse.runners.slurm.render_finish):",
+        "# after the worker array, retrain the best by validation for what is left of max_hours.",
+        f"#SBATCH --job-name={shlex.quote(options.job_name + '-finish')}",
+        f"#SBATCH --dependency=afterany:{array_job}",
+        "#SBATCH --ntasks=1",
+        f"#SBATCH --cpus-per-task={options.cpus_per_task}",
+        f"#SBATCH --output={shlex.quote(output)}",
+        *directives,
+        "set -eu",
+        'export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"',
+        f"exec {command}",
+        "",
+    ])
+
+
 def load_template(path: Path = TEMPLATE_PATH) -> str:
     try:
         return path.read_text()

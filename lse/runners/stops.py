@@ -38,7 +38,8 @@ class Stopper:
         self.signalled = threading.Event()
         self.signal_name: str | None = None
         self.created_at = clock.created_at(store)  # max_hours and the step schedule count from it
-        self.max_hours: float | None = None
+        self.max_hours: float | None = None  # when evolution stops: max_hours less finish_minutes
+        self.finish_minutes: float | None = None
         # Set by the local launcher: if it dies (SIGKILL, lost terminal) its workers stop too
         # instead of running on unsupervised.
         ppid = os.environ.get(LAUNCHER_PID_ENV, "")
@@ -58,6 +59,8 @@ class Stopper:
         if self.launcher_pid is not None and os.getppid() != self.launcher_pid:
             return "the launcher is gone"
         if self.max_hours is not None and time.time() - self.created_at >= self.max_hours * 3600:
+            if self.finish_minutes:
+                return f"evolution's time is up ({self.finish_minutes:g} minutes of max_hours left to finish)"
             return f"max_hours={self.max_hours} reached"
         return None
 
@@ -68,7 +71,7 @@ class Stopper:
         """Raise StopCondition when any condition is met: the ones of :meth:`reason` under the
         stop fields ``limits`` (experiment.json now), ``max_individuals`` births, or
         ``max_flops`` spent (``flops_spent(births)``, called only when that limit is set)."""
-        self.max_hours = limits.max_hours
+        self.max_hours, self.finish_minutes = limits.evolve_hours, limits.finish_minutes
         r = self.reason()
         if r:
             raise StopCondition(r)
