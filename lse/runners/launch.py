@@ -718,8 +718,9 @@ def finish(pop: Path, opts: LaunchOptions, *, echo: Echo = print) -> dict | None
          f"{cfg.max_hours:g} ({threads} thread(s); --finish {cfg.finish_minutes:g})")
     try:
         r = retrain(pop, "best", minutes=left_min, device=opts.device, echo=echo)
-    except LseError as err:  # the evolution's results are kept whatever the finish does
-        echo(f"finish failed: {err}; the population is intact: lse retrain --pop {_shell_path(pop)} best --minutes M")
+    except (LseError, KeyboardInterrupt) as err:  # the evolution's results are kept whatever the finish does
+        why = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {err}"
+        echo(f"finish {why}; the population is intact: lse retrain --pop {_shell_path(pop)} best --minutes M")
         return None
     echo(f"final model: {pop / 'retrained' / r['name']} ({r['steps']} steps): validation {r['val_accuracy_before']:.4f} "
          f"-> {r['val_accuracy']:.4f}, test {r['test_accuracy']:.4f}; use it: lse export --pop {_shell_path(pop)} "
