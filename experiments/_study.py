@@ -14,6 +14,18 @@ from pathlib import Path
 from typing import Any
 
 
+def mean_2sd(xs: list[float]) -> str:
+    """mean ± 2 sample standard deviations, in percent (points for differences); one value:
+    itself with (n=1); none: -."""
+    import statistics
+
+    if not xs:
+        return "-"
+    if len(xs) < 2:
+        return f"{100 * xs[0]:.1f} (n=1)"
+    return f"{100 * statistics.fmean(xs):.1f} ± {200 * statistics.stdev(xs):.1f}"
+
+
 def load_runs(out: Path) -> dict[str, dict]:
     """OUT/runs/*.json by name (the run's key)."""
     return {p.stem: json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))}

@@ -179,15 +179,6 @@ def before(g: dict, kind: str | None = None) -> float | None:
     return statistics.fmean(vals) if vals else None
 
 
-def mean_2sd(xs: list[float]) -> str:
-    """mean ± 2 sample standard deviations, in percent (points for differences)."""
-    if not xs:
-        return "-"
-    if len(xs) < 2:
-        return f"{100 * xs[0]:.1f} (n=1)"
-    return f"{100 * statistics.fmean(xs):.1f} ± {200 * statistics.stdev(xs):.1f}"
-
-
 def reading(d: list[float]) -> str:
     """Shows when the mean paired difference is more than 2 standard errors from 0."""
     if len(d) < 2:
@@ -225,9 +216,9 @@ def tables(runs: dict[str, dict]) -> str:
         by = _arm(runs, arm)
         if not by:
             continue
-        cells = [mean_2sd([v for r in by.values() if (v := _metric(r, g, m)) is not None]) for m, _ in metrics]
+        cells = [study.mean_2sd([v for r in by.values() if (v := _metric(r, g, m)) is not None]) for m, _ in metrics]
         lines.append(f"| {arm} | {', '.join(map(str, sorted(by)))} | " + " | ".join(cells)
-                     + f" | {mean_2sd([r['best']['test_accuracy'] for r in by.values()])} | "
+                     + f" | {study.mean_2sd([r['best']['test_accuracy'] for r in by.values()])} | "
                      + f"{statistics.fmean(r['generations'][g]['births'] for r in by.values()):.0f} |")
     for name, p in PAPER.items():
         lines.append(f"| paper, {name} | 10 | " + " | ".join(f"{p[m][0]:.2f} ({p[m][1]:.1f} ± {p[m][2]:.1f})"
@@ -243,7 +234,7 @@ def tables(runs: dict[str, dict]) -> str:
         seeds = sorted(set(A) & set(B))
         for m, title in metrics[:3] + [("test", "test acc. of the best network")]:
             d = [x - y for s in seeds if (x := _metric(A[s], g, m)) is not None and (y := _metric(B[s], g, m)) is not None]
-            lines.append(f"| {label} | {title} | {mean_2sd(d)} | {', '.join(f'{100 * x:+.1f}' for x in d)} | {reading(d)} |")
+            lines.append(f"| {label} | {title} | {study.mean_2sd(d)} | {', '.join(f'{100 * x:+.1f}' for x in d)} | {reading(d)} |")
     lines += ["", "Per generation, mean over the seeds (highest / average / offspring before BP, %):", "",
               "| arm | " + " | ".join(f"g{i}" for i in range(g + 1)) + " |", "|---|" + "---|" * (g + 1)]
     for arm in ARMS:

@@ -57,14 +57,6 @@ def on_axis(row: dict, axis: str) -> int | None:
     return row["steps"] if row["population"] == CENTRE[0] else None
 
 
-def _mean_2sd(xs: list[float]) -> str:
-    if not xs:
-        return "-"
-    if len(xs) == 1:
-        return f"{100 * xs[0]:.1f} (n=1)"
-    return f"{100 * statistics.fmean(xs):.1f} ± {200 * statistics.stdev(xs):.1f}"
-
-
 def table(data: dict) -> str:
     """Per point: test accuracy of the best by validation, mean ± 2 sample sd over repeats, each
     repeat's value, and what the runs did in the wall time."""
@@ -79,7 +71,7 @@ def table(data: dict) -> str:
             tests = [r["best_test"] for r in rs if r["best_test"] is not None]
             vals = [r["best_val"] for r in rs if r["best_val"] is not None]
             each = ", ".join("-" if r["best_test"] is None else f"{100 * r['best_test']:.1f}" for r in rs)
-            lines.append(f"| {axis} | {x:,} | {_mean_2sd(tests)} | {each} | {_mean_2sd(vals)} "
+            lines.append(f"| {axis} | {x:,} | {study.mean_2sd(tests)} | {each} | {study.mean_2sd(vals)} "
                          f"| {statistics.fmean(r['individuals'] for r in rs):.0f} "
                          f"| {statistics.fmean(r['flops'] for r in rs):.2g} |")
     return "\n".join(lines) + "\n"

@@ -62,14 +62,6 @@ def children_counts(exp) -> dict:
             "recombined": sum(1 for r in recs if r.extra.get("recombined"))}
 
 
-def _mean_2sd(xs: list[float]) -> str:
-    if not xs:
-        return "-"
-    if len(xs) == 1:
-        return f"{100 * xs[0]:.1f} (n=1)"
-    return f"{100 * statistics.fmean(xs):.1f} ± {200 * statistics.stdev(xs):.1f}"
-
-
 def table(data: dict) -> str:
     """The page's table: per arm, mean ± 2 sample sd over the repeats of the test accuracy of the
     best-by-validation individual within the budget, and the paired difference to mutation only."""
@@ -85,11 +77,11 @@ def table(data: dict) -> str:
         rs = [r for r in rows if r["variant"] == arm and r["best_test"] is not None]
         diffs = [r["best_test"] - base[r["repeat"]]["best_test"] for r in rs
                  if arm != "mutation only" and r["repeat"] in base and base[r["repeat"]]["best_test"] is not None]
-        lines.append(f"| {arm} | {len(rs)} | {_mean_2sd([r['best_test'] for r in rs])} "
-                     f"| {_mean_2sd([r['best_val'] for r in rs if r['best_val'] is not None])} "
+        lines.append(f"| {arm} | {len(rs)} | {study.mean_2sd([r['best_test'] for r in rs])} "
+                     f"| {study.mean_2sd([r['best_val'] for r in rs if r['best_val'] is not None])} "
                      f"| {statistics.fmean(r['individuals'] for r in rs):.1f} "
                      f"| {sum(r['two_parents'] for r in rs)} | {sum(r['recombined'] for r in rs)} "
-                     f"| {_mean_2sd(diffs) if diffs else '-'} |")
+                     f"| {study.mean_2sd(diffs) if diffs else '-'} |")
     return "\n".join(lines) + "\n"
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -150,16 +149,10 @@ def _worker(payload):
 # ---------------------------------------------------------------------------------------------
 # The report: tables from the JSON files, nothing else
 
-def mean_2sd(xs: list[float]) -> str:
-    """mean ± 2 sample standard deviations (n >= 2), in percent."""
-    if len(xs) < 2:
-        return f"{100 * xs[0]:.1f} (n=1)" if xs else "-"
-    return f"{100 * statistics.fmean(xs):.1f} ± {200 * statistics.stdev(xs):.1f}"
-
 
 def paired_diff(a: list[float], b: list[float]) -> str:
     d = [x - y for x, y in zip(a, b)]
-    return mean_2sd(d) if d else "-"
+    return study.mean_2sd(d) if d else "-"
 
 
 def _ga(runs, net, scheme, enc, fitness, rejudge=None):
@@ -205,15 +198,15 @@ def tables(runs: dict[str, dict]) -> str:
     for net, name, rs in arms:
         if rs[0]["task"]["kind"] == "ga":
             lines.append(f"| {net} | {name} | {rs[0]['iterations']:,} | {rs[0]['children']:,} | {len(rs)} "
-                         f"| {mean_2sd([r['points'][0][5] for r in rs])} | {mean_2sd([r['points'][-1][3] for r in rs])} "
-                         f"| {mean_2sd([r['final_monitor_of_fittest'] for r in rs])} "
-                         f"| {mean_2sd([r['final_monitor_mean'] for r in rs])} "
-                         f"| {mean_2sd([r['test_accuracy_of_fittest'] for r in rs])} |")
+                         f"| {study.mean_2sd([r['points'][0][5] for r in rs])} | {study.mean_2sd([r['points'][-1][3] for r in rs])} "
+                         f"| {study.mean_2sd([r['final_monitor_of_fittest'] for r in rs])} "
+                         f"| {study.mean_2sd([r['final_monitor_mean'] for r in rs])} "
+                         f"| {study.mean_2sd([r['test_accuracy_of_fittest'] for r in rs])} |")
         else:
             lines.append(f"| {net} | {name} | {rs[0]['iterations']:,} | | {len(rs)} "
-                         f"| {mean_2sd([r['points'][0][2] for r in rs])} | "
-                         f"| {mean_2sd([r['points'][-1][2] for r in rs])} | "
-                         f"| {mean_2sd([r['test_accuracy'] for r in rs])} |")
+                         f"| {study.mean_2sd([r['points'][0][2] for r in rs])} | "
+                         f"| {study.mean_2sd([r['points'][-1][2] for r in rs])} | "
+                         f"| {study.mean_2sd([r['test_accuracy'] for r in rs])} |")
     comps = []
     for scheme in SCHEMES:
         comps.append((f"Accordion − traditional, {scheme}", "mnist-table2",
@@ -271,7 +264,7 @@ def _early(runs: dict[str, dict], nets: list[str]) -> list[str]:
             cells = []
             for k in marks:
                 vals = [v for r in rs if (v := _at(r["points"], k, col)) is not None]
-                cells.append(mean_2sd(vals) if len(vals) == len(rs) else "-")
+                cells.append(study.mean_2sd(vals) if len(vals) == len(rs) else "-")
             out.append(f"| {net} | {name} | " + " | ".join(cells) + " |")
     return out
 
