@@ -49,6 +49,7 @@ def retrain(pop: str | os.PathLike, which: str = "best", *, steps: int | None = 
         raise ConfigError("give one of --steps N or --minutes M", "e.g. lse retrain --pop POP best --minutes 10")
     if (steps is not None and steps < 1) or (minutes is not None and not minutes > 0):
         raise ConfigError("--steps and --minutes must be positive", "e.g. --steps 5000")
+    t_start = time.time()  # a --minutes budget counts from here: loading the data is part of it
     pop = Path(pop)
     store = Store(pop, read_only=True).open()
     cfg = store.config
@@ -71,7 +72,6 @@ def retrain(pop: str | os.PathLike, which: str = "best", *, steps: int | None = 
     common = dict(learning_rate=lr, batch_size=cfg.batch_size, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                   augment=cfg.augment, device=dev, eval_batch_size=cfg.eval_batch_size)
     calibration = None
-    t_start = time.time()
     if minutes is not None:
         # the speed of this architecture on this machine: a throwaway copy trains briefly
         budget = minutes * 60.0
@@ -84,8 +84,11 @@ def retrain(pop: str | os.PathLike, which: str = "best", *, steps: int | None = 
                 break
             probe_steps *= 4
         per_step = r.train_seconds / max(1, r.steps)
-        steps = max(1, int((budget - (time.time() - t_start)) / per_step))
-        calibration = {"steps": r.steps, "seconds": r.train_seconds, "seconds_per_step": per_step}
+        # what follows the training inside the budget: its validation pass and the test pass
+        reserve = r.eval_seconds * (1 + len(ds.test_x) / max(1, len(ds.val_x)))
+        steps = max(1, int((budget - (time.time() - t_start) - reserve) / per_step))
+        calibration = {"steps": r.steps, "seconds": r.train_seconds, "seconds_per_step": per_step,
+                       "reserved_seconds": reserve}
         echo(f"retrain {rec.id}: {per_step * 1000:.1f} ms/step here -> {steps} steps in the {minutes:g} minutes left")
     model = fresh()
     res = train(model, ds, steps=int(steps), seed=seed, lr_schedule="cosine", **common)
