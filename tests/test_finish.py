@@ -54,6 +54,11 @@ def test_workers_stop_evolving_when_the_finish_begins(tmp_path):
         stopper.check(store.config, set(), lambda b: 0.0)
     line = finished_line(store)
     assert line and "its evolution ended" in line and "lse retrain" in line, line
+    from lse.reports.status import snapshot
+
+    stops = {c.name: c for c in snapshot(store).stops}
+    assert stops["evolution (--finish)"].reached and not stops["hours"].reached
+    assert stops["evolution (--finish)"].limit == pytest.approx(0.05 - 1 / 60)
 
 
 def test_finish_runs_only_when_evolution_ran_out_of_time(tmp_path):

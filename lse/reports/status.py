@@ -141,6 +141,8 @@ def snapshot(store, now: float | None = None) -> Status:
         StopCondition("hours", cfg.max_hours, st.hours, "h"),
         StopCondition("FLOPs", cfg.max_flops, st.flops, ""),
     ]
+    if cfg.finish_minutes:  # --finish: evolution stops earlier; the rest of the hours retrain the best
+        st.stops.insert(2, StopCondition("evolution (--finish)", cfg.evolve_hours, st.hours, "h"))
     st.stop_file = bool(store.stop_requested())
     st.algorithm = cfg.algorithm.name
     if store.paths.generations.is_dir():
