@@ -1,0 +1,31 @@
+"""docs/search-robust (issue 30) is generated from its committed runs: the page's tables are what
+experiments/search_robust.py makes of runs/*.json, so a hand-edited number cannot survive, and
+every run is the configuration the page names for the hour it names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from _experiment_script import load_script
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "search-robust"
+
+
+def test_the_pages_tables_are_regenerated_from_the_committed_runs():
+    mod = load_script("search_robust")
+    runs = mod.study.load_runs(DOC)
+    assert runs
+    assert f"{mod.BEGIN}\n{mod.tables(runs)}{mod.END}" in (DOC / "README.md").read_text()
+
+
+def test_every_run_is_the_named_configuration_for_the_full_hour():
+    mod = load_script("search_robust")
+    for name, run in mod.study.load_runs(DOC).items():
+        assert name == mod.key(run["task"])
+        if run["task"]["kind"] == "evolution":
+            assert run["minutes"] == 60 and run["config"]["max_hours"] == 1
+            assert " ".join(mod.CONFIGS[run["task"]["config"]](60)) in run["command"]
+            assert run["config"]["seed"] == run["task"]["seed"]
+            # the configuration's own bound: no child trained past what its budget allows here
+            if run["config"]["child_flops"]:
+                assert run["longest_child_seconds"] < 300
