@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "experiments" / "out"  # populations and reports: large, not committed
@@ -23,16 +24,21 @@ COMMON = ["--dataset", "fashion-mnist", "--validation-size", "2000", "--workers"
           "--no-progress", "--device", "cpu"]
 
 
-def launch_all(runs: list[tuple[Path, list[str]]], parallel: int = 2) -> None:
+def launch_all(runs: list[tuple[Path, list[str] | Callable[[], list[str]]]], parallel: int = 2,
+               fresh: bool = True) -> None:
     """Run each ``(pop, launch arguments)`` with `python -m lse.launch` (niced), ``parallel``
-    at a time; a population that exists is removed first (a reproduction starts fresh)."""
+    at a time; the arguments may be a function, called when the run starts (a resume whose
+    options depend on its start time).  ``fresh``: a population that exists is removed first
+    (a reproduction starts fresh); otherwise it is resumed."""
     pending = list(runs)
     active: list[tuple[Path, subprocess.Popen]] = []
     while pending or active:
         while pending and len(active) < parallel:
             pop, args = pending.pop(0)
-            if pop.exists():
+            if fresh and pop.exists():
                 shutil.rmtree(pop)
+            if callable(args):
+                args = args()
             pop.parent.mkdir(parents=True, exist_ok=True)
             log = open(pop.parent / f"{pop.name}.launch.log", "w")
             cmd = ["nice", "-n", "10", sys.executable, "-m", "lse.launch", "--pop", str(pop), *COMMON, *args]
