@@ -891,11 +891,10 @@ def _command():
                     launch_slurm(pop, sopts, device=device, dry_run=True, echo=typer.echo,
                                  finish_minutes=given.get("finish_minutes"))
                     return
-                prepare_experiment(pop, given, workers=sopts.workers, force=force, echo=typer.echo)
+                cfg = prepare_experiment(pop, given, workers=sopts.workers, force=force, echo=typer.echo)
                 if _say_finished(pop):
                     return
-                launch_slurm(pop, sopts, device=device, echo=typer.echo,
-                             finish_minutes=Store(pop).open().config.finish_minutes)
+                launch_slurm(pop, sopts, device=device, echo=typer.echo, finish_minutes=cfg.finish_minutes)
                 return
             if dry_run:
                 raise ConfigError("--dry-run only applies to --slurm", "add --slurm, or drop --dry-run")
