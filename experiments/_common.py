@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "experiments" / "out"  # populations and reports: large, not committed
 DATA = ROOT / "docs"  # the numbers a doc cites: committed beside it
 FIGURES = ROOT / "docs" / "figures"
+SECTION5 = DATA / "SECTION5.md"  # the page whose tables the section 5 scripts write
 
 #: the paper's settings this reproduction scales down, and how (printed with every result)
 COMMON = ["--dataset", "fashion-mnist", "--validation-size", "2000", "--workers", "1", "--threads", "1",
@@ -79,6 +80,23 @@ def save(name: str, data: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1, default=str) + "\n")
     return path
+
+
+def committed(name: str) -> dict:
+    """docs/<name>.json, as :func:`save` wrote it."""
+    return json.loads((DATA / f"{name}.json").read_text())
+
+
+def publish(data: dict, *, begin: str, end: str, table: Callable[[dict], str],
+            figure: Callable[[dict, Path], None], figure_path: Path) -> None:
+    """A section 5 study's table between its two markers in docs/SECTION5.md and its figure, both
+    from its JSON only (so a test can regenerate the table), then the table on screen."""
+    from _study import write_tables
+
+    text = table(data)
+    write_tables(SECTION5, begin, end, text)
+    figure(data, figure_path)
+    print(text)
 
 
 def phase_stats(pop: Path, cuts_minutes: list[float]) -> list[dict]:
