@@ -27,7 +27,6 @@ import argparse
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -233,14 +232,8 @@ def plots(runs: dict[str, dict], out: Path) -> None:
             continue
         cps = checkpoints(rs[0]["minutes"])
         pts = [(m, [x for x in (_at(r, m) for r in rs) if x is not None]) for m in cps]
-        pts = [(m, v) for m, v in pts if v]
-        m = [100 * statistics.fmean(v) for _, v in pts]
-        sd = [200 * statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in pts]
-        x = [p[0] for p in pts]
-        color = "grey" if name.startswith("hand") else None
-        (line,) = ax.plot(x, m, marker="o", label=f"{name} (n={len(rs)})", color=color)
-        ax.fill_between(x, [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)], alpha=0.15,
-                        color=line.get_color())
+        study.band(ax, [(m, v) for m, v in pts if v], marker="o", label=f"{name} (n={len(rs)})",
+                   color="grey" if name.startswith("hand") else None)
     ax.axhline(90, color="k", lw=0.5, ls=":")
     ax.set_xlabel("minutes of wall time, 2 cores")
     ax.set_ylabel("test accuracy (%)")

@@ -135,14 +135,8 @@ def figure(data: dict, path: Path) -> None:
         curves = [r["best_val_by_flops"] for r in data["rows"] if r["variant"] == arm]
         pts = [(x, [c[k] for c in curves if c[k] is not None]) for k, x in enumerate(xs)]
         pts = [(x, v) for x, v in pts if len(v) == len(curves) and len(v) >= 2]
-        if not pts:
-            continue
-        m = [100 * statistics.fmean(v) for _, v in pts]
-        sd = [200 * statistics.stdev(v) for _, v in pts]
-        x = [p[0] for p in pts]
-        (line,) = ax.plot(x, m, label=f"{arm} (n={len(curves)})")
-        ax.fill_between(x, [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)], alpha=0.15,
-                        color=line.get_color())
+        if pts:
+            study.band(ax, pts, label=f"{arm} (n={len(curves)})")
     ax.set_xlabel("compute spent (FLOPs, section 3.5)")
     ax.set_ylabel("best validation accuracy so far (%)")
     ax.set_title("Recombination against mutation only, paired by seed: mean ± 2σ")
