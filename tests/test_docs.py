@@ -102,3 +102,14 @@ def test_links_point_at_files_and_headings_that_exist(page):
         if not dest.exists() or (anchor and dest.suffix == ".md" and anchor not in _anchors(dest)):
             broken.append(m.group(1))
     assert not broken, broken
+
+
+def test_the_architecture_tree_names_every_module_of_the_package():
+    """docs/ARCHITECTURE.md describes the code as it is: a module added without a line in its
+    tree fails here, naming the module."""
+    tree = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    tree = tree.split("```", 2)[1]
+    named = set(re.findall(r"[\w]+\.py", tree))
+    modules = sorted(p for p in (ROOT / "lse").rglob("*.py") if p.name != "__init__.py")
+    missing = [str(p.relative_to(ROOT)) for p in modules if p.name not in named]
+    assert missing == [], f"add these to the tree in docs/ARCHITECTURE.md: {missing}"
