@@ -26,14 +26,15 @@ def mean_2sd(xs: list[float]) -> str:
     return f"{100 * statistics.fmean(xs):.1f} ± {200 * statistics.stdev(xs):.1f}"
 
 
-def band(ax, points: list[tuple[float, list[float]]], **line) -> None:
-    """Draw the mean of each x's values (fractions, drawn in percent) with a ±2 sample sd band
-    (none where an x has one value); ``line``: the plot's keywords (label, color, marker)."""
+def band(ax, points: list[tuple[float, list[float]]], scale: float = 100, **line) -> None:
+    """Draw the mean of each x's values times ``scale`` (fractions, drawn in percent; 1 for
+    counts) with a ±2 sample sd band (none where an x has one value); ``line``: the plot's
+    keywords (label, color, marker)."""
     import statistics
 
     x = [p[0] for p in points]
-    m = [100 * statistics.fmean(v) for _, v in points]
-    sd = [200 * statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in points]
+    m = [scale * statistics.fmean(v) for _, v in points]
+    sd = [2 * scale * statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in points]
     (drawn,) = ax.plot(x, m, **line)
     ax.fill_between(x, [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)], alpha=0.15,
                     color=drawn.get_color())
