@@ -160,3 +160,35 @@ def test_composed_model_equals_the_classifier_on_stored_codes(tmp_path):
     assert res["test_accuracy"] == pytest.approx(res["test_accuracy_on_stored_codes"], abs=1 / 60 + 1e-9)
     f = res["flops_per_example"]
     assert f["total"] == f["encoder"] + f["classifier"] and f["encoder"] > 0
+
+
+@pytest.mark.slow
+def test_the_pipeline_runs_both_steps_with_the_stage2_preset_and_reports_the_composed_model(tmp_path):
+    """`lse ae pipeline` end to end through the real launcher: stage 1, the TOPSIS pick, its codes,
+    stage 2 on the codes and on the raw images with the hour preset (the paper's defaults stall),
+    and the report's composed model on the test split."""
+    from lse.runners.twostep import PipelineBudget, run_pipeline
+    from lse.store import Store
+
+    data = _synthetic(tmp_path)
+    out = tmp_path / "run"
+    res = run_pipeline(out, PipelineBudget(data_dir=str(data), validation_size=50, ae_minutes=0.25, ae_steps=5,
+                                           ae_population=3, s2_minutes=0.25, s2_steps=5), echo=lambda *_: None)
+    for name in ("stage2-encoded", "stage2-raw"):
+        cfg = Store(out / name, read_only=True).open().config
+        assert (cfg.morph, cfg.lr_schedule, cfg.population_size) == (True, "cosine", 10)  # the hour preset's
+        assert (cfg.steps, cfg.augment) == (5, False)  # given values win over the preset's
+    assert res["stage2_encoded"]["networks"] > 0 and res["stage2_raw"]["networks"] > 0
+    fin = res["final"]
+    assert 0.0 <= fin["test_accuracy"] <= 1.0
+    assert fin["test_accuracy"] == pytest.approx(fin["test_accuracy_on_stored_codes"], abs=1 / 60 + 1e-9)
+    assert (out / "report" / "twostep.json").is_file()
+
+
+def test_the_pipeline_refuses_an_unknown_stage2_preset_in_one_line(tmp_path):
+    from lse.errors import ConfigError
+    from lse.runners.twostep import PipelineBudget, run_pipeline
+
+    with pytest.raises(ConfigError, match="unknown preset 'nope'"):
+        run_pipeline(tmp_path / "run", PipelineBudget(data_dir=str(tmp_path / "none"), s2_preset="nope",
+                                                      ae_minutes=0.01), echo=lambda *_: None)

@@ -3,8 +3,10 @@
     stage 1   POP/autoencoders     lse launch --algorithm autoencoder (max_hours = ae budget)
     pick      TOPSIS over the alive front (lse ae rank)
     encode    OUT/encoded          the pick's codes of train/val/test, original split (lse ae encode)
-    stage 2   OUT/stage2-encoded   the paper's algorithm on the codes (max_hours = stage-2 budget)
-    control   OUT/stage2-raw       the same algorithm and budget on the raw images
+    stage 2   OUT/stage2-encoded   the classifier evolution on the codes (max_hours = stage-2 budget),
+                                   with --preset hour by default (the paper's defaults stall at
+                                   this scale: docs/TWOSTEP.md)
+    control   OUT/stage2-raw       the same configuration and budget on the raw images
     report    OUT/report           front over time, composed model on the test set, networks/hour
 
 Both stage-2 runs use the same recipe and no augmentation (pad-and-crop has no meaning on a
@@ -30,8 +32,9 @@ class PipelineBudget(BaseModel):
     ae_steps: int = Field(300, ge=1, description="SGD steps per autoencoder")
     ae_population: int = Field(10, ge=2)
     s2_minutes: float = Field(5.0, gt=0, description="wall-time budget of each stage-2 run")
-    s2_steps: int = Field(300, ge=1, description="SGD steps per classifier")
-    s2_population: int = Field(10, ge=2)
+    s2_preset: str = Field("hour", description="stage 2's classifier configuration (lse launch --preset)")
+    s2_steps: int | None = Field(None, ge=1, description="SGD steps per classifier (None: the preset's)")
+    s2_population: int | None = Field(None, ge=2, description="classifier population (None: the preset's)")
     raw: bool = Field(True, description="also run stage 2 on the raw images with the same budget")
     validation_size: int = Field(5000, ge=10)
     seed: int = 0
@@ -45,8 +48,10 @@ def _stage(pop: Path, given: dict, b: PipelineBudget, echo) -> None:
 
 
 def run_pipeline(out, b: PipelineBudget, echo=print) -> dict:
+    from lse.config import apply_preset
     from lse.reports.twostep import choose, encode, write_report
 
+    apply_preset(b.s2_preset, {})  # an unknown preset fails now, not after stage 1
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "budget.json").write_text(b.model_dump_json(indent=2))
@@ -62,8 +67,8 @@ def run_pipeline(out, b: PipelineBudget, echo=print) -> dict:
     if not enc.exists():
         encode(ae_pop, enc, pick.id)
     echo(f"encoded data set in {enc}")
-    s2_common = dict(steps=b.s2_steps, population_size=b.s2_population, max_hours=b.s2_minutes / 60, augment=False,
-                     seed=b.seed)
+    chosen = {k: v for k, v in dict(steps=b.s2_steps, population_size=b.s2_population).items() if v is not None}
+    s2_common = apply_preset(b.s2_preset, dict(**chosen, max_hours=b.s2_minutes / 60, augment=False, seed=b.seed))
     echo(f"stage 2 on codes for {b.s2_minutes} min")
     _stage(s2, dict(dataset="encoded", data_dir=str(enc), validation_size=b.validation_size, **s2_common), b, echo)
     if b.raw:
@@ -91,8 +96,9 @@ def register_cli(ae) -> None:
                      ae_steps: int = typer.Option(300, "--ae-steps"),
                      ae_population: int = typer.Option(10, "--ae-population"),
                      s2_minutes: float = typer.Option(5.0, "--stage2-minutes", help="stage-2 budget, each run"),
-                     s2_steps: int = typer.Option(300, "--stage2-steps"),
-                     s2_population: int = typer.Option(10, "--stage2-population"),
+                     s2_preset: str = typer.Option("hour", "--stage2-preset", help="stage 2's configuration (a --preset)"),
+                     s2_steps: int = typer.Option(None, "--stage2-steps", help="default: the preset's"),
+                     s2_population: int = typer.Option(None, "--stage2-population", help="default: the preset's"),
                      raw: bool = typer.Option(True, "--raw/--no-raw", help="also run stage 2 on raw data, same budget"),
                      validation_size: int = typer.Option(5000, "--validation-size"),
                      seed: int = typer.Option(0, "--seed")) -> None:
@@ -100,7 +106,8 @@ def register_cli(ae) -> None:
         data with the same budget), report."""
         b = PipelineBudget(dataset=dataset, data_dir=None if data_dir is None else str(data_dir), workers=workers,
                            threads=threads, ae_minutes=ae_minutes, ae_steps=ae_steps, ae_population=ae_population,
-                           s2_minutes=s2_minutes, s2_steps=s2_steps, s2_population=s2_population, raw=raw,
+                           s2_minutes=s2_minutes, s2_preset=s2_preset, s2_steps=s2_steps, s2_population=s2_population,
+                           raw=raw,
                            validation_size=validation_size, seed=seed)
         _run(lambda: run_pipeline(out, b, echo=typer.echo))
 
