@@ -59,6 +59,14 @@ def test_workers_stop_evolving_when_the_finish_begins(tmp_path):
     stops = {c.name: c for c in snapshot(store).stops}
     assert stops["evolution (--finish)"].reached and not stops["hours"].reached
     assert stops["evolution (--finish)"].limit == pytest.approx(0.05 - 1 / 60)
+    from rich.console import Console
+
+    from lse.reports.status import render
+
+    console = Console(width=120, record=True)
+    console.print(render(snapshot(store)))
+    row = next(line for line in console.export_text().splitlines() if "evolution (--finish)" in line)
+    assert "2.0 min" in row and "reached" in row, row  # in minutes like the hours row, not 0.0333
 
 
 def test_finish_runs_only_when_evolution_ran_out_of_time(tmp_path):

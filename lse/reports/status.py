@@ -210,7 +210,7 @@ def render(st: Status):
     for c in ("condition", "now", "limit", ""):
         stops.add_column(c)
     for c in st.stops:
-        fmt = {"individuals": lambda v: str(int(v)), "hours": duration}.get(c.name, lambda v: f"{v:.3g}")
+        fmt = duration if c.unit == "h" else (lambda v: str(int(v))) if c.name == "individuals" else (lambda v: f"{v:.3g}")
         val = fmt(c.value)
         lim = "-" if c.limit is None else fmt(c.limit)
         frac = "" if c.fraction is None else ("[red]reached[/]" if c.reached else f"{100 * c.fraction:.0f}%")
