@@ -106,3 +106,18 @@ def test_curve_steps_are_the_changes_plus_the_end():
     assert s["val"] == [0.1, 0.3, 0.5, 0.5] and s["test"] == [None, 0.25, None, None]
     assert s["flops"] == [10.0, 20.0, 50.0, 60.0]
     assert list(itertools.pairwise(s["hours"])) and all(a <= b for a, b in itertools.pairwise(s["hours"]))
+
+
+@pytest.mark.parametrize("cfg, names", [
+    ({"max_hours": 1.0, "finish_minutes": 10}, ["individuals", "hours", "evolution (--finish)", "FLOPs"]),
+    ({"max_hours": 1.0}, ["individuals", "hours", "FLOPs"]),
+    ({"max_hours": 1.0, "finish_minutes": "ten"}, ["individuals", "hours", "FLOPs"]),  # a hostile file: left out
+])
+def test_the_overview_shows_when_evolution_stops_for_the_finish(cfg, names):
+    o = panels.overview_panel([], [], cfg, now=1800.0, start=0.0, pop="p", label="p", config_error=None,
+                              stop_file=False)
+    stops = {s["name"]: s for s in o["stops"]}
+    assert list(stops) == names
+    if "evolution (--finish)" in stops:
+        assert stops["evolution (--finish)"]["limit"] == pytest.approx(50 / 60)
+        assert stops["evolution (--finish)"]["value"] == pytest.approx(0.5) and stops["hours"]["unit"] == "h"

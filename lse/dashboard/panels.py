@@ -208,9 +208,15 @@ def overview_panel(rows: Iterable[Mapping], inds: list[cv.Individual], cfg: Mapp
     best = cv.top_by_validation(inds, 1)
     hours = max(0.0, (now - start) / 3600.0)
 
-    def stop(name: str, key: str, value: float) -> dict:
+    def stop(name: str, key: str, value: float, unit: str = "") -> dict:
         limit = cfg.get(key)
-        return {"name": name, "limit": limit if _finite(limit) else None, "value": value}
+        return {"name": name, "limit": limit if _finite(limit) else None, "value": value, "unit": unit}
+
+    stops = [stop("individuals", "max_individuals", n), stop("hours", "max_hours", hours, "h"),
+             stop("FLOPs", "max_flops", flops)]
+    finish, max_hours = cfg.get("finish_minutes"), cfg.get("max_hours")
+    if _finite(finish) and _finite(max_hours) and finish > 0:  # --finish: evolution stops that much earlier
+        stops.insert(2, {"name": "evolution (--finish)", "limit": max_hours - finish / 60, "value": hours, "unit": "h"})
 
     algorithm = cfg.get("algorithm")
     return {
@@ -219,8 +225,7 @@ def overview_panel(rows: Iterable[Mapping], inds: list[cv.Individual], cfg: Mapp
         "individuals": n, **counts, "flops": flops, "hours": hours, "start": start,
         "per_hour": None if hours <= 0 else n / hours, "last_hour": last_hour,
         "best": None if not best else {"id": best[0].id, "val": best[0].val_accuracy},
-        "stops": [stop("individuals", "max_individuals", n), stop("hours", "max_hours", hours),
-                  stop("FLOPs", "max_flops", flops)],
+        "stops": stops,
         "stop_file": stop_file,
     }
 

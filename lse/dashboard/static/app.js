@@ -160,8 +160,8 @@ function renderOverview(ps) {
     ["individuals / hour", `${o.per_hour == null ? "-" : o.per_hour.toFixed(1)} overall, ${o.last_hour} in the last hour`],
   ];
   for (const s of o.stops) {
-    const lim = s.limit == null ? "none" : s.name === "hours" ? hours(s.limit) : num(s.limit);
-    const val = s.name === "hours" ? hours(s.value) : num(s.value);
+    const lim = s.limit == null ? "none" : s.unit === "h" ? hours(s.limit) : num(s.limit);
+    const val = s.unit === "h" ? hours(s.value) : num(s.value);
     const frac = s.limit ? ` (${Math.min(100, (100 * s.value) / s.limit).toFixed(0)}%)` : "";
     pairs.push(["stop: " + s.name, `${val} of ${lim}${frac}`]);
   }
