@@ -216,6 +216,14 @@ def by_minute(pop: Path, minutes: float) -> tuple[list[int], list[float | None]]
     return nets, best
 
 
+def _shown(pop: Path) -> str:
+    """The population's path as the JSON records it: relative to the repository when inside it."""
+    try:
+        return str(pop.resolve().relative_to(OUT.parent.parent))
+    except ValueError:
+        return str(pop)
+
+
 def read_run(pop: Path, label: str, repeat: int, minutes: float, encoded: Path | None) -> dict:
     from lse.reports.twostep import final_model, networks_per_hour, raw_final
 
@@ -227,7 +235,7 @@ def read_run(pop: Path, label: str, repeat: int, minutes: float, encoded: Path |
     else:
         fin = final_model(encoded, pop)
         flops = fin["flops_per_example"]["total"]
-    return {"input": label, "repeat": repeat, "pop": str(pop.relative_to(OUT.parent.parent)),
+    return {"input": label, "repeat": repeat, "pop": _shown(pop),
             "networks": nph["networks"], "best_val": nph.get("best_val_accuracy"),
             "mean_train_seconds": nph.get("mean_train_seconds"), "classifier": fin["classifier"],
             "final_val": fin["val_accuracy"], "test": fin["test_accuracy"],
