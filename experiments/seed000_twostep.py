@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -267,10 +268,7 @@ def run(a) -> dict:
     for k, c in enumerate(chosen):
         enc = base / f"encoded-{k}"
         if not a.reread:
-            if enc.exists():
-                import shutil
-
-                shutil.rmtree(enc)
+            shutil.rmtree(enc, ignore_errors=True)  # an encoded data set is never overwritten in place
             encode(ae_pop, enc, c["id"])
         c["code_shape"] = read_meta(enc)["input_shape"]
         inputs.append((c["label"], enc))
