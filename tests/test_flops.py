@@ -91,3 +91,17 @@ def test_meta_count_equals_count_on_real_cpu_tensors(seed):
     assert (meta.train_per_batch, meta.eval_per_batch) == real
     assert meta.params == sum(p.numel() for p in build_model(d, shape, classes).parameters())
     assert meta.train_per_batch > meta.eval_per_batch * 4 / 6  # backward is counted
+
+
+def test_flops_per_example_of_a_batch_normalised_network_on_a_1x1_code():
+    """Seed 000's most compressed codes are 1x1 maps: a batch of one cannot be counted there
+    (training-mode batch norm needs two values per channel), so the per-example count of the
+    two-step report counts two and halves, which is exact."""
+    from lse.reports.twostep import flops_per_example
+
+    d = chain([(3.0, 3.0, 0.0, 21.0), (1.0, 1.0, 0.0, 8.0)])  # v10: 21 channels, batch-normalised
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        count_flops(d, (2, 1, 1), 10, 1, 1)
+    per = flops_per_example(d, (2, 1, 1), 10)
+    assert per == count_flops(d, (2, 1, 1), 10, 50, 100).eval_per_batch // 100 > 0
+    assert per == 2 * conv_macs(1, 2, 21, 3, 3, 1, 1) + 2 * conv_macs(1, 21, 8, 1, 1, 1, 1) + 2 * 8 * 10
