@@ -71,10 +71,10 @@ def choose(candidates: list[dict], n: int) -> list[dict]:
     while rest and len(chosen) < n:
         far = max(rest, key=lambda c: (min(abs(c["compression"] - d["compression"]) for d in chosen), c["id"]))
         rest.remove(far)
-        chosen.append({**far, "label": f"front c={far['compression']:.2f}"})
+        chosen.append({**far, "label": f"front c={far['compression']:.3g}"})
     later = sorted((c for c in candidates if c["front"] > 0), key=lambda c: (c["front"], -c["topsis"], c["id"]))
     for c in later[: n - len(chosen)]:
-        chosen.append({**c, "label": f"front {c['front'] + 1} c={c['compression']:.2f}"})
+        chosen.append({**c, "label": f"front {c['front'] + 1} c={c['compression']:.3g}"})
     return chosen
 
 

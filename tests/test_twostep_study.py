@@ -47,3 +47,33 @@ def test_the_tables_pair_every_input_with_the_same_repeats_raw_run():
     assert "| 1.50 ± 0.00 |" in pick  # 150/100 and 180/120: the ratio to its own repeat's raw run
     assert "| -1.5 ± 1.4 |" in pick  # -2 and -1 points, paired
     assert "| 1x14x14 |" in text
+
+
+def test_the_pages_tables_are_regenerated_from_the_committed_json():
+    """docs/TWOSTEP.md holds exactly what the script makes of docs/twostep.json: a hand-edited
+    number cannot survive."""
+    import json
+
+    mod = load_script("seed000_twostep")
+    data = json.loads(mod.PAGE.with_name("twostep.json").read_text())
+    assert f"{mod.BEGIN}\n{mod.tables(data)}{mod.END}" in mod.PAGE.read_text()
+
+
+def test_the_committed_study_has_the_issues_design():
+    """At least 3 autoencoders of the front, the TOPSIS pick among them, 3 repeats of every input
+    with the raw images as the control, paired by seed, every run read over the same minutes."""
+    import json
+    from collections import defaultdict
+
+    mod = load_script("seed000_twostep")
+    data = json.loads(mod.PAGE.with_name("twostep.json").read_text())
+    assert len(data["chosen"]) >= 3 and data["chosen"][0]["label"] == "pick"
+    pick = max((c for c in data["stage1"]["candidates"] if c["front"] == 0), key=lambda c: c["topsis"])
+    assert data["chosen"][0]["id"] == pick["id"]
+    repeats = defaultdict(set)
+    for r in data["rows"]:
+        repeats[r["input"]].add(r["repeat"])
+        assert len(r["networks_by_minute"]) == int(data["minutes"])
+        assert r["networks_by_minute"][-1] <= r["networks"]
+    assert set(repeats) == {mod.RAW, *(c["label"] for c in data["chosen"])}
+    assert all(s == set(range(data["repeats"])) for s in repeats.values()) and data["repeats"] >= 3
