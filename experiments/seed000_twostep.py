@@ -154,6 +154,8 @@ def figures(data: dict, front_png: Path, stage2_png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from lse.reports.twostep import front_axes
+
     fig, ax = plt.subplots(figsize=(7, 5))
     every = data["stage1"]["every"]
     ax.scatter([p[0] for p in every], [p[1] for p in every], s=12, alpha=0.5, color="grey", label="every autoencoder")
@@ -163,11 +165,7 @@ def figures(data: dict, front_png: Path, stage2_png: Path) -> None:
         star = c["label"] == "pick"
         ax.scatter([c["compression"]], [c["reconstruction"]], marker="*" if star else "D", s=220 if star else 70,
                    edgecolor="k", zorder=5, label=f"{c['label']} (TOPSIS {c['topsis']:.3f})")
-    ax.set_xlabel("compression c = 1 - |z|/|x|")
-    ax.set_ylabel("reconstruction R (explained variance, validation)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=7, loc="lower left")
+    front_axes(ax)
     ax.set_title(f"Stage 1: {data['stage1']['autoencoders']} autoencoders in {data['ae_minutes']:g} min")
     fig.tight_layout()
     front_png.parent.mkdir(parents=True, exist_ok=True)

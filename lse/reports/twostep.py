@@ -204,6 +204,15 @@ def networks_per_hour(pop) -> dict:
 
 
 # ------------------------------------------------------------------------------- figures
+def front_axes(ax) -> None:
+    """The axes of a front figure: compression against reconstruction, both in [0, 1]."""
+    ax.set_xlabel("compression c = 1 - |z|/|x|")
+    ax.set_ylabel("reconstruction accuracy R (explained variance, validation)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="lower left")
+
+
 def front_figure(pop, out_png, weights: tuple[float, float] = (0.5, 0.5)) -> dict:
     """Every autoencoder that ever lived (colour: birth order), the front of those born by
     25/50/75/100% of the run (front over time), front 1 of the final alive population
@@ -229,11 +238,7 @@ def front_figure(pop, out_png, weights: tuple[float, float] = (0.5, 0.5)) -> dic
     ax.plot([p[0] for p in f1], [p[1] for p in f1], "o-", color="crimson", ms=6, mfc="none", label="front 1 (alive at the end)")
     ax.scatter([pick.compression], [pick.reconstruction], marker="*", s=260, color="orange", edgecolor="k", zorder=5,
                label=f"TOPSIS pick ({pick.topsis:.3f})")
-    ax.set_xlabel("compression c = 1 - |z|/|x|")
-    ax.set_ylabel("reconstruction accuracy R (explained variance, validation)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=7, loc="lower left")
+    front_axes(ax)
     ax.set_title(f"{len(pts)} autoencoders")
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
