@@ -87,6 +87,16 @@ def committed(name: str) -> dict:
     return json.loads((DATA / f"{name}.json").read_text())
 
 
+def study_data(a, name: str, run: Callable[[object], dict]) -> dict:
+    """A section 5 study's JSON: the committed docs/<name>.json with ``--table``, else what
+    ``run(a)`` measured, saved there first."""
+    if a.table:
+        return committed(name)
+    data = run(a)
+    save(name, data)
+    return data
+
+
 def publish(data: dict, *, begin: str, end: str, table: Callable[[dict], str],
             figure: Callable[[dict, Path], None], figure_path: Path) -> None:
     """A section 5 study's table between its two markers in docs/SECTION5.md and its figure, both
