@@ -77,29 +77,38 @@ def table(data: dict) -> str:
 
 def figure(data: dict, path: Path) -> None:
     """Every experiment a circle; per point, the mean with ±2 sample sd."""
+    rows = [{"axis": axis, "x": on_axis(r, axis), "best_test": r["best_test"]}
+            for r in data["rows"] for axis in ("population size", "steps per individual") if on_axis(r, axis)]
+    plot(rows, path, title=f"Figure 3 at the hour preset: {data['minutes']:g} minutes per experiment, "
+                           f"circles = experiments, red = mean ± 2σ")
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    """Figure 3's two panels from rows of ``{"axis", "x", "best_test"}`` (one per experiment and
+    axis it is on): every experiment a circle, every x with several its mean ± 2 sample sd.
+    Also the plot of `search_efficiency.py scale`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
-    for ax, axis, values in zip(axes, ("population size", "steps per individual"), (POP_SIZES, STEP_COUNTS)):
-        pts = [(on_axis(r, axis), 100 * r["best_test"]) for r in data["rows"]
-               if on_axis(r, axis) is not None and r["best_test"] is not None]
+    for ax, axis in zip(axes, ("population size", "steps per individual")):
+        pts = [(r["x"], 100 * r["best_test"]) for r in rows if r["axis"] == axis and r["best_test"] is not None]
         ax.scatter([x for x, _ in pts], [y for _, y in pts], s=40, facecolors="none", edgecolors="#1f4e9c")
-        for x in values:
+        xs = sorted({x for x, _ in pts})
+        for x in xs:
             ys = [y for px, y in pts if px == x]
             if len(ys) > 1:
                 ax.errorbar([x], [statistics.fmean(ys)], yerr=[2 * statistics.stdev(ys)], fmt="_", color="#c0392b",
                             markersize=14, capsize=4)
         ax.set_xscale("log")
-        ax.set_xticks(list(values), [f"{x:,}" for x in values])
+        ax.set_xticks(xs, [f"{x:,}" for x in xs])
         ax.minorticks_off()
         ax.set_xlabel(axis)
         ax.set_ylabel("test accuracy of the best by validation (%)")
         ax.grid(True, alpha=0.3)
-    fig.suptitle(f"Figure 3 at the hour preset: {data['minutes']:g} minutes per experiment, "
-                 f"circles = experiments, red = mean ± 2σ")
+    fig.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
