@@ -119,6 +119,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=6.0, help="wall time of every experiment")
     ap.add_argument("--repeats", type=int, default=3, help="experiments per point (paper: 5)")
     ap.add_argument("--preset", default="hour")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine (then give more --minutes or --repeats)")
     ap.add_argument("--table", action="store_true", help="only write the page's table and the figure from the committed JSON")
     ap.add_argument("--reread", action="store_true", help="read the populations of experiments/out again (no runs)")
     a = ap.parse_args()
@@ -133,7 +134,8 @@ def run(a) -> dict:
         for p, s in points():
             pop = base / f"pop{p}-steps{s}-r{r}"
             runs.append((pop, p, s, r, ["--preset", a.preset, "--max-hours", f"{a.minutes / 60:.6f}",
-                                        "--population-size", str(p), "--steps", str(s), "--seed", str(r)]))
+                                        "--population-size", str(p), "--steps", str(s), "--seed", str(r),
+                                        *(["--device", a.device] if a.device != "cpu" else [])]))
     if not a.reread:
         launch_all([(pop, args) for pop, _, _, _, args in runs])
     s = report([run[0] for run in runs], [f"pop {p}, {st} steps, r{r}" for _, p, st, r, _ in runs], base / "report")
@@ -142,8 +144,9 @@ def run(a) -> dict:
              "individuals": e["individuals"], "flops": e["experiment_flops"], "wall_minutes": 60 * e["wall_hours"],
              "architecture": (e["best"] or {}).get("architecture")}
             for (pop, p, st, r, _), e in zip(runs, s["experiments"])]
-    data = {"minutes": a.minutes, "repeats": a.repeats, "preset": a.preset, "rows": rows,
-            "command": f"python experiments/section5_figure3.py --minutes {a.minutes:g} --repeats {a.repeats}"}
+    data = {"minutes": a.minutes, "repeats": a.repeats, "preset": a.preset, "device": a.device, "rows": rows,
+            "command": f"python experiments/section5_figure3.py --minutes {a.minutes:g} --repeats {a.repeats}"
+                       + (f" --device {a.device}" if a.device != "cpu" else "")}
     return data
 
 

@@ -51,12 +51,12 @@ STEPS = 1000
 STARTS: dict[Path, float] = {}  # each arm's start, in minutes of its experiment clock (set by arm_args)
 
 
-def trap_args(seed: int, minutes: float) -> list[str]:
+def trap_args(seed: int, minutes: float, device: str = "cpu") -> list[str]:
     return ["--preset", "hour", "--steps", str(STEPS), "--steps-from", f"{STEPS}@0m",
-            "--max-hours", f"{minutes / 60:.6f}", "--seed", str(seed)]
+            "--max-hours", f"{minutes / 60:.6f}", "--seed", str(seed), *(["--device", device] if device != "cpu" else [])]
 
 
-def arm_args(pop: Path, arm: str, minutes: float) -> list[str]:
+def arm_args(pop: Path, arm: str, minutes: float, device: str = "cpu") -> list[str]:
     """The resume of one arm, computed when it starts: the experiment clock of a copy runs on
     from the trap's creation, so the arm's end and its events are placed from its own start."""
     from lse.store import Store, clock
@@ -69,7 +69,7 @@ def arm_args(pop: Path, arm: str, minutes: float) -> list[str]:
         EventLog(store).set_mutations(BURST, duration=minutes * 30, note="the burst arm")
     elif arm == "reset":
         EventLog(store).reset(note="the reset arm")
-    return trap_args(store.config.seed, age_min + minutes)
+    return trap_args(store.config.seed, age_min + minutes, device)
 
 
 def _best_curve(pop: Path) -> list[tuple[float, float]]:
@@ -164,6 +164,7 @@ def main() -> None:
     ap.add_argument("--arm-minutes", type=float, default=15.0, help="evolution of each arm after the fork")
     ap.add_argument("--parallel", type=int, default=3,
                     help="runs at a time, one worker and one thread each (3: a seed's three arms together)")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine (then give more --parallel)")
     ap.add_argument("--table", action="store_true", help="only write the page's table and the figure from the committed JSON")
     a = ap.parse_args()
     publish(study_data(a, NAME, run), begin=BEGIN, end=END, table=table, figure=figure, figure_path=FIGURE)
@@ -173,7 +174,7 @@ def run(a) -> dict:
     """The study's runs, read into its JSON."""
     base = OUT / NAME
     traps = {s: base / f"trap-seed{s}" for s in a.seeds}
-    launch_all([(pop, trap_args(s, a.trap_minutes)) for s, pop in traps.items()], parallel=a.parallel)
+    launch_all([(pop, trap_args(s, a.trap_minutes, a.device)) for s, pop in traps.items()], parallel=a.parallel)
     trap_info, arms = {}, []
     for s, pop in traps.items():
         curve = _best_curve(pop)
@@ -189,17 +190,18 @@ def run(a) -> dict:
             shutil.copytree(pop, dst, symlinks=True)  # copy2: mtimes kept, so the copy's clock is the trap's
             arms.append((dst, arm, s))
     started = time.time()
-    launch_all([(dst, lambda dst=dst, arm=arm: arm_args(dst, arm, a.arm_minutes)) for dst, arm, _ in arms],
+    launch_all([(dst, lambda dst=dst, arm=arm: arm_args(dst, arm, a.arm_minutes, a.device)) for dst, arm, _ in arms],
                parallel=a.parallel, fresh=False)
     s = report([p for p, _, _ in arms], [f"{arm}, seed {seed}" for _, arm, seed in arms], base / "report")
     rows = [{"arm": arm, "seed": seed, "pop": str(p.relative_to(OUT.parent.parent)),
              **measure(p, trap_info[str(seed)]["fork_minute"], STARTS[p], trap_info[str(seed)]["best_val"], e)}
             for (p, arm, seed), e in zip(arms, s["experiments"])]
     data = {"trap_minutes": a.trap_minutes, "arm_minutes": a.arm_minutes, "burst": BURST, "steps": STEPS,
-            "parallel": a.parallel,
+            "parallel": a.parallel, "device": a.device,
             "traps": trap_info, "rows": rows, "arms_wall_minutes": (time.time() - started) / 60,
             "command": f"python experiments/section5_figure4.py --seeds {' '.join(map(str, a.seeds))} "
-                       f"--trap-minutes {a.trap_minutes:g} --arm-minutes {a.arm_minutes:g} --parallel {a.parallel}"}
+                       f"--trap-minutes {a.trap_minutes:g} --arm-minutes {a.arm_minutes:g} --parallel {a.parallel}"
+                       + (f" --device {a.device}" if a.device != "cpu" else "")}
     return data
 
 
