@@ -26,11 +26,12 @@ COMMON = ["--dataset", "fashion-mnist", "--validation-size", "2000", "--workers"
 
 
 def launch_all(runs: list[tuple[Path, list[str] | Callable[[], list[str]]]], parallel: int = 2,
-               fresh: bool = True) -> None:
+               fresh: bool = True, watch: Callable[[Path], None] | None = None) -> None:
     """Run each ``(pop, launch arguments)`` with `python -m lse.launch` (niced), ``parallel``
     at a time; the arguments may be a function, called when the run starts (a resume whose
     options depend on its start time).  ``fresh``: a population that exists is removed first
-    (a reproduction starts fresh); otherwise it is resumed."""
+    (a reproduction starts fresh); otherwise it is resumed.  ``watch(pop)`` is called for every
+    running population every 2 seconds (it may stop it, with `lse stop`'s STOP file)."""
     pending = list(runs)
     active: list[tuple[Path, subprocess.Popen]] = []
     while pending or active:
@@ -48,6 +49,8 @@ def launch_all(runs: list[tuple[Path, list[str] | Callable[[], list[str]]]], par
             active.append((pop, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)))
         time.sleep(2)
         for pop, proc in list(active):
+            if watch is not None and proc.poll() is None:
+                watch(pop)
             if proc.poll() is not None:
                 active.remove((pop, proc))
                 if proc.returncode != 0:

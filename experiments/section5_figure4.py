@@ -1,14 +1,14 @@
 """Figure 4 of Real et al. 2017 (section 5): a trapped population escaping under a period of
 increased mutation rate or a weight reset, against the same population left alone (issue 31).
 
-    python experiments/section5_figure4.py --seeds 0 1 2 --trap-minutes 30 --arm-minutes 15
+    python experiments/section5_figure4.py --seeds 0 1 2 --trap-minutes 90 --plateau-minutes 10 --arm-minutes 15
     python experiments/section5_figure4.py --table          # page and figure from the JSON
 
 The trap is real: for each seed, one population evolves with the hour preset's ideas (morphism,
 cosine, growth-weighted mutations, population 10) and 1,000 steps per child from the start (no
-step schedule: every phase trains its children alike), one worker with one thread, for
---trap-minutes, by which time the best has climbed to a plateau of the configuration (the
-JSON records how long it had not improved at the fork). That
+step schedule: every phase trains its children alike), one worker with one thread, until its
+best by validation has not improved for --plateau-minutes (:func:`plateaued`; its worker is
+stopped with `lse stop`'s STOP file and finishes its child), at most --trap-minutes.  That
 population is then copied three times, files and clock, and each copy resumes for
 --arm-minutes more:
 
@@ -18,8 +18,8 @@ population is then copied three times, files and clock, and each copy resumes fo
 
 The three arms of a seed start from the same individuals and weights, with the same seed, and
 run at the same time (--parallel 3: one worker and one thread each, so on the 2-core machine
-each arm has two thirds of a core, and the three share the machine alike). The traps run three
-at a time too, which is why the default trap is 30 minutes: 20 minutes of a core each.  What the paper measures, per arm: does the
+each arm has two thirds of a core, and the three share the machine alike); the traps run three
+at a time too.  What the paper measures, per arm: does the
 best by validation escape the plateau (pass the trap's best), how soon, and by how much at the
 end; and the test accuracy of the best at the end (report work).
 
@@ -80,6 +80,35 @@ def _best_curve(pop: Path) -> list[tuple[float, float]]:
     return [((i.born_at - exp.start) / 60, i.val_accuracy) for i in exp.inds if i.val_accuracy is not None]
 
 
+def plateaued(curve: list[tuple[float, float]], now_minute: float, minutes: float) -> bool:
+    """Whether a trap is at its plateau: the best of ``curve`` ((minute, validation accuracy),
+    birth order) was born at least ``minutes`` before ``now_minute``.  ``minutes`` <= 0: never
+    (the trap runs its whole --trap-minutes)."""
+    if minutes <= 0 or not curve:
+        return False
+    best = max(v for _, v in curve)
+    return now_minute - next(m for m, v in curve if v == best) >= minutes
+
+
+def plateau_watch(minutes: float, every_s: float = 30.0):
+    """A :func:`launch_all` watch that stops a trap (`lse stop`'s STOP file: its worker finishes
+    the child it trains) once it has :func:`plateaued`; it looks every ``every_s`` seconds."""
+    seen: dict[Path, float] = {}
+
+    def watch(pop: Path) -> None:
+        from lse.store import Store, clock
+
+        now = time.time()
+        if minutes <= 0 or now - seen.setdefault(pop, now) < every_s:
+            return
+        seen[pop] = now
+        store = Store(pop).open()
+        if not store.stop_requested() and plateaued(_best_curve(pop), clock.age_seconds(store) / 60, minutes):
+            store.request_stop(f"figure 4: the trap's best has not improved for {minutes:g} minutes")
+
+    return watch
+
+
 def measure(pop: Path, fork_minute: float, start_minute: float, trap_best: float, summary: dict) -> dict:
     """An arm after the fork: its births (all after the trap's last), timed from the arm's start."""
     births = [(m - start_minute, v) for m, v in _best_curve(pop) if m > fork_minute]
@@ -96,12 +125,16 @@ def table(data: dict) -> str:
     rows = data["rows"]
     seeds = sorted({r["seed"] for r in rows})
     plateau = ", ".join(f"{data['traps'][str(s)]['minutes_without_improvement']:.1f}" for s in seeds)
-    lines = [f"Trap: {data['trap_minutes']:g} minutes (its best had not improved for {plateau} minutes at the fork); "
+    forks = ", ".join(f"{data['traps'][str(s)]['fork_minute']:.1f}" for s in seeds)
+    stop = (f"until its best had not improved for {data['plateau_minutes']:g} minutes, at most {data['trap_minutes']:g}"
+            if data.get("plateau_minutes") else f"{data['trap_minutes']:g} minutes, no plateau stop")
+    lines = [f"Trap: {stop}; forked at minute {forks}, when its best had not improved for {plateau} minutes; "
              f"each arm {data['arm_minutes']:g} minutes more; seeds {', '.join(map(str, seeds))}; "
              "mean ± 2 sd over seeds.", "",
-             "| arm | escaped (best passed the trap's) | minutes to escape (each seed) | gain of the best over the trap's "
-             "(points) | paired difference to alone (points) | test acc. of the best at the end (%) |",
-             "|---|---|---|---|---|---|"]
+             "| arm | escaped (best passed the trap's) | minutes to escape (each seed) | children after the fork "
+             "(each seed) | gain of the best over the trap's (points) | paired difference to alone (points) "
+             "| test acc. of the best at the end (%) |",
+             "|---|---|---|---|---|---|---|"]
     alone = {r["seed"]: r for r in rows if r["arm"] == "alone"}
     for arm in ARMS:
         rs = sorted((r for r in rows if r["arm"] == arm), key=lambda r: r["seed"])
@@ -110,7 +143,8 @@ def table(data: dict) -> str:
                  if arm != "alone" and r["gain_over_trap"] is not None and r["seed"] in alone
                  and alone[r["seed"]]["gain_over_trap"] is not None]
         esc = ", ".join("-" if r["escape_minutes"] is None else f"{r['escape_minutes']:.1f}" for r in rs)
-        lines.append(f"| {arm} | {sum(r['escape_minutes'] is not None for r in rs)} of {len(rs)} | {esc} "
+        kids = ", ".join(str(r["children_after_fork"]) for r in rs)
+        lines.append(f"| {arm} | {sum(r['escape_minutes'] is not None for r in rs)} of {len(rs)} | {esc} | {kids} "
                      f"| {study.mean_2sd(gains)} | {study.mean_2sd(diffs) if arm != 'alone' else '-'} "
                      f"| {study.mean_2sd([r['best_test_end'] for r in rs if r['best_test_end'] is not None])} |")
     return "\n".join(lines) + "\n"
@@ -160,7 +194,9 @@ def figure(data: dict, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--trap-minutes", type=float, default=30.0, help="evolution before the fork")
+    ap.add_argument("--trap-minutes", type=float, default=90.0, help="evolution before the fork, at most")
+    ap.add_argument("--plateau-minutes", type=float, default=10.0,
+                    help="fork a trap once its best has not improved for this long (0: run all --trap-minutes)")
     ap.add_argument("--arm-minutes", type=float, default=15.0, help="evolution of each arm after the fork")
     ap.add_argument("--parallel", type=int, default=3,
                     help="runs at a time, one worker and one thread each (3: a seed's three arms together)")
@@ -174,7 +210,8 @@ def run(a) -> dict:
     """The study's runs, read into its JSON."""
     base = OUT / NAME
     traps = {s: base / f"trap-seed{s}" for s in a.seeds}
-    launch_all([(pop, trap_args(s, a.trap_minutes, a.device)) for s, pop in traps.items()], parallel=a.parallel)
+    launch_all([(pop, trap_args(s, a.trap_minutes, a.device)) for s, pop in traps.items()], parallel=a.parallel,
+               watch=plateau_watch(a.plateau_minutes))
     trap_info, arms = {}, []
     for s, pop in traps.items():
         curve = _best_curve(pop)
@@ -197,10 +234,11 @@ def run(a) -> dict:
              **measure(p, trap_info[str(seed)]["fork_minute"], STARTS[p], trap_info[str(seed)]["best_val"], e)}
             for (p, arm, seed), e in zip(arms, s["experiments"])]
     data = {"trap_minutes": a.trap_minutes, "arm_minutes": a.arm_minutes, "burst": BURST, "steps": STEPS,
-            "parallel": a.parallel, "device": a.device,
+            "parallel": a.parallel, "device": a.device, "plateau_minutes": a.plateau_minutes,
             "traps": trap_info, "rows": rows, "arms_wall_minutes": (time.time() - started) / 60,
             "command": f"python experiments/section5_figure4.py --seeds {' '.join(map(str, a.seeds))} "
-                       f"--trap-minutes {a.trap_minutes:g} --arm-minutes {a.arm_minutes:g} --parallel {a.parallel}"
+                       f"--trap-minutes {a.trap_minutes:g} --plateau-minutes {a.plateau_minutes:g} "
+                       f"--arm-minutes {a.arm_minutes:g} --parallel {a.parallel}"
                        + (f" --device {a.device}" if a.device != "cpu" else "")}
     return data
 
