@@ -25,6 +25,11 @@ COMMON = ["--dataset", "fashion-mnist", "--validation-size", "2000", "--workers"
           "--no-progress", "--device", "cpu"]
 
 
+def device_args(device: str) -> list[str]:
+    """The launch options that put a study's runs on ``device`` (COMMON says cpu)."""
+    return [] if device == "cpu" else ["--device", device]
+
+
 def launch_all(runs: list[tuple[Path, list[str] | Callable[[], list[str]]]], parallel: int = 2,
                fresh: bool = True, watch: Callable[[Path], None] | None = None) -> None:
     """Run each ``(pop, launch arguments)`` with `python -m lse.launch` (niced), ``parallel``

@@ -40,7 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _study as study  # noqa: E402
-from _common import DATA, FIGURES, OUT, launch_all  # noqa: E402
+from _common import DATA, FIGURES, OUT, device_args, launch_all  # noqa: E402
 
 NAME = "twostep"
 PAGE = DATA / "TWOSTEP.md"
@@ -252,7 +252,7 @@ def run(a) -> dict:
 
     base = a.pops
     ae_pop = base / "autoencoders"
-    dev = ["--device", a.device] if a.device != "cpu" else []
+    dev = device_args(a.device)
     if not a.reread:
         launch_all([(ae_pop, ["--algorithm", "autoencoder", "--steps", str(a.ae_steps), "--population-size", "10",
                               "--no-augment", "--seed", "0", "--workers", "2", "--max-hours", f"{a.ae_minutes / 60:.6f}",
