@@ -22,7 +22,7 @@ import pytest
 
 from lse.config import ExperimentConfig
 from lse.errors import ConfigError
-from lse.runners.launch import prepare_experiment
+from lse.runners.launch import deaths_text, prepare_experiment
 from lse.store import Store
 from lse.nn.synthetic import write_synthetic
 
@@ -73,6 +73,7 @@ def test_evolution_end_to_end(tmp_path, data_dir):
     recs = _consistent(pop)
     assert len(recs) == 14  # births match the stop count exactly
     assert "max_individuals=14 reached" in r.stdout and "best individual:" in r.stdout and "lse report --pop" in r.stdout
+    assert f"individuals: 14 ({deaths_text(x.failed_reason for x in recs)})" in r.stdout
     workers = {r.worker for r in recs}
     # both workers ran (how the 14 births split between them is timing: 7/7 and 9/5 were seen)
     started = {m for f in (pop / "logs").glob("*.log")
@@ -92,6 +93,15 @@ def test_evolution_end_to_end(tmp_path, data_dir):
     assert saved["max_individuals"] == 14 and saved["mutation_probabilities"]["insert_convolution"] == 3
     assert all((pop / "logs" / f"{w}.log").exists() for w in workers)
     _no_workers_left(pop)
+
+
+def test_the_summary_says_what_the_children_died_of():
+    """A search's own deaths (a mutated learning rate diverging) are named, not a bare "failed";
+    a child cut off by the deadline is never published, so it is not among them."""
+    assert deaths_text([None, None]) == "none died"
+    reasons = [None, "diverged: non-finite loss by step 20", "diverged: non-finite loss by step 40",
+               "RuntimeError: shapes do not match"]
+    assert deaths_text(reasons) == "3 died in training: 2 diverged, 1 RuntimeError"
 
 
 @pytest.mark.parametrize("control", [["--selection", "random"], ["--no-inheritance"]])
@@ -361,7 +371,6 @@ def test_launch_help_shows_every_option_whole_at_80_columns(entry):
 def test_a_crashed_worker_that_gave_birth_restarts_at_once_by_its_heartbeat(tmp_path):
     """The launcher tells a crash-looping worker from one that made progress by the births its
     heartbeat reports (it used to grep the worker's log for "born ")."""
-    from lse.config import ExperimentConfig
     from lse.runners.launch import LaunchOptions, LocalLauncher
     from lse.store import Store
 

@@ -34,7 +34,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Callable, Iterable, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -335,6 +335,19 @@ def format_line(s: Snapshot, limit: int | None, running: int, workers: int) -> s
     )
 
 
+def deaths_text(reasons: Iterable[str | None]) -> str:
+    """How many children died in training, and of what: a search's own deaths (a mutated learning
+    rate that diverges) read apart from a fault.  A child cut off by the deadline is never
+    published, so it is not among them."""
+    from collections import Counter
+
+    kinds = Counter(r.split(":")[0].strip() for r in reasons if r is not None)
+    if not kinds:
+        return "none died"
+    n = sum(kinds.values())
+    return f"{n} died in training: " + ", ".join(f"{c} {k}" for k, c in kinds.most_common())
+
+
 def summary_text(store: Store, stop_reason: str) -> str:
     """The closing summary: counts, best initial vs best, the best individual and its architecture."""
     from lse.core.genomes import describe
@@ -342,9 +355,8 @@ def summary_text(store: Store, stop_reason: str) -> str:
     recs = store.records()
     cfg = store.config
     lines = [f"stopped: {stop_reason}"]
-    failed = sum(r.failed_reason is not None for r in recs)
     flops = sum(r.flops.total for r in recs if r.flops)
-    lines.append(f"individuals: {len(recs)} ({failed} failed), FLOPs spent: {flops:.3g}")
+    lines.append(f"individuals: {len(recs)} ({deaths_text(r.failed_reason for r in recs)}), FLOPs spent: {flops:.3g}")
     scored = [r for r in recs if r.val_accuracy is not None]
     if scored:
         best = max(scored, key=lambda r: (r.val_accuracy, r.id))
