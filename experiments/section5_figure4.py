@@ -1,16 +1,16 @@
 """Figure 4 of Real et al. 2017 (section 5): a trapped population escaping under a period of
 increased mutation rate or a weight reset, against the same population left alone (issue 31).
 
-    python experiments/section5_figure4.py --seeds 0 1 2 --trap-minutes 90 --plateau-minutes 10 --arm-minutes 15
+    python experiments/section5_figure4.py --seeds 0 1 2 --trap-minutes 80 --plateau-minutes 10 --arm-minutes 15
     python experiments/section5_figure4.py --table          # page and figure from the JSON
 
 The trap is real: for each seed, one population evolves with the hour preset's ideas (morphism,
 cosine, growth-weighted mutations, population 10) and 1,000 steps per child from the start (no
 step schedule: every phase trains its children alike), one worker with one thread, until its
 best by validation has not improved for --plateau-minutes (:func:`plateaued`; its worker is
-stopped with `lse stop`'s STOP file and finishes its child), at most --trap-minutes.  That
-population is then copied three times, files and clock, and each copy resumes for
---arm-minutes more:
+stopped with `lse stop`'s STOP file: it stops at once and discards the child it was training),
+at most --trap-minutes.  That population is then copied three times, files and clock, and
+each copy resumes for --arm-minutes more:
 
     alone     as it was
     burst     5 mutations per child for the first half of the arm (`lse mutations 5 --for`)
@@ -94,8 +94,9 @@ def best_age(curve: list[tuple[float, float]], now_minute: float) -> float:
 
 
 def plateau_watch(minutes: float, every_s: float = 30.0):
-    """A :func:`launch_all` watch that stops a trap (`lse stop`'s STOP file: its worker finishes
-    the child it trains) once it has :func:`plateaued`; it looks every ``every_s`` seconds."""
+    """A :func:`launch_all` watch that stops a trap (`lse stop`'s STOP file: its worker stops at
+    once, discarding the child it trains) once it has :func:`plateaued`; it looks every
+    ``every_s`` seconds."""
     seen: dict[Path, float] = {}
 
     def watch(pop: Path) -> None:
@@ -129,9 +130,10 @@ def table(data: dict) -> str:
     seeds = sorted({r["seed"] for r in rows})
     plateau = ", ".join(f"{data['traps'][str(s)]['minutes_without_improvement']:.1f}" for s in seeds)
     forks = ", ".join(f"{data['traps'][str(s)]['fork_minute']:.1f}" for s in seeds)
-    stop = (f"until its best had not improved for {data['plateau_minutes']:g} minutes, at most {data['trap_minutes']:g}"
+    stop = (f"stopped once its best had not improved for {data['plateau_minutes']:g} minutes (the child it was "
+            f"training discarded), at most {data['trap_minutes']:g}"
             if data.get("plateau_minutes") else f"{data['trap_minutes']:g} minutes, no plateau stop")
-    lines = [f"Trap: {stop}; forked at minute {forks}, when its best had not improved for {plateau} minutes; "
+    lines = [f"Trap: {stop}; its last child born at minute {forks}, its best {plateau} minutes before that; "
              f"each arm {data['arm_minutes']:g} minutes more; seeds {', '.join(map(str, seeds))}; "
              "mean ± 2 sd over seeds.", "",
              "| arm | escaped (best passed the trap's) | minutes to escape (each seed) | children after the fork "
@@ -197,7 +199,7 @@ def figure(data: dict, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--trap-minutes", type=float, default=90.0, help="evolution before the fork, at most")
+    ap.add_argument("--trap-minutes", type=float, default=80.0, help="evolution before the fork, at most")
     ap.add_argument("--plateau-minutes", type=float, default=10.0,
                     help="fork a trap once its best has not improved for this long (0: run all --trap-minutes)")
     ap.add_argument("--arm-minutes", type=float, default=15.0, help="evolution of each arm after the fork")
