@@ -78,8 +78,11 @@ def main() -> None:
         except LostRace:
             lost += 1
     store.close()
-    with open(out, "w") as f:
+    # tmp + rename: a kill that lands while the worker writes its tally (the storm kills any
+    # worker still running, also one finishing) leaves no half-written file for the test to read
+    with open(out + ".tmp", "w") as f:
         json.dump({"published": published, "lost": lost, "waits": waits}, f)
+    os.replace(out + ".tmp", out)
 
 
 if __name__ == "__main__":

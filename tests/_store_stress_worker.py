@@ -58,8 +58,11 @@ def main() -> None:
         if i % 25 == 0:
             store.gc()
     store.close()
-    with open(out, "w") as f:
+    # tmp + rename: a kill that lands while the worker writes its tally (the storm kills any
+    # worker still running, also one finishing) leaves no half-written file for the test to read
+    with open(out + ".tmp", "w") as f:
         json.dump({"births": births, "kills": kills, "lost": lost}, f)
+    os.replace(out + ".tmp", out)
 
 
 if __name__ == "__main__":
