@@ -10,11 +10,11 @@ few bytes (the barrier only checks that it is a regular file), so a respawn cost
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import sys
 import time
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,6 +22,7 @@ import lse.store.generations  # noqa: E402
 from lse.core.dna import initial_dna  # noqa: E402
 from lse.errors import LostRace  # noqa: E402
 from lse.store.generations import Generations  # noqa: E402
+from lse.store.atomic import write_json_atomic  # noqa: E402
 from lse.core.records import IndividualRecord, new_id  # noqa: E402
 from lse.store import Store  # noqa: E402
 
@@ -78,11 +79,10 @@ def main() -> None:
         except LostRace:
             lost += 1
     store.close()
-    # tmp + rename: a kill that lands while the worker writes its tally (the storm kills any
+    # one rename: a kill that lands while the worker writes its tally (the storm kills any
     # worker still running, also one finishing) leaves no half-written file for the test to read
-    with open(out + ".tmp", "w") as f:
-        json.dump({"published": published, "lost": lost, "waits": waits}, f)
-    os.replace(out + ".tmp", out)
+    write_json_atomic(Path(out), {"published": published, "lost": lost, "waits": waits},
+                      fix="free space under the test's tmp_path")
 
 
 if __name__ == "__main__":

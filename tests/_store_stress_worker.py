@@ -8,16 +8,17 @@ collects garbage now and then, and writes what succeeded to OUT_JSON.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import sys
 import time
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from lse.errors import LostRace  # noqa: E402
 from lse.store.population import Store  # noqa: E402
+from lse.store.atomic import write_json_atomic  # noqa: E402
 
 from _store_helpers import make_record, make_weights  # noqa: E402
 
@@ -58,11 +59,10 @@ def main() -> None:
         if i % 25 == 0:
             store.gc()
     store.close()
-    # tmp + rename: a kill that lands while the worker writes its tally (the storm kills any
+    # one rename: a kill that lands while the worker writes its tally (the storm kills any
     # worker still running, also one finishing) leaves no half-written file for the test to read
-    with open(out + ".tmp", "w") as f:
-        json.dump({"births": births, "kills": kills, "lost": lost}, f)
-    os.replace(out + ".tmp", out)
+    write_json_atomic(Path(out), {"births": births, "kills": kills, "lost": lost},
+                      fix="free space under the test's tmp_path")
 
 
 if __name__ == "__main__":
