@@ -4,6 +4,8 @@ every run is the configuration the page names for the hour it names."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from _experiment_script import load_script
@@ -29,3 +31,15 @@ def test_every_run_is_the_named_configuration_for_the_full_hour():
             # the configuration's own bound: no child trained past what its budget allows here
             if run["config"]["child_flops"]:
                 assert run["longest_child_seconds"] < 300
+
+
+def test_every_configuration_is_options_lse_launch_accepts(tmp_path):
+    """A configuration is run hours after it is written: a misspelt option or an invalid value
+    must fail here, not at the start of a study (a Slurm dry run validates and writes nothing)."""
+    mod = load_script("search_robust")
+    for name, options in mod.CONFIGS.items():
+        r = subprocess.run([sys.executable, "-m", "lse.launch", "--pop", str(tmp_path / name), "--slurm", "--workers",
+                            "2", "--dry-run", "--max-hours", "1", "--seed", "0", *options(60)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, f"{name}: {r.stderr}"
+        assert not (tmp_path / name).exists()
