@@ -52,8 +52,7 @@ CONFIGS = {
     # shipped, and a network too costly to train the schedule's first 500 steps within the budget
     # (over 1.2e10 FLOPs per batch) is refused, not trained a few hundred steps: pressure against
     # the costly lineage of seed 14, which the budget alone trained too little to judge
-    "floor": lambda m: ["--preset", "hour", "--child-flops", "6e12", "--min-child-steps", "500",
-                        "--finish", f"{m / 6:g}"],
+    "floor": lambda m: [*CONFIGS["shipped"](m), "--min-child-steps", "500"],
 }
 COMMON = ["--dataset", "fashion-mnist", "--validation-size", "5000", "--workers", "2", "--threads", "1",
           "--no-progress", "--device", "cpu"]
