@@ -77,6 +77,7 @@ def read_evolution(pop: Path, minutes: float) -> dict:
     """What the study reports of one finished population (see the module docstring)."""
     from collections import Counter
 
+    from lse.core.budget import REFUSED
     from lse.nn.data import load_dataset
     from lse.reports import curves as cv
     from lse.reports.models import retrained_results
@@ -96,7 +97,7 @@ def read_evolution(pop: Path, minutes: float) -> dict:
                            "test": evaluate.test_accuracy(pop, rec), "params": rec.params, "steps": rec.steps,
                            "arch": _dna_info(rec, exp.num_classes)[0]})
     trained = [r for r in exp.records if r.train_seconds is not None and r.fitness is not None]
-    refused = [r for r in exp.records if r.failed_reason and "per-child compute budget" in r.failed_reason]
+    refused = [r for r in exp.records if r.failed_reason and r.failed_reason.startswith(REFUSED)]
     finals = retrained_results(pop)
     created = exp.start
     final = None

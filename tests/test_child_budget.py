@@ -53,3 +53,19 @@ def test_a_non_positive_budget_is_refused_with_one_line(tmp_path):
                         "--prepare-only"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert r.returncode != 0 and "child_flops" in (r.stderr + r.stdout)
     assert "Traceback" not in r.stderr
+
+
+def test_an_initial_network_over_the_budget_stops_the_worker_with_one_line(tmp_path):
+    """Every initial individual would be refused: the worker says what to change and ends,
+    rather than publish dead records until --max-hours or a full disk."""
+    from lse.core.dna import initial_dna
+
+    data = write_data(tmp_path / "data")
+    pop = tmp_path / "pop"
+    trivial = flops("dna", initial_dna(0.1, input_channels=1), (1, 12, 12), 10, 20).train_per_batch
+    make_pop(pop, data, population_size=3, steps=40, min_child_steps=5, child_flops=2 * trivial)
+    r = run_worker_cli(pop, "--worker-id", "w", timeout=120)
+    assert r.returncode != 0
+    assert "the initial network is over the per-child compute budget" in r.stderr and "--child-flops" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert check_history(pop) == []  # nothing published

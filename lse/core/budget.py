@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import math
 
+#: how a refused child's record begins (its failed_reason)
+REFUSED = "over the per-child compute budget"
+
 
 def steps_within(steps: int, flops_per_step: float, budget: float | None, min_steps: int) -> int | None:
     """Steps a child trains under ``budget`` FLOPs (None: no budget, ``steps``); None: refused,

@@ -25,7 +25,7 @@ from typing import Any, Callable, Protocol
 
 from lse.algorithms.base import Child, Recipe
 from lse.config import ExperimentConfig, WorkerOptions
-from lse.core.budget import steps_within
+from lse.core.budget import REFUSED, steps_within
 from lse.errors import StopRequested
 
 ShouldStop = Callable[[], bool]
@@ -197,7 +197,7 @@ class TorchTrainer:
             timings["flops_ms"] = (clock() - t) * 1e3
             budgeted = steps_within(steps, fc.train_per_batch, cfg.child_flops, cfg.min_child_steps)
             if budgeted is None:
-                return ChildResult(None, f"over the per-child compute budget: {cfg.min_child_steps} steps would cost "
+                return ChildResult(None, f"{REFUSED}: {cfg.min_child_steps} steps would cost "
                                          f"{cfg.min_child_steps * fc.train_per_batch:.3g} FLOPs > child_flops "
                                          f"{cfg.child_flops:.3g}")
             steps = budgeted
