@@ -31,6 +31,13 @@ def test_every_run_is_the_named_configuration_for_the_full_hour():
             # the configuration's own bound: no child trained past what its budget allows here
             if run["config"]["child_flops"]:
                 assert run["longest_child_seconds"] < 300
+            costs = run.get("costs")  # absent where the population was gone before costs were read
+            if costs:
+                # every refused child is over the floor's cap; under the floor, no trained child is
+                assert costs["over_floor_cap"] >= run["refused_by_budget"]
+                if run["config"]["min_child_steps"] == mod.FLOOR_STEPS:
+                    assert costs["max_flops_per_batch"] <= costs["floor_cap_flops_per_batch"]
+                    assert costs["over_floor_cap"] == run["refused_by_budget"]
 
 
 def test_every_configuration_is_options_lse_launch_accepts(tmp_path):
