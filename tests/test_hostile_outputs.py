@@ -9,11 +9,9 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from lse.config import ExperimentConfig
 from lse.core import events as ev
 from lse.core.records import new_id
 from lse.core.text import terminal_safe
-from lse.store import Store
 from lse.store.events import EventLog
 from lse.store.generations import GenerationPlan
 

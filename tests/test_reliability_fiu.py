@@ -19,7 +19,7 @@ from lse.store import Store
 from lse.runners.worker import list_claims
 
 from _reliability_helpers import (
-    births, check_alive_evaluate, check_history, check_individuals, kill_group, logs_text, make_pop, output_of,
+    births, check_alive_evaluate, check_history, check_individuals, kill_group, make_pop, output_of,
     start_worker, wait_for, write_data,
 )
 

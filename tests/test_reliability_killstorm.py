@@ -20,7 +20,7 @@ from lse.store import Store
 from lse.runners.worker import list_claims
 
 from _reliability_helpers import (
-    PYTHON, REPO, births, check_alive_evaluate, check_history, check_individuals, kill_group, logs_text, output_of,
+    PYTHON, REPO, births, check_alive_evaluate, check_history, check_individuals, kill_group, output_of,
     make_pop, wait_for, worker_env, write_data,
 )
 
@@ -31,7 +31,7 @@ STORM_OPTIONS = {"ea4cnn": {"input_size": 12, "max_layers": 3, "a_min": 0.0}}
 
 def _productive(pop, worker: psutil.Process) -> bool:
     """Whether this worker process has published since it started (its log says so)."""
-    return any("born " in f.read_text(errors="replace") for f in pop.glob(f"logs/*.log")
+    return any("born " in f.read_text(errors="replace") for f in pop.glob("logs/*.log")
                if f"pid {worker.pid}," in f.read_text(errors="replace")[:400])
 
 

@@ -15,7 +15,7 @@ import torch
 
 from lse.config import ExperimentConfig
 from lse.errors import ConfigError, DNAError, LostRace, StoreError
-from lse.core.records import IndividualName, IndividualRecord, id_time, new_id
+from lse.core.records import IndividualName, id_time, new_id
 from lse.store.population import PopulationPaths, Store
 from lse.store.reading import Reader
 

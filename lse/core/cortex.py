@@ -212,7 +212,7 @@ def bind(g: CortexGenome, input_shape: Sequence[int], classes: int) -> CortexGen
     shape = tuple(int(x) for x in input_shape)
     if g.input == shape and g.classes == classes:
         return g
-    layers, (c, h, w) = [], shape[:3]
+    layers, (h, w) = [], shape[1:3]
     for layer in g.conv:
         ks = tuple((_shrink_to(kh, h), _shrink_to(kw, w)) for kh, kw in layer.kernels)
         stride = (min(layer.stride[0], h), min(layer.stride[1], w))

@@ -50,7 +50,7 @@ class Autoencoder(nn.Module):
         self.decoder = nn.ModuleDict()
         first_conv = next(layer.id for layer in genome.layers if layer.kind == "conv")
         for i, layer in enumerate(genome.layers):
-            (cin, h, w), (cout, oh, ow) = s[i], s[i + 1]
+            (cin, h, w), (cout, _, _) = s[i], s[i + 1]
             if layer.kind == "pool":
                 self.encoder[layer.id] = nn.MaxPool2d(layer.size)
                 self.decoder[layer.id] = nn.Upsample(size=(h, w), mode="nearest")

@@ -26,6 +26,7 @@ import urllib.request
 import weakref
 import zlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,9 @@ import torch
 
 from lse.errors import DataError
 from lse.nn.synthetic import CIFAR10_DIR, CIFAR100_DIR, IDX_FILES
+
+if TYPE_CHECKING:  # only an annotation: lse.nn.images is imported when a user's images are loaded
+    from lse.nn.images import ImageOptions
 
 #: Debian's `dataset-fashion-mnist` package puts the four IDX files here.
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")

@@ -13,7 +13,6 @@ across hosts).  The heartbeat's age shown is the file's age as seen now, for inf
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
