@@ -187,6 +187,24 @@ def test_the_cosine_schedule_anneals_each_run_from_its_rate_towards_zero(synth, 
     assert step_lrs == [0.08] * 8
 
 
+def test_a_deadline_cuts_the_steps_to_fit_and_the_cosine_still_reaches_zero(synth, step_lrs):
+    """lse retrain --minutes: a training slower than its calibration ends by its deadline, not
+    after it, and is annealed all the same (the rest of the cosine spread over the steps left)."""
+    torch.manual_seed(0)
+    start = time.monotonic()
+    r = train(small_cnn(1), synth, learning_rate=0.08, steps=10**6, seed=0, lr_schedule="cosine",
+              deadline=start + 2.0)
+    assert r.failed_reason is None and 0 < r.steps < 10**6 and len(step_lrs) == r.steps
+    assert start + r.train_seconds < start + 2.0 + 0.5  # a poll's worth of steps past it at most
+    assert step_lrs[0] == pytest.approx(0.08)
+    assert all(a >= b for a, b in zip(step_lrs, step_lrs[1:]))  # continuous: never back up
+    assert step_lrs[-1] < 0.01 * 0.08  # annealed: the last step is near 0, not mid-schedule
+    step_lrs.clear()
+    r = train(small_cnn(1), synth, learning_rate=0.08, steps=8, seed=0, lr_schedule="cosine",
+              deadline=time.monotonic() + 60)  # fits: the schedule as asked
+    assert r.steps == 8 and step_lrs == pytest.approx([cosine_lr(0.08, 8, i) for i in range(8)])
+
+
 def test_an_unknown_schedule_is_refused(synth):
     with pytest.raises(ValueError, match="lr_schedule"):
         train(small_cnn(1), synth, learning_rate=0.08, steps=2, seed=0, lr_schedule="step")

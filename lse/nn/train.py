@@ -11,7 +11,8 @@ measures it beside a minimal hand-written loop):
 * gradients are set to None rather than zeroed; ``channels_last`` for convolutions;
 * a NaN/inf loss ends training early with ``failed_reason`` (the child dies; no crash);
   out-of-memory likewise; the loss is checked through a device flag, every few steps;
-* ``should_stop`` is polled every STOP_POLL_SECONDS and raises :class:`lse.errors.StopRequested`.
+* ``should_stop`` is polled every STOP_POLL_SECONDS and raises :class:`lse.errors.StopRequested`;
+  at the same polls a ``deadline`` shortens the schedule to the steps that fit before it.
 
 On CUDA, the step is captured once as a CUDA graph and replayed (the default; every learning-rate
 schedule): at batch 50 a small net is bound by kernel launches, and ``torch.compile`` costs
@@ -106,6 +107,7 @@ def train(
     lr_schedule: str = "constant",
     precision: str = "auto",
     cudnn_benchmark: bool = True,
+    deadline: float | None = None,
 ) -> TrainResult:
     """Train ``model`` in place for ``steps`` SGD steps on ``dataset``'s training split, then
     return its accuracy on the validation split.  The test split is never touched.
@@ -122,6 +124,11 @@ def train(
     included) as a CUDA graph and replay it; None = on wherever it applies (SGD on CUDA), with
     an eager fallback where capture fails.  ``precision``: see PRECISIONS.
     Batches are drawn by reshuffling the training split every epoch (:class:`BatchPlan`).
+    ``deadline``: a ``time.monotonic()`` by which the steps must end (a wall-clock budget, as
+    ``lse retrain --minutes`` has).  When the speed measured so far says the remaining steps
+    will not fit, training is cut to the steps that do, and a cosine schedule is spread anew
+    over them from where it is, so it still reaches 0 at the last step; ``steps`` in the result
+    says how many were taken.
     ``device`` defaults to the device the data set lives on.
     """
     dev = resolve_device(device) if device is not None else dataset.train_x.device
@@ -163,7 +170,7 @@ def train(
     graph = on_cuda and opt is not None and optimizer == "sgd" and (cuda_graph if cuda_graph is not None else True)
 
     plan = BatchPlan(ds, batch_size, seed, augment, dev, cl, data_fraction)
-    loop = _Loop(model, opt, plan, lr, bf16, on_cuda, should_stop)
+    loop = _Loop(model, opt, plan, lr, bf16, on_cuda, should_stop, deadline)
     failed: str | None = None
     if should_stop():
         raise StopRequested("stop requested before training")
@@ -213,10 +220,24 @@ class LearningRate:
         dtype = torch.float32 if dev.type == "cuda" else torch.float64
         self.value = torch.tensor(float(base), dtype=dtype, device=dev)
         self.table: torch.Tensor | None = None
+        self.base, self.phases = float(base), None
         if schedule == "cosine" and steps > 0:
+            self.phases = [i / steps for i in range(steps)]  # where each step is on the half cosine
             rates = [cosine_lr(base, steps, i) for i in range(steps)]
             self.table = torch.tensor(rates, dtype=dtype, device=dev)
             self.step = torch.zeros(1, dtype=torch.int64, device=dev)
+
+    def respread(self, done: int, steps: int) -> None:
+        """Fewer steps in all (``steps``, ``done`` of them taken): the rest of the cosine is spread
+        over the steps left, continuing from step ``done``'s phase to 0 after the last.  The table
+        is rewritten in place (a captured graph keeps reading it)."""
+        if self.phases is None or not done < steps <= len(self.phases):
+            return
+        p0, n = self.phases[done], steps - done
+        phases = [p0 + (1.0 - p0) * k / n for k in range(n)]
+        self.phases[done:steps] = phases
+        rates = [0.5 * self.base * (1.0 + math.cos(math.pi * p)) for p in phases]
+        self.table[done:steps].copy_(torch.tensor(rates, dtype=self.table.dtype))
 
     def update(self) -> None:
         """Before an optimizer step: the rate of this step (constant: nothing to do)."""
@@ -229,9 +250,12 @@ class _Loop:
     """The training steps, eager or replayed from a CUDA graph.  Both run :meth:`_body` (batch,
     forward, backward, learning rate, optimizer step, finiteness flag), so they train alike."""
 
-    def __init__(self, model, opt, plan: BatchPlan, lr: LearningRate | None, bf16: bool, on_cuda: bool, should_stop):
+    def __init__(self, model, opt, plan: BatchPlan, lr: LearningRate | None, bf16: bool, on_cuda: bool, should_stop,
+                 deadline: float | None = None):
         self.model, self.opt, self.plan, self.lr = model, opt, plan, lr
-        self.bf16, self.on_cuda, self.should_stop = bf16, on_cuda, should_stop
+        self.bf16, self.on_cuda, self.should_stop, self.deadline = bf16, on_cuda, should_stop, deadline
+        self.target = 0  # the steps to take: run()'s, or fewer where the deadline cut them
+        self.started = time.monotonic()
         dev = plan.dev
         self.bad = torch.zeros(1, dtype=torch.bool, device=dev)  # a non-finite loss was seen
         self.done = 0
@@ -263,6 +287,20 @@ class _Loop:
             self.next_poll = now + STOP_POLL_SECONDS
             if self.should_stop():
                 raise StopRequested(f"stop requested after {self.done} steps")
+            if self.deadline is not None:
+                self._fit(now)
+
+    def _fit(self, now: float) -> None:
+        """Cut the steps to those that fit before the deadline at the speed measured so far (the
+        mean since the start, once a second of it is measured); never more steps than asked."""
+        if self.done < 1 or now - self.started < 1.0:
+            return
+        per_step = (now - self.started) / self.done
+        fit = self.done + max(0, int((self.deadline - now) / per_step))
+        if fit < self.target:
+            self.target = max(fit, self.done + 1)
+            if self.lr is not None:
+                self.lr.respread(self.done, self.target)
 
     def _diverged(self) -> str | None:
         if bool(self.bad.item()):
@@ -273,6 +311,7 @@ class _Loop:
         """Train ``steps`` steps; the failure reason, or None.  With ``graph``, a few eager
         warm-up steps on a side stream, one capture, then replays; a capture that fails falls
         back to the eager loop for the remaining steps (one warning)."""
+        self.target, self.started = steps, time.monotonic()
         if graph and steps > GRAPH_WARMUP_STEPS:
             warm = self._side_stream_warmup()
             if warm is not None:
@@ -280,11 +319,11 @@ class _Loop:
             replay = self._capture()
             if replay is not None:
                 self.graphed = True
-                return self._steps(steps, replay)
-        return self._steps(steps, None)
+                return self._steps(replay)
+        return self._steps(None)
 
-    def _steps(self, steps: int, replay) -> str | None:
-        while self.done < steps:
+    def _steps(self, replay) -> str | None:
+        while self.done < self.target:
             self._poll()
             self.plan.advance()
             if replay is not None:
@@ -293,7 +332,7 @@ class _Loop:
                 self.opt.zero_grad(set_to_none=True)
                 self._body()
             self.done += 1
-            if self.done % self.check_every == 0 or self.done == steps:
+            if self.done % self.check_every == 0 or self.done == self.target:
                 failed = self._diverged()
                 if failed:
                     return failed

@@ -28,7 +28,8 @@ from lse.reports.models import RESULT, RETRAINED, WEIGHTS, retrained_results  # 
 #: seconds of a --minutes budget spent measuring the speed (at most this, and 10% of the budget)
 CALIBRATION_SECONDS = 15.0
 #: the share of a --minutes budget planned as steps at the calibrated speed (the rest absorbs the
-#: speed's drift over a long run: 4.6% slower over 10 minutes, docs/search-robust/)
+#: speed's drift over a long run: 4.6% slower over 10 minutes, docs/search-robust/); a drift
+#: beyond it (16% once) is caught by the deadline, which cuts the steps to those that fit
 SPEED_MARGIN = 0.95
 
 
@@ -74,7 +75,7 @@ def retrain(pop: str | os.PathLike, which: str = "best", *, steps: int | None = 
 
     common = dict(learning_rate=lr, batch_size=cfg.batch_size, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                   augment=cfg.augment, device=dev, eval_batch_size=cfg.eval_batch_size)
-    calibration = None
+    calibration, deadline = None, None
     if minutes is not None:
         # the speed of this architecture on this machine: a throwaway copy trains briefly
         budget = minutes * 60.0
@@ -90,12 +91,14 @@ def retrain(pop: str | os.PathLike, which: str = "best", *, steps: int | None = 
         # what follows the training inside the budget: its validation pass and the test pass
         reserve = r.eval_seconds * (1 + len(ds.test_x) / max(1, len(ds.val_x)))
         # SPEED_MARGIN: a 10-minute retraining ran 4.6% slower than its 15-second calibration
-        steps = max(1, int(SPEED_MARGIN * (budget - (time.time() - t_start) - reserve) / per_step))
+        left = budget - (time.time() - t_start) - reserve
+        steps = max(1, int(SPEED_MARGIN * left / per_step))
+        deadline = time.monotonic() + left  # slower than calibrated: train() cuts the steps to fit
         calibration = {"steps": r.steps, "seconds": r.train_seconds, "seconds_per_step": per_step,
                        "reserved_seconds": reserve}
         echo(f"retrain {rec.id}: {per_step * 1000:.1f} ms/step here -> {steps} steps in the {minutes:g} minutes left")
     model = fresh()
-    res = train(model, ds, steps=int(steps), seed=seed, lr_schedule="cosine", **common)
+    res = train(model, ds, steps=int(steps), seed=seed, lr_schedule="cosine", deadline=deadline, **common)
     if res.failed_reason:
         raise ConfigError(f"retraining {rec.id} failed: {res.failed_reason}", "try fewer steps or another device")
     test_acc = float(evaluate(model, ds.test_x, ds.test_y, cfg.eval_batch_size, dataset=ds))
@@ -105,6 +108,7 @@ def retrain(pop: str | os.PathLike, which: str = "best", *, steps: int | None = 
         "id": rec.id, "from": "scratch" if from_scratch else "weights", "schedule": "cosine", "learning_rate": lr,
         "steps": res.steps, "batch_size": cfg.batch_size, "train_seconds": res.train_seconds,
         "minutes_asked": minutes, "steps_asked": None if calibration else steps, "calibration": calibration,
+        "steps_planned": int(steps), "cut_by_deadline": res.steps < int(steps) and not res.failed_reason,
         "seed": seed, "device": str(dev),
         "val_accuracy_before": rec.val_accuracy, "val_accuracy": res.val_accuracy, "test_accuracy": test_acc,
         "flops": fc.cost(res.steps, n_eval), "flops_calibration": fc.train_per_batch * calibration["steps"] if calibration else 0,
@@ -154,6 +158,7 @@ def register_cli(app) -> None:
         except LseError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(1) from None
-        typer.echo(f"retrained {r['id']} from {r['from']}: {r['steps']} steps in {r['train_seconds']:.0f} s; validation "
+        cut = f" (of {r['steps_planned']} planned: slower than calibrated, cut to end in time)" if r["cut_by_deadline"] else ""
+        typer.echo(f"retrained {r['id']} from {r['from']}: {r['steps']} steps{cut} in {r['train_seconds']:.0f} s; validation "
                    f"{r['val_accuracy_before']:.4f} -> {r['val_accuracy']:.4f}, test {r['test_accuracy']:.4f}; "
                    f"{r['flops']:.3g} FLOPs; saved in {pop / RETRAINED / r['name']}")
