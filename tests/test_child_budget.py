@@ -41,6 +41,8 @@ def test_a_worker_trains_each_child_within_its_budget_and_refuses_the_unaffordab
         per_step = flops("dna", rec.dna, (1, 12, 12), 10, 20).train_per_batch
         if rec.failed_reason:
             assert "over the per-child compute budget" in rec.failed_reason and 5 * per_step > budget
+            # the record says what the refused network would have cost per step, and that it spent nothing
+            assert rec.flops.train_per_batch == per_step and rec.flops.total == 0 and rec.steps == 0
         else:
             assert rec.steps * per_step <= budget
             assert rec.steps == min(40, int(budget // per_step))
