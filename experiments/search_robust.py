@@ -76,6 +76,32 @@ def _machine() -> dict:
             "load_average_at_start": os.getloadavg()}
 
 
+def cpu_seconds() -> dict | None:
+    """CPU-seconds so far: the machine's busy and stolen (by the host of a virtual machine) time
+    from /proc/stat, and this process's finished children's (the run: the launcher reaps its
+    workers, so theirs is in it).  None where /proc/stat is not there."""
+    import resource
+
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(x) / os.sysconf("SC_CLK_TCK") for x in fields]
+    user, nice, system, idle, iowait, irq, softirq, steal = (ticks + [0.0] * 8)[:8]
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"busy": user + nice + system + irq + softirq, "steal": steal, "run": kids.ru_utime + kids.ru_stime}
+
+
+def quietness(before: dict | None, after: dict | None) -> dict | None:
+    """How quiet the machine was during a run: CPU-seconds the run used, what everything else on
+    the machine used meanwhile (busy less the run's), and what the host stole."""
+    if not before or not after:
+        return None
+    run = after["run"] - before["run"]
+    return {"run_cpu_s": round(run, 1), "others_cpu_s": round(after["busy"] - before["busy"] - run, 1),
+            "steal_s": round(after["steal"] - before["steal"], 1)}
+
+
 def read_evolution(pop: Path, minutes: float) -> dict:
     """What the study reports of one finished population (see the module docstring)."""
     from collections import Counter
@@ -128,8 +154,9 @@ def refused(record) -> bool:
 def read_costs(exp, child_flops: float | None) -> dict | None:
     """What the children cost (training FLOPs per batch) and which of them the floor's cap
     (child_flops / FLOOR_STEPS) would refuse, whatever the run's own configuration: when the
-    first child over it was born, and what its parent cost.  A child the run's budget refused is
-    over the cap (its cost is not recorded: it was never built for training)."""
+    first child over it was born, what it and its parent cost.  A child the run's budget refused
+    is over the cap; its record has its cost (runs up to floor seed 16 did not write it), and it
+    counts among the children, not in the median or maximum of those trained."""
     import statistics
 
     if not child_flops:
@@ -140,7 +167,7 @@ def read_costs(exp, child_flops: float | None) -> dict | None:
         return r.flops.train_per_batch if r.flops and r.flops.train_per_batch else None
 
     kids = sorted((r for r in exp.records if r.parents and (cost(r) or refused(r))), key=lambda r: r.born_at)
-    per_batch = [cost(r) for r in kids if cost(r)]
+    per_batch = [cost(r) for r in kids if cost(r) and not refused(r)]
     over = [r for r in kids if refused(r) or cost(r) > cap]
     first = None
     if over:
@@ -190,7 +217,7 @@ def run_task(t: dict, args) -> dict:
         shutil.rmtree(pop)
     pop.parent.mkdir(parents=True, exist_ok=True)
     out = {"task": t, "minutes": args.minutes, **_machine()}
-    started = time.time()
+    started, cpu_before = time.time(), cpu_seconds()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     log = open(args.pops / f"{key(t)}.log", "w")
     if t["kind"] == "evolution":
@@ -211,6 +238,7 @@ def run_task(t: dict, args) -> dict:
         out.update(read_anchor(pop, args.minutes))
     out["wall_s"] = time.time() - started
     out["load_average_at_end"] = os.getloadavg()
+    out["cpu"] = quietness(cpu_before, cpu_seconds())
     return out
 
 
@@ -273,6 +301,12 @@ def tables(runs: dict[str, dict]) -> str:
             out.append(f"| anchor, {len(anchors)} seed(s) | "
                        + " | ".join(study.mean_2sd([x for x in (_at(a, m) for a in anchors) if x is not None]) for m in cps)
                        + " | | | | |")
+        quiet = [(r["task"]["seed"], r["cpu"]) for r in rs if r.get("cpu")]
+        if quiet:
+            out += ["", "The machine during each run (CPU-seconds; recorded after floor seed 16, "
+                    f"{len(quiet)} of these {len(rs)} runs): "
+                    + "; ".join(f"seed {s}: the run {c['run_cpu_s']:,.0f}, everything else {c['others_cpu_s']:,.0f}, "
+                                f"stolen by the host {c['steal_s']:,.0f}" for s, c in quiet) + "."]
         out.append("")
     return "\n".join(out)
 
