@@ -15,6 +15,11 @@ import math
 REFUSED = "over the per-child compute budget"
 
 
+def refused(failed_reason: str | None) -> bool:
+    """Whether a child's ``failed_reason`` says the budget refused it before training."""
+    return bool(failed_reason and failed_reason.startswith(REFUSED))
+
+
 def steps_within(steps: int, flops_per_step: float, budget: float | None, min_steps: int) -> int | None:
     """Steps a child trains under ``budget`` FLOPs (None: no budget, ``steps``); None: refused,
     the budget does not cover ``min_steps``.  A child that trains no steps (evaluated only)

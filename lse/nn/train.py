@@ -220,9 +220,10 @@ class LearningRate:
         dtype = torch.float32 if dev.type == "cuda" else torch.float64
         self.value = torch.tensor(float(base), dtype=dtype, device=dev)
         self.table: torch.Tensor | None = None
-        self.base, self.phases = float(base), None
+        self.base = float(base)
+        # the steps start..end-1 run along the half cosine from phase p to 1 (a respread moves it)
+        self.segment = (0, 0.0, steps)
         if schedule == "cosine" and steps > 0:
-            self.phases = [i / steps for i in range(steps)]  # where each step is on the half cosine
             rates = [cosine_lr(base, steps, i) for i in range(steps)]
             self.table = torch.tensor(rates, dtype=dtype, device=dev)
             self.step = torch.zeros(1, dtype=torch.int64, device=dev)
@@ -231,12 +232,12 @@ class LearningRate:
         """Fewer steps in all (``steps``, ``done`` of them taken): the rest of the cosine is spread
         over the steps left, continuing from step ``done``'s phase to 0 after the last.  The table
         is rewritten in place (a captured graph keeps reading it)."""
-        if self.phases is None or not done < steps <= len(self.phases):
+        if self.table is None or not done < steps <= len(self.table):
             return
-        p0, n = self.phases[done], steps - done
-        phases = [p0 + (1.0 - p0) * k / n for k in range(n)]
-        self.phases[done:steps] = phases
-        rates = [0.5 * self.base * (1.0 + math.cos(math.pi * p)) for p in phases]
+        start, p, end = self.segment
+        p0, n = p + (1.0 - p) * (done - start) / (end - start), steps - done  # step done's phase
+        self.segment = (done, p0, steps)
+        rates = [0.5 * self.base * (1.0 + math.cos(math.pi * (p0 + (1.0 - p0) * k / n))) for k in range(n)]
         self.table[done:steps].copy_(torch.tensor(rates, dtype=self.table.dtype))
 
     def update(self) -> None:
@@ -255,7 +256,7 @@ class _Loop:
         self.model, self.opt, self.plan, self.lr = model, opt, plan, lr
         self.bf16, self.on_cuda, self.should_stop, self.deadline = bf16, on_cuda, should_stop, deadline
         self.target = 0  # the steps to take: run()'s, or fewer where the deadline cut them
-        self.started = time.monotonic()
+        self.started = 0.0  # when run() began: the deadline's speed is measured from there
         dev = plan.dev
         self.bad = torch.zeros(1, dtype=torch.bool, device=dev)  # a non-finite loss was seen
         self.done = 0

@@ -108,7 +108,7 @@ def retrain(pop: str | os.PathLike, which: str = "best", *, steps: int | None = 
         "id": rec.id, "from": "scratch" if from_scratch else "weights", "schedule": "cosine", "learning_rate": lr,
         "steps": res.steps, "batch_size": cfg.batch_size, "train_seconds": res.train_seconds,
         "minutes_asked": minutes, "steps_asked": None if calibration else steps, "calibration": calibration,
-        "steps_planned": int(steps), "cut_by_deadline": res.steps < int(steps) and not res.failed_reason,
+        "steps_planned": int(steps), "cut_by_deadline": res.steps < int(steps),
         "seed": seed, "device": str(dev),
         "val_accuracy_before": rec.val_accuracy, "val_accuracy": res.val_accuracy, "test_accuracy": test_acc,
         "flops": fc.cost(res.steps, n_eval), "flops_calibration": fc.train_per_batch * calibration["steps"] if calibration else 0,

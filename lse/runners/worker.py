@@ -40,7 +40,7 @@ from lse.algorithms import algorithm_class, make_algorithm
 from lse.algorithms.base import Algorithm, Child, Context, PopulationView, Recipe
 from lse.config import ExperimentConfig, WorkerOptions
 from lse.core import events as ev
-from lse.core.budget import REFUSED
+from lse.core.budget import refused
 from lse.core.records import IndividualRecord, new_id
 from lse.errors import ConfigError, DataError, DiskFull, LseError, LostRace, StopRequested
 from lse.runners.birth import birth_record, judge
@@ -478,7 +478,7 @@ class _Loop:
         except Exception as e:  # a child the phenotype code cannot handle dies; the worker lives
             log.exception("training %s failed", child_id)
             res = ChildResult(None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-        if first is None and (res.failed_reason or "").startswith(REFUSED) and type(algo).initial is Algorithm.initial:
+        if first is None and refused(res.failed_reason) and type(algo).initial is Algorithm.initial:
             # the experiment's one initial network is over the budget: every initial individual
             # would be refused, and the worker would publish dead records until the disk is full
             raise ConfigError(f"the initial network is {res.failed_reason}; raise --child-flops or lower "
