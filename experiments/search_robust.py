@@ -146,9 +146,9 @@ def read_evolution(pop: Path, minutes: float) -> dict:
 
 def refused(record) -> bool:
     """The per-child compute budget refused this child before training (lse.core.budget)."""
-    from lse.core.budget import REFUSED
+    from lse.core import budget
 
-    return bool(record.failed_reason and record.failed_reason.startswith(REFUSED))
+    return budget.refused(record.failed_reason)
 
 
 def read_costs(exp, child_flops: float | None) -> dict | None:
@@ -185,7 +185,7 @@ def backfill_costs(out: Path) -> None:
 
     for path in sorted([*(out / "runs").glob("*.json"), *(out / "diagnostics").glob("*.json")]):
         run = json.loads(path.read_text())
-        if run["task"]["kind"] != "evolution":
+        if "task" not in run or run["task"]["kind"] != "evolution":  # *_children.json: not a run
             continue
         pop = Path(run["command"].split("--pop ", 1)[1].split(" ", 1)[0])
         if not (pop / "experiment.json").exists():
@@ -195,6 +195,31 @@ def backfill_costs(out: Path) -> None:
         run["costs"] = read_costs(exp, exp.config.child_flops)
         study.save_run(path, run)
         print(f"{path.name}: costs from {pop}")
+
+
+def write_children(out: Path, name: str, pops: Path) -> None:
+    """diagnostics/<name>_children.json: one row per child of run ``name`` (minute born, steps,
+    training seconds, training FLOPs per batch, refused or not) and its final model's retraining
+    results (POP/retrained/, calibration included): what the page's per-child figures are read
+    from.  A refused child's cost is computed from its DNA where its record lacks it."""
+    from lse.nn.genomes import flops
+    from lse.reports.models import retrained_results
+    from lse.reports.report import load_experiment
+
+    exp = load_experiment(pops / name)
+    cfg = exp.config
+    shape = (1, 28, 28)  # Fashion-MNIST, the study's data set
+    rows = []
+    for r in sorted((r for r in exp.records if r.parents), key=lambda r: r.born_at):
+        per_batch = r.flops.train_per_batch if r.flops and r.flops.train_per_batch else (
+            flops(r.genome, r.dna, shape, exp.num_classes or 10, cfg.batch_size, cfg.eval_batch_size).train_per_batch
+            if refused(r) else None)
+        rows.append({"id": r.id, "parent": r.parent_id, "minute": round((r.born_at - exp.start) / 60, 2),
+                     "steps": r.steps, "train_seconds": r.train_seconds, "train_flops_per_batch": per_batch,
+                     "refused": refused(r)})
+    study.save_run(out / "diagnostics" / f"{name}_children.json",
+                   {"run": name, "children": rows, "retrained": retrained_results(pops / name)})
+    print(f"diagnostics/{name}_children.json: {len(rows)} children")
 
 
 def read_anchor(pop: Path, minutes: float) -> dict:
@@ -349,10 +374,16 @@ def main() -> None:
     p.add_argument("--only", default=None, help="run only tasks whose key matches this regular expression")
     p.add_argument("--force", action="store_true", help="rerun tasks whose JSON exists")
     p.add_argument("--report", action="store_true", help="only write the page's tables and the figure from OUT/runs")
+    p.add_argument("--children", nargs="*", default=[], metavar="RUN",
+                   help="write diagnostics/RUN_children.json (every child, the final model's retraining) for these runs")
     p.add_argument("--backfill-costs", action="store_true",
                    help="add what the children cost to the runs in OUT whose population is still on disk")
     args = p.parse_args()
     (args.out / "runs").mkdir(parents=True, exist_ok=True)
+    for name in args.children:
+        write_children(args.out, name, args.pops)
+    if args.children:
+        return
     if args.backfill_costs:
         backfill_costs(args.out)
         return
