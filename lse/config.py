@@ -61,7 +61,12 @@ LIVE_FIELDS = frozenset({"mutations_per_child"})
 #: morphism (so a grown child does not start behind its parent), a cosine learning-rate decay
 #: within each child (so it is evaluated after annealing, not in the noise of a large step), and
 #: mutation weights that favour growing the network over the identity layers and weight resets
-#: that filled the quick start's populations.
+#: that filled the quick start's populations.  It also bounds what one child may cost (issue 30,
+#: docs/search-robust/): a child trains at most 6e12 training FLOPs' worth of its steps (about
+#: 170 s on one core of the 2-core development machine), and a network that could not train the
+#: schedule's first 500 steps within that (over 1.2e10 FLOPs per batch) is refused, so no lineage
+#: grows past what the hour can train.  For an hour, add ``--finish 10``: the last 10 minutes
+#: retrain the best by validation as the final model (a stop field, so not in the preset).
 _GROWTH_WEIGHTED = {
     "insert_convolution": 3, "alter_channels": 2, "alter_stride": 2, "filter_size": 1,
     "alter_learning_rate": 1, "identity": 1, "remove_convolution": 1, "add_skip": 0.5, "remove_skip": 0.5,
@@ -69,8 +74,9 @@ _GROWTH_WEIGHTED = {
 }
 #: ``gpu``: the ``hour`` preset's ideas for 10 minutes on one GPU with several workers (issue 27,
 #: docs/GPU.md): a larger population for the larger number of workers, and children 2-8x longer,
-#: since a GPU trains them 10-100x faster than 2 CPU cores.
-_HOUR = {
+#: since a GPU trains them 10-100x faster than 2 CPU cores; no per-child budget (measured without,
+#: and a GPU's FLOPs per second make the CPU's bound meaningless).
+_HOUR_SEARCH = {
     "insert_channels": [16, 32, 64],
     "steps": 500,
     "steps_schedule": [(15, 1000), (25, 2000)],
@@ -82,8 +88,8 @@ _HOUR = {
 PRESETS: dict[str, dict] = {
     "paper": {},
     "quick": {"insert_channels": [8, 16, 32]},
-    "hour": _HOUR,
-    "gpu": {**_HOUR, "steps": 1000, "steps_schedule": [(3, 2000), (6, 4000)], "population_size": 32},
+    "hour": {**_HOUR_SEARCH, "child_flops": 6e12, "min_child_steps": 500},
+    "gpu": {**_HOUR_SEARCH, "steps": 1000, "steps_schedule": [(3, 2000), (6, 4000)], "population_size": 32},
 }
 
 
