@@ -305,6 +305,11 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
+def _band(rs: list[dict], m: float) -> str:
+    """Mean ± 2σ over runs ``rs`` of their test accuracy at minute ``m`` (those that have one)."""
+    return study.mean_2sd([x for x in (_at(r, m) for r in rs) if x is not None])
+
+
 def tables(runs: dict[str, dict]) -> str:
     out = []
     anchors = sorted((r for r in runs.values() if r["task"]["kind"] == "anchor"), key=lambda r: r["task"]["seed"])
@@ -324,14 +329,11 @@ def tables(runs: dict[str, dict]) -> str:
             fin = f"{f['steps']:,}, {f['ready_at_minute']:.1f}" if f else "-"
             out.append(f"| {r['task']['seed']} | " + " | ".join(_pct(_at(r, m)) for m in cps)
                        + f" | {fin} | {r['children']} | {r['longest_child_seconds'] or 0:.0f} | {r['refused_by_budget']} |")
-        cols = [[_at(r, m) for r in rs] for m in cps]
-        out.append("| mean ± 2σ | " + " | ".join(study.mean_2sd([x for x in c if x is not None]) for c in cols) + " | | | | |")
-        out.append("| worst | " + " | ".join(_pct(min((x for x in c if x is not None), default=None)) for c in cols)
-                   + " | | | | |")
+        out.append("| mean ± 2σ | " + " | ".join(_band(rs, m) for m in cps) + " | | | | |")
+        out.append("| worst | " + " | ".join(_pct(min((x for x in (_at(r, m) for r in rs) if x is not None), default=None))
+                                             for m in cps) + " | | | | |")
         if anchors:
-            out.append(f"| anchor, {len(anchors)} seed(s) | "
-                       + " | ".join(study.mean_2sd([x for x in (_at(a, m) for a in anchors) if x is not None]) for m in cps)
-                       + " | | | | |")
+            out.append(f"| anchor, {len(anchors)} seed(s) | " + " | ".join(_band(anchors, m) for m in cps) + " | | | | |")
         quiet = [(r["task"]["seed"], r["cpu"]) for r in rs if r.get("cpu")]
         if quiet:
             out += ["", "The machine during each run (CPU-seconds; recorded after floor seed 16, "
@@ -350,8 +352,7 @@ def tables(runs: dict[str, dict]) -> str:
         for a in anchors:
             steps = f"{a['checkpoints'][-1]['steps']:,}" if a["checkpoints"] else "-"
             out.append(f"| {a['task']['seed']} | " + " | ".join(_pct(_at(a, m)) for m in cps) + f" | {steps} |")
-        out.append("| mean ± 2σ | " + " | ".join(study.mean_2sd([x for x in (_at(a, m) for a in anchors) if x is not None])
-                                                  for m in cps) + " | |")
+        out.append("| mean ± 2σ | " + " | ".join(_band(anchors, m) for m in cps) + " | |")
         out.append("")
     return "\n".join(out)
 

@@ -46,6 +46,12 @@ class FlopCount(BaseModel):
         """F_t * N_t + F_v * N_v (section 3.5)."""
         return self.train_per_batch * n_train_batches + self.eval_per_batch * n_eval_batches
 
+    def record(self, n_train_batches: int, n_eval_batches: int) -> dict:
+        """The FLOPs an individual's record keeps (lse.core.records.Flops): the per-batch counts
+        and the cost of ``n_train_batches`` training and ``n_eval_batches`` validation batches."""
+        return {"train_per_batch": self.train_per_batch, "eval_per_batch": self.eval_per_batch,
+                "total": self.cost(n_train_batches, n_eval_batches)}
+
 
 def measure_flops(
     model: nn.Module, input_shape: tuple[int, int, int], num_classes: int, batch_size: int,

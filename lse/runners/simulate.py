@@ -180,7 +180,7 @@ class StandInTrainer:
             failed_reason=None if acc is not None else "diverged (stand-in: learning rate too high)",
             state_dict=state,
             inheritance=inheritance,
-            flops={"train_per_batch": fc.train_per_batch, "eval_per_batch": fc.eval_per_batch, "total": total},
+            flops=fc.record(cfg.steps, n_eval),
             params=fc.params,
             steps=cfg.steps if acc is not None else 0,
             examples=cfg.steps * cfg.batch_size if acc is not None else 0,

@@ -200,8 +200,7 @@ class TorchTrainer:
                 return ChildResult(None, f"{REFUSED}: {cfg.min_child_steps} steps would cost "
                                          f"{cfg.min_child_steps * fc.train_per_batch:.3g} FLOPs > child_flops "
                                          f"{cfg.child_flops:.3g}",  # what it would have cost; it spent nothing
-                                   flops={"train_per_batch": fc.train_per_batch, "eval_per_batch": fc.eval_per_batch,
-                                          "total": 0.0}, params=fc.params)
+                                   flops=fc.record(0, 0), params=fc.params)
             steps = budgeted
             t = clock()
             torch.manual_seed(seed)  # model initialisation; train() seeds batches and augmentation
@@ -248,8 +247,7 @@ class TorchTrainer:
             failed_reason=res.failed_reason,
             state_dict=state,
             inheritance=inheritance,
-            flops={"train_per_batch": fc.train_per_batch, "eval_per_batch": fc.eval_per_batch,
-                   "total": fc.cost(res.steps, n_eval)},
+            flops=fc.record(res.steps, n_eval),
             params=params,
             steps=res.steps,
             examples=res.examples,

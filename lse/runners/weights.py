@@ -95,8 +95,7 @@ class WeightTrainer(TorchTrainer):
             val_accuracy=acc,
             state_dict={k: t.detach().cpu() for k, t in model.state_dict().items()},
             inheritance=inheritance,
-            flops={"train_per_batch": fc.train_per_batch, "eval_per_batch": fc.eval_per_batch,
-                   "total": fc.cost(0, n_eval)},
+            flops=fc.record(0, n_eval),
             params=sum(t.size for t in shapes),
             train_seconds=t1 - t0,  # assembling the child (crossover, mutation): no gradient
             eval_seconds=t2 - t1,
