@@ -206,3 +206,30 @@ def test_retrain_needs_one_budget(pops):
     res = CliRunner().invoke(app, ["retrain", "best", "--pop", str(pop)])
     assert res.exit_code == 1 and "--steps N or --minutes M" in res.output
     assert not (pop / "retrained").exists() or all(d.name[0] != "." for d in (pop / "retrained").iterdir())
+
+
+def test_a_diverged_retraining_starts_again_at_a_lower_learning_rate(pops, monkeypatch, tmp_path):
+    """An evolved rate that held for short trainings can diverge over a long one: the retraining
+    starts again from the same weights at a quarter of the rate (a real divergence here: 3e5 and
+    7.5e4 give a non-finite loss on this population, 1.9e4 does not), and says so in its result."""
+    import shutil
+
+    import lse.runners.retrain as retrain_mod
+
+    monkeypatch.setenv("LSE_CACHE", str(pops["cache"]))
+    pop = tmp_path / "pop"
+    shutil.copytree(pops["npz"][0], pop, ignore=shutil.ignore_patterns("retrained"))
+    monkeypatch.setattr(retrain_mod, "_lr", lambda dna, default: 3e5)
+    res = CliRunner().invoke(app, ["retrain", "best", "--pop", str(pop), "--steps", "200"])
+    assert res.exit_code == 0, res.output
+    assert "at learning rate 3e+05; again from the same weights at 7.5e+04" in res.output
+    [done] = (pop / "retrained").iterdir()
+    r = json.loads((done / "result.json").read_text())
+    rates = [d["learning_rate"] for d in r["diverged"]]
+    assert rates[0] == 3e5 and r["learning_rate"] == rates[-1] / retrain_mod.LR_CUT and r["steps"] == 200
+    assert all(d["reason"].startswith("diverged") for d in r["diverged"])
+    # a rate that diverges at every cut: a clear error, nothing published
+    monkeypatch.setattr(retrain_mod, "_lr", lambda dna, default: 1e9)
+    res = CliRunner().invoke(app, ["retrain", "best", "--pop", str(pop), "--steps", "200"])
+    assert res.exit_code == 1 and "failed at learning rates 1e+09, 2.5e+08, 6.25e+07, 1.56e+07: diverged" in res.output
+    assert [d.name for d in (pop / "retrained").iterdir()] == [done.name]

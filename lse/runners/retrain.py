@@ -7,6 +7,11 @@ this machine first -- with a cosine learning-rate decay from the individual's le
 (a final-model schedule), from its inherited weights (default) or from scratch.  It is then
 evaluated on the validation split and, once, on the test split.
 
+A learning rate that held for evolution's short trainings can diverge over a long one (0.30 did, at
+step 390 of a 5,418-step retraining): a diverged retraining starts again from the same weights at a
+quarter of the rate, up to ``RETRIES`` times, in the time still left; ``result.json`` lists the
+rates that diverged.
+
 The result lives beside the population, never inside evolution's view:
 ``POP/retrained/<id>-<n>/`` holds ``result.json`` (steps, seconds, schedule, validation and test
 accuracy, the FLOPs it cost) and ``weights.safetensors``; it is published by renaming a complete
@@ -31,6 +36,8 @@ CALIBRATION_SECONDS = 15.0
 #: speed's drift over a long run: 4.6% slower over 10 minutes, docs/search-robust/); a drift
 #: beyond it (16% once) is caught by the deadline, which cuts the steps to those that fit
 SPEED_MARGIN = 0.95
+#: a diverged retraining starts again at learning rate / LR_CUT, at most RETRIES times
+LR_CUT, RETRIES = 4.0, 3
 
 
 def _lr(dna, default: float) -> float:
@@ -97,15 +104,29 @@ def retrain(pop: str | os.PathLike, which: str = "best", *, steps: int | None = 
         calibration = {"steps": r.steps, "seconds": r.train_seconds, "seconds_per_step": per_step,
                        "reserved_seconds": reserve}
         echo(f"retrain {rec.id}: {per_step * 1000:.1f} ms/step here -> {steps} steps in the {minutes:g} minutes left")
-    model = fresh()
-    res = train(model, ds, steps=int(steps), seed=seed, lr_schedule="cosine", deadline=deadline, **common)
+    diverged = []  # the learning rates that diverged, and where
+    while True:
+        model = fresh()
+        res = train(model, ds, steps=int(steps), seed=seed, lr_schedule="cosine", deadline=deadline, **common)
+        if not (res.failed_reason or "").startswith("diverged"):
+            break
+        diverged.append({"learning_rate": common["learning_rate"], "steps": res.steps, "reason": res.failed_reason})
+        if len(diverged) > RETRIES:
+            break
+        common["learning_rate"] /= LR_CUT
+        if deadline is not None:  # the steps that fit in what is left, at the calibrated speed
+            steps = max(1, int(SPEED_MARGIN * (deadline - time.monotonic()) / calibration["seconds_per_step"]))
+        echo(f"retrain {rec.id}: {res.failed_reason} at learning rate {diverged[-1]['learning_rate']:.4g}; "
+             f"again from the same weights at {common['learning_rate']:.4g} ({steps} steps)")
     if res.failed_reason:
-        raise ConfigError(f"retraining {rec.id} failed: {res.failed_reason}", "try fewer steps or another device")
+        rates = f" at learning rates {', '.join(format(d['learning_rate'], '.3g') for d in diverged)}" if diverged else ""
+        raise ConfigError(f"retraining {rec.id} failed{rates}: {res.failed_reason}", "try fewer steps or another device")
     test_acc = float(evaluate(model, ds.test_x, ds.test_y, cfg.eval_batch_size, dataset=ds))
     fc = flops(rec.genome, rec.dna, shape, ncls, cfg.batch_size, cfg.eval_batch_size)
     n_eval = math.ceil(len(ds.val_x) / cfg.eval_batch_size) + math.ceil(len(ds.test_x) / cfg.eval_batch_size)
     result = {
-        "id": rec.id, "from": "scratch" if from_scratch else "weights", "schedule": "cosine", "learning_rate": lr,
+        "id": rec.id, "from": "scratch" if from_scratch else "weights", "schedule": "cosine",
+        "learning_rate": common["learning_rate"], "diverged": diverged,
         "steps": res.steps, "batch_size": cfg.batch_size, "train_seconds": res.train_seconds,
         "minutes_asked": minutes, "steps_asked": None if calibration else steps, "calibration": calibration,
         "steps_planned": int(steps), "cut_by_deadline": res.steps < int(steps),
