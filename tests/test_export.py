@@ -228,8 +228,15 @@ def test_a_diverged_retraining_starts_again_at_a_lower_learning_rate(pops, monke
     rates = [d["learning_rate"] for d in r["diverged"]]
     assert rates[0] == 3e5 and r["learning_rate"] == rates[-1] / retrain_mod.LR_CUT and r["steps"] == 200
     assert all(d["reason"].startswith("diverged") for d in r["diverged"])
+    # with --minutes (what --finish uses), the steps after a cut are those that fit in the time left
+    res = CliRunner().invoke(app, ["retrain", "best", "--pop", str(pop), "--minutes", "0.1"])
+    assert res.exit_code == 0, res.output
+    [timed] = [d for d in (pop / "retrained").iterdir() if d != done]
+    t = json.loads((timed / "result.json").read_text())
+    assert [d["learning_rate"] for d in t["diverged"]] == rates and t["learning_rate"] == r["learning_rate"]
+    assert t["minutes_asked"] == 0.1 and 1 <= t["steps"] <= t["steps_planned"]
     # a rate that diverges at every cut: a clear error, nothing published
     monkeypatch.setattr(retrain_mod, "_lr", lambda dna, default: 1e9)
     res = CliRunner().invoke(app, ["retrain", "best", "--pop", str(pop), "--steps", "200"])
     assert res.exit_code == 1 and "failed at learning rates 1e+09, 2.5e+08, 6.25e+07, 1.56e+07: diverged" in res.output
-    assert [d.name for d in (pop / "retrained").iterdir()] == [done.name]
+    assert sorted(d.name for d in (pop / "retrained").iterdir()) == sorted([done.name, timed.name])
