@@ -305,9 +305,14 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
+def _reached(rs: list[dict], m: float) -> list[float]:
+    """The test accuracies of runs ``rs`` at minute ``m``, of those that have one."""
+    return [x for x in (_at(r, m) for r in rs) if x is not None]
+
+
 def _band(rs: list[dict], m: float) -> str:
-    """Mean ± 2σ over runs ``rs`` of their test accuracy at minute ``m`` (those that have one)."""
-    return study.mean_2sd([x for x in (_at(r, m) for r in rs) if x is not None])
+    """Mean ± 2σ over runs ``rs`` of their test accuracy at minute ``m``."""
+    return study.mean_2sd(_reached(rs, m))
 
 
 def tables(runs: dict[str, dict]) -> str:
@@ -330,8 +335,7 @@ def tables(runs: dict[str, dict]) -> str:
             out.append(f"| {r['task']['seed']} | " + " | ".join(_pct(_at(r, m)) for m in cps)
                        + f" | {fin} | {r['children']} | {r['longest_child_seconds'] or 0:.0f} | {r['refused_by_budget']} |")
         out.append("| mean ± 2σ | " + " | ".join(_band(rs, m) for m in cps) + " | | | | |")
-        out.append("| worst | " + " | ".join(_pct(min((x for x in (_at(r, m) for r in rs) if x is not None), default=None))
-                                             for m in cps) + " | | | | |")
+        out.append("| worst | " + " | ".join(_pct(min(_reached(rs, m), default=None)) for m in cps) + " | | | | |")
         if anchors:
             out.append(f"| anchor, {len(anchors)} seed(s) | " + " | ".join(_band(anchors, m) for m in cps) + " | | | | |")
         quiet = [(r["task"]["seed"], r["cpu"]) for r in rs if r.get("cpu")]
